@@ -1,0 +1,98 @@
+"""Winnow's command line: `python -m core <step> ...`, one sub-command per step (`--help` on each).
+
+Errors a user can fix print one line, `winnow: error: <message>`, and exit 2; a traceback only with --debug.
+With --job ID (set by core.jobs), the step records its status, progress and result in the workspace.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import traceback
+from typing import Sequence
+
+from core import __version__
+from core.errors import WinnowError
+
+# Every module here has register(subparsers); each sub-command sets func=cmd(args, ws) -> int.
+COMMAND_MODULES = ("core.cli.data", "core.cli.value", "core.cli.select", "core.cli.finetune", "core.cli.project")
+
+
+class _Cancelled(BaseException):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m core",
+        description="Winnow: find the harmful, redundant and mislabelled rows of a labelled text dataset, "
+                    "select a better subset, prove it with a fine-tune, and export it.",
+        epilog="DATA is a file (.csv .tsv .json .jsonl .parquet), a `datasets` folder, a hub dataset name, "
+               "`demo` (the built-in tweets), `sst2`, or ws:ID (a dataset already in the workspace).")
+    p.add_argument("--workspace", metavar="DIR", default=None,
+                   help="workspace folder (default: $WINNOW_HOME, else ./workspace)")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("--job", metavar="ID", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--version", action="version", version=f"winnow {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="<step>")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # the area is not built yet
+                continue
+            raise
+        mod.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from core import jobs
+    from core.workspace import Workspace
+
+    ws = None
+    try:
+        ws = Workspace(args.workspace)
+        if args.job:
+            jobs.mark_running(ws, args.job)
+
+            def _on_term(signum: int, frame: object) -> None:
+                raise _Cancelled()
+
+            signal.signal(signal.SIGTERM, _on_term)
+        rc = int(args.func(args, ws) or 0)
+        if args.job:
+            jobs.finish(ws, args.job, "done" if rc == 0 else "failed", "finished" if rc == 0 else f"exit {rc}")
+        return rc
+    except _Cancelled:
+        if ws is not None and args.job:
+            jobs.finish(ws, args.job, "cancelled", "cancelled")
+        print("winnow: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        if ws is not None and args.job:
+            jobs.finish(ws, args.job, "cancelled", "interrupted")
+        print("winnow: interrupted", file=sys.stderr)
+        return 130
+    except WinnowError as e:
+        if ws is not None and args.job:
+            jobs.finish(ws, args.job, "failed", str(e), error=str(e))
+        if args.debug:
+            traceback.print_exc()
+        print(f"winnow: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug: keep its traceback
+        if ws is not None and args.job:
+            jobs.finish(ws, args.job, "failed", f"internal error: {type(e).__name__}: {e}",
+                        error=traceback.format_exc())
+        raise
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI sub-commands, one module per area; `core/__main__.py` registers them."""

@@ -1,0 +1,134 @@
+"""Helpers every sub-command shares: the DATA argument, embeddings, progress (tqdm + job), tables."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from core import jobs
+from core.valuation.base import ProgressFn
+from core.workspace import DatasetRecord, Workspace
+
+
+def add_data_args(p: argparse.ArgumentParser, *, positional: bool = True) -> None:
+    if positional:
+        p.add_argument("data", metavar="DATA",
+                       help="file (.csv .tsv .json .jsonl .parquet), `datasets` folder, hub name, demo, sst2 or ws:ID")
+    g = p.add_argument_group("data options")
+    g.add_argument("--text-col", default=None, help="text column (default: found by name: text, sentence, ...)")
+    g.add_argument("--label-col", default=None, help="label column (default: found by name: label, sentiment, ...)")
+    g.add_argument("--encoding", default=None, help="file encoding (default: utf-8, then utf-8-sig)")
+    g.add_argument("--split", default=None, help="split of a DatasetDict folder or hub dataset (default: train)")
+    g.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use a stratified sample of N rows (seeded; handy for a quick try)")
+
+
+def add_embed_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("embedding options")
+    g.add_argument("--model", default=None,
+                   help="encoder: a local folder or hub name (default: the packaged all-MiniLM-L6-v2)")
+    g.add_argument("--precision", choices=("float32", "int8"), default="float32",
+                   help="float32 (exact) or int8 (dynamic quantisation; faster, cosine >= 0.99)")
+    g.add_argument("--batch-size", type=int, default=64, help="texts per batch (default 64)")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    dataset_id: int
+    ds: Any  # datasets.Dataset with uid, text, label (+ metadata)
+    classes: list[str]
+    record: DatasetRecord
+    warnings: list[str]
+
+
+def open_data(args: argparse.Namespace, ws: Workspace, *, quiet: bool = False) -> Loaded:
+    """Load DATA (instantly when its fingerprint is known), register it and make it the active dataset."""
+    from core import data
+
+    loaded = data.open_dataset(ws, args.data, text_col=getattr(args, "text_col", None),
+                               label_col=getattr(args, "label_col", None), encoding=getattr(args, "encoding", None),
+                               split=getattr(args, "split", None), limit=getattr(args, "limit", None))
+    if not quiet:
+        for w in loaded.warnings:
+            print(f"winnow: warning: {w}", file=sys.stderr)
+    ws.set_setting("active_dataset", loaded.dataset_id)
+    return Loaded(dataset_id=loaded.dataset_id, ds=loaded.ds, classes=list(loaded.classes), record=loaded.record,
+                  warnings=list(loaded.warnings))
+
+
+def get_embeddings(args: argparse.Namespace, ws: Workspace, loaded: Loaded,
+                   on_progress: ProgressFn | None = None) -> tuple[int, np.ndarray]:
+    from core import embed
+
+    return embed.ensure_embeddings(ws, loaded.dataset_id, loaded.ds["text"], model=getattr(args, "model", None),
+                                   precision=getattr(args, "precision", "float32"),
+                                   on_progress=on_progress)
+
+
+class Progress:
+    """A ProgressFn that drives a tqdm bar on stderr and, inside a job, the job's progress in the workspace.
+
+    `stage(start, end)` returns a ProgressFn mapping its [0, 1] onto [start, end] of the whole step.
+    """
+
+    def __init__(self, ws: Workspace, job_id: str | None, desc: str, *, enabled: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        self.ws, self.job_id, self.desc = ws, job_id, desc
+        self.bar = tqdm(total=1000, desc=desc, disable=not enabled, file=sys.stderr, leave=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+        self._last = 0
+
+    def __call__(self, fraction: float, message: str = "", partial: Any = None) -> None:
+        pos = int(round(min(max(fraction, 0.0), 1.0) * 1000))
+        if pos > self._last:
+            self.bar.update(pos - self._last)
+            self._last = pos
+        if message:
+            self.bar.set_postfix_str(message[:60], refresh=False)
+        jobs.report(self.ws, self.job_id, fraction, message or self.desc)
+
+    def stage(self, start: float, end: float, label: str = "") -> ProgressFn:
+        def fn(fraction: float, message: str = "", partial: Any = None) -> None:
+            msg = f"{label}: {message}" if label and message else (message or label)
+            self(start + (end - start) * min(max(fraction, 0.0), 1.0), msg, partial)
+        return fn
+
+    def close(self, message: str = "done") -> None:
+        self(1.0, message)
+        jobs.report(self.ws, self.job_id, 1.0, message, force=True)
+        self.bar.close()
+
+
+def progress(args: argparse.Namespace, ws: Workspace, desc: str) -> Progress:
+    return Progress(ws, getattr(args, "job", None), desc)
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, *, floatfmt: str = ".4g",
+                file: Any = None) -> None:
+    """Print dict rows as an aligned plain-text table (markdown-compatible pipes)."""
+    file = file or sys.stdout
+    if not rows:
+        print("(none)", file=file)
+        return
+    columns = list(columns or rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "nan" if np.isnan(v) else format(float(v), floatfmt)
+        return "" if v is None else str(v).replace("\n", " ")
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |", file=file)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=file)
+    for row in cells:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |", file=file)
+
+
+def when(ts: float | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))

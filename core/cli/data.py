@@ -1,0 +1,289 @@
+"""Sub-commands of the data path: info, datasets, embed, export, decisions, jobs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from core import jobs
+from core.cli.common import add_data_args, add_embed_args, get_embeddings, open_data, print_table, progress, when
+from core.errors import DataError, WinnowError
+from core.workspace import Workspace
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="rows, classes, text lengths, duplicates and label conflicts of DATA",
+                       description="Load DATA, check it, register it in the workspace and summarise it.")
+    add_data_args(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("datasets", help="list the datasets in the workspace")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("embed", help="embed every text of DATA (cached on disk: a second run costs nothing)")
+    add_data_args(p)
+    add_embed_args(p)
+    p.add_argument("--background", action="store_true", help="run as a background job and print its id")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("export", help="write the curated dataset (or a saved subset) and manifest.json",
+                       description="Export all rows minus removals (or a saved subset minus removals) with a "
+                                   "manifest of every removal, its reason and source.")
+    add_data_args(p)
+    p.add_argument("--format", choices=("csv", "jsonl", "parquet", "datasets"), default="csv")
+    p.add_argument("--out", required=True, help="output file (or folder for --format datasets)")
+    p.add_argument("--subset", default=None, metavar="RUN_ID|FILE",
+                   help="a saved subset: its run id (`python -m core runs --kind selection`) or a CSV with a uid "
+                        "column")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("decisions", help="list, add or undo curation decisions",
+                       description="Decisions are an append-only log: every change can be undone.")
+    dsub = p.add_subparsers(dest="decisions_cmd", metavar="<action>")
+    dsub.required = True
+    q = dsub.add_parser("list", help="current decision per row")
+    add_data_args(q)
+    q.set_defaults(func=cmd_decisions_list)
+    q = dsub.add_parser("log", help="the full history of decisions")
+    add_data_args(q)
+    q.set_defaults(func=cmd_decisions_log)
+    q = dsub.add_parser("add", help="decide on rows: remove, keep (pin), relabel (a note) or clear")
+    add_data_args(q)
+    q.add_argument("action", choices=("remove", "keep", "relabel", "clear"))
+    q.add_argument("uids", nargs="*", help="row uids (or --uids-file)")
+    q.add_argument("--uids-file", default=None, help="a CSV with a uid column, or one uid per line")
+    q.add_argument("--reason", default="", help="why (shown in the manifest)")
+    q.add_argument("--note", default="", help="free text, e.g. the label it should have")
+    q.add_argument("--source", choices=("manual", "lasso", "rule", "selection"), default="manual")
+    q.set_defaults(func=cmd_decisions_add)
+    q = dsub.add_parser("undo", help="undo one decision event (by id) or the last batch")
+    add_data_args(q)
+    q.add_argument("event", nargs="?", type=int, help="event id from `decisions log` (default: the last batch)")
+    q.set_defaults(func=cmd_decisions_undo)
+
+    p = sub.add_parser("jobs", help="background jobs: list, show, start, cancel, resume")
+    jsub = p.add_subparsers(dest="jobs_cmd", metavar="<action>")
+    jsub.required = True
+    q = jsub.add_parser("list", help="recent jobs")
+    q.add_argument("--limit", type=int, default=20)
+    q.set_defaults(func=cmd_jobs_list)
+    q = jsub.add_parser("show", help="one job with its log tail")
+    q.add_argument("id")
+    q.set_defaults(func=cmd_jobs_show)
+    q = jsub.add_parser("start", help="start any step in the background: jobs start -- embed demo")
+    q.add_argument("step", nargs=argparse.REMAINDER)
+    q.set_defaults(func=cmd_jobs_start)
+    q = jsub.add_parser("cancel", help="stop a running job")
+    q.add_argument("id")
+    q.set_defaults(func=cmd_jobs_cancel)
+    q = jsub.add_parser("resume", help="start a dead, failed or cancelled job again from its checkpoint")
+    q.add_argument("id")
+    q.set_defaults(func=cmd_jobs_resume)
+
+
+def cmd_info(args: argparse.Namespace, ws: Workspace) -> int:
+    from core import data
+
+    loaded = open_data(args, ws)
+    summary = data.summarize(loaded.ds)
+    if args.json:
+        print(json.dumps({"dataset_id": loaded.dataset_id, **summary}, indent=2, default=str))
+        return 0
+    rec = loaded.record
+    print(f"dataset {loaded.dataset_id}: {rec.name}  ({rec.source})")
+    print(f"rows: {summary['rows']:,}   classes: {len(summary['classes'])}   "
+          f"text column: {rec.text_col}   label column: {rec.label_col}")
+    meta = [c for c in loaded.ds.column_names if c not in ("uid", "text", "label")]
+    if meta:
+        print(f"metadata columns: {', '.join(meta)}")
+    print()
+    print_table([{"class": c["label"] if isinstance(c, dict) else c, "rows": c["count"] if isinstance(c, dict) else n,
+                  "share": (c["count"] if isinstance(c, dict) else n) / summary["rows"]}
+                 for c, n in _class_items(summary)])
+    print()
+    ls = summary.get("length", summary.get("lengths", {}))
+    if ls:
+        print("text length: " + "  ".join(f"{k} {v:,.0f}" if isinstance(v, (int, float)) else f"{k} {v}"
+                                          for k, v in _flat(ls)))
+    print(f"exact duplicate texts: {summary.get('duplicate_rows', summary.get('duplicates', 0))}   "
+          f"texts with conflicting labels: {summary.get('conflict_rows', summary.get('conflicts', 0))}")
+    return 0
+
+
+def _class_items(summary: dict) -> list:
+    classes = summary["classes"]
+    if isinstance(classes, dict):
+        return [({"label": k, "count": v}, v) for k, v in classes.items()]
+    return [(c, c.get("count")) for c in classes]
+
+
+def _flat(d: dict, prefix: str = "") -> list:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.extend(_flat(v, f"{prefix}{k} "))
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def cmd_datasets(args: argparse.Namespace, ws: Workspace) -> int:
+    active = ws.get_setting("active_dataset")
+    print_table([{"id": d.id, "active": "*" if d.id == active else "", "name": d.name, "rows": d.n_rows,
+                  "classes": len(d.classes), "source": d.source, "loaded": when(d.created)} for d in ws.datasets()])
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace, ws: Workspace) -> int:
+    if args.background:
+        argv = [a for a in sys.argv[1:] if a != "--background"]
+        # drop global options that precede the step; the job adds its own
+        step = argv[argv.index("embed"):]
+        job_id = jobs.start(ws, step, label="embed")
+        print(job_id)
+        return 0
+    loaded = open_data(args, ws)
+    bar = progress(args, ws, "embed")
+    t0 = time.time()
+    emb_id, X = get_embeddings(args, ws, loaded, bar)
+    bar.close(f"{X.shape[0]:,} texts embedded")
+    print(f"embedding {emb_id}: {X.shape[0]:,} x {X.shape[1]} in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, ws: Workspace) -> int:
+    from core.export import export_dataset
+
+    loaded = open_data(args, ws)
+    subset_run = None
+    if args.subset is not None:
+        if args.subset.isdigit():
+            subset_run = int(args.subset)
+        else:
+            subset_run = _subset_from_file(ws, loaded, args.subset)
+    res = export_dataset(ws, loaded.dataset_id, loaded.ds, fmt=args.format, out=args.out,
+                         subset_run_id=subset_run)
+    print(f"wrote {res.rows_after:,} of {res.rows_before:,} rows to {res.path}")
+    print(f"manifest: {res.manifest_path}")
+    return 0
+
+
+def _read_uids(path: str) -> list[str]:
+    import pandas as pd
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline().strip()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}") from e
+    if "uid" in [c.strip() for c in first.split(",")]:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)["uid"].tolist()
+    with open(path, encoding="utf-8") as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def _subset_from_file(ws: Workspace, loaded, path: str) -> int:
+    import pandas as pd
+
+    uids = _read_uids(path)
+    known = set(loaded.ds["uid"])
+    unknown = [u for u in uids if u not in known]
+    if unknown:
+        raise DataError(f"{path}: {len(unknown)} uids are not in {loaded.record.name} (e.g. {', '.join(unknown[:5])});"
+                        " was the subset made from another dataset?")
+    run_id = ws.create_run("selection", dataset_id=loaded.dataset_id, method="file", params={"file": path},
+                           status="done")
+    ws.save_run_frame(run_id, pd.DataFrame({"uid": uids, "cluster": -1, "reason": f"listed in {path}"}))
+    return run_id
+
+
+def _check_uids(loaded, uids: list[str]) -> None:
+    known = set(loaded.ds["uid"])
+    unknown = [u for u in uids if u not in known]
+    if unknown:
+        raise DataError(f"{len(unknown)} uids are not in dataset {loaded.dataset_id} ({loaded.record.name}): "
+                        f"{', '.join(unknown[:5])}; `python -m core decisions list` shows uids in use")
+
+
+def cmd_decisions_list(args: argparse.Namespace, ws: Workspace) -> int:
+    loaded = open_data(args, ws, quiet=True)
+    decisions = ws.decisions(loaded.dataset_id)
+    print_table([{"uid": d.uid, "action": d.action, "reason": d.reason, "note": d.note, "source": d.source,
+                  "time": when(d.time), "event": d.event_id} for d in decisions.values()])
+    counts = ws.decision_counts(loaded.dataset_id)
+    print(f"\n{counts['remove']} removed, {counts['keep']} kept (pinned), {counts['relabel']} relabel notes")
+    return 0
+
+
+def cmd_decisions_log(args: argparse.Namespace, ws: Workspace) -> int:
+    loaded = open_data(args, ws, quiet=True)
+    print_table([{"event": e.id, "uid": e.uid, "action": e.action, "undoes": e.undoes or "", "reason": e.reason,
+                  "note": e.note, "source": e.source, "time": when(e.time)} for e in ws.decision_log(loaded.dataset_id)])
+    return 0
+
+
+def cmd_decisions_add(args: argparse.Namespace, ws: Workspace) -> int:
+    loaded = open_data(args, ws, quiet=True)
+    uids = list(args.uids) + (_read_uids(args.uids_file) if args.uids_file else [])
+    if not uids:
+        raise DataError("no uids given; pass them after the action or with --uids-file")
+    _check_uids(loaded, uids)
+    ids = ws.decide(loaded.dataset_id, uids, args.action, reason=args.reason, note=args.note, source=args.source)
+    print(f"{args.action}: {len(ids)} rows (events {ids[0]}..{ids[-1]})")
+    return 0
+
+
+def cmd_decisions_undo(args: argparse.Namespace, ws: Workspace) -> int:
+    loaded = open_data(args, ws, quiet=True)
+    if args.event is not None:
+        ws.undo(args.event)
+        print(f"undid event {args.event}")
+    else:
+        undone = ws.undo_last(loaded.dataset_id)
+        print(f"undid the last batch ({len(undone)} events)" if undone else "nothing to undo")
+    return 0
+
+
+def _job_row(j: jobs.Job) -> dict:
+    return {"id": j.id, "step": j.label, "status": j.status, "progress": f"{j.progress:.0%}",
+            "message": j.message[:60], "started": when(j.started), "run": j.run_id or ""}
+
+
+def cmd_jobs_list(args: argparse.Namespace, ws: Workspace) -> int:
+    print_table([_job_row(j) for j in jobs.list_jobs(ws, args.limit)])
+    return 0
+
+
+def cmd_jobs_show(args: argparse.Namespace, ws: Workspace) -> int:
+    j = jobs.get(ws, args.id)
+    for k, v in _job_row(j).items():
+        print(f"{k:>9}: {v}")
+    print(f"  command: {j.command}")
+    print(f"      pid: {j.pid}")
+    if j.error:
+        print(f"    error: {j.error.strip().splitlines()[-1]}")
+    tail = jobs.log_tail(j)
+    if tail:
+        print("\nlog tail:\n" + tail)
+    return 0
+
+
+def cmd_jobs_start(args: argparse.Namespace, ws: Workspace) -> int:
+    step = [a for a in args.step if a != "--"]
+    if not step:
+        raise WinnowError("name the step to start, e.g. `python -m core jobs start -- embed demo`")
+    print(jobs.start(ws, step))
+    return 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace, ws: Workspace) -> int:
+    j = jobs.cancel(ws, args.id)
+    print(f"job {j.id}: {j.status}")
+    return 0
+
+
+def cmd_jobs_resume(args: argparse.Namespace, ws: Workspace) -> int:
+    print(jobs.resume(ws, args.id))
+    return 0

@@ -1,0 +1,26 @@
+"""Errors a user can act on. `str(e)` is shown to the user as is (CLI: one stderr line; app: st.error)."""
+from __future__ import annotations
+
+
+class WinnowError(Exception):
+    """Base of every error caused by input or state a user can fix."""
+
+
+class DataError(WinnowError, ValueError):
+    """Bad file, missing or ambiguous column, empty split, unusable labels."""
+
+
+class WorkspaceError(WinnowError):
+    """Missing run or dataset, locked or corrupt database."""
+
+
+class ModelError(WinnowError):
+    """Model not found (offline), not loadable, out of memory."""
+
+
+class JobError(WinnowError):
+    """A background job failed, was cancelled or cannot be resumed."""
+
+
+class WinnowWarning(UserWarning):
+    """Degenerate but valid input or results (duplicates, truncated texts, fewer clusters than asked)."""

@@ -1,0 +1,219 @@
+"""Background jobs: any CLI step run as `python -m core --job ID <step> ...` in its own process session.
+
+The job's status, progress, message, pid and log live in the workspace, so a closed browser tab, a reloaded page
+or a restarted server loses nothing. A job whose process vanished (kill -9, reboot) reads as "dead"; `resume`
+starts the same command again, and the step picks up its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.errors import JobError
+from core.workspace import Workspace
+
+FINAL = ("done", "failed", "cancelled", "dead")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    argv: list[str]
+    label: str
+    status: str  # queued, running, done, failed, cancelled, dead
+    progress: float  # 0..1
+    message: str
+    pid: int | None
+    created: float
+    started: float | None
+    finished: float | None
+    log_path: str | None
+    run_id: int | None
+    error: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+    @property
+    def command(self) -> str:
+        return "python -m core " + " ".join(self.argv)
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (to tell a reused pid), or None if it is gone/zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _alive(pid: int | None, pid_start: str | None) -> bool:
+    if not pid:
+        return False
+    try:  # reap it if it is our own finished child, so it does not linger as a zombie
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+    if Path("/proc").exists():
+        start = _proc_start(pid)
+        return start is not None and (pid_start is None or start == pid_start)
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _job(ws: Workspace, row: Any) -> Job:
+    status = row["status"]
+    if status in ("queued", "running") and row["pid"] is not None and not _alive(row["pid"], row["pid_start"]):
+        # The process is gone without saying so: killed, crashed hard, or the machine restarted.
+        ws._job_update(row["id"], status="dead", finished=time.time(),
+                       message=f"the process (pid {row['pid']}) vanished; resume to continue from the last checkpoint")
+        row = ws._job_row(row["id"])
+        status = "dead"
+    return Job(id=row["id"], argv=json.loads(row["argv"]), label=row["label"], status=row["status"],
+               progress=float(row["progress"]), message=row["message"], pid=row["pid"], created=row["created"],
+               started=row["started"], finished=row["finished"], log_path=row["log_path"], run_id=row["run_id"],
+               error=row["error"])
+
+
+def start(ws: Workspace, argv: Sequence[str], *, label: str = "") -> str:
+    """Start `python -m core <argv>` in the background; returns the job id at once.
+
+    Args:
+        argv: The step and its arguments, exactly as typed after `python -m core`, e.g. ["embed", "demo"].
+        label: A short name shown in job lists (defaults to the step name).
+    """
+    job_id = uuid.uuid4().hex[:12]
+    log_path = ws.path / "jobs" / f"{job_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    ws._job_insert(job_id, list(argv), label or (argv[0] if argv else ""), str(log_path))
+    cmd = [sys.executable, "-m", "core", "--workspace", str(ws.path.resolve()), "--job", job_id, *argv]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=str(PROJECT_ROOT), env=env)
+    ws._job_update(job_id, pid=proc.pid, pid_start=_proc_start(proc.pid), status="running", started=time.time(),
+                   message="starting")
+    return job_id
+
+
+def get(ws: Workspace, job_id: str) -> Job:
+    row = ws._job_row(job_id)
+    if row is None:
+        raise JobError(f"no job {job_id} in the workspace {ws.path}; `python -m core jobs list` lists them")
+    return _job(ws, row)
+
+
+def list_jobs(ws: Workspace, limit: int | None = None) -> list[Job]:
+    rows = ws._job_rows()
+    return [_job(ws, r) for r in (rows[:limit] if limit else rows)]
+
+
+def cancel(ws: Workspace, job_id: str, timeout: float = 10.0) -> Job:
+    """Stop a running job (SIGTERM to its process group, SIGKILL after `timeout` s) and mark it cancelled."""
+    job = get(ws, job_id)
+    if not job.active:
+        return job
+    if job.pid:
+        try:
+            os.killpg(job.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.time() + timeout
+        while time.time() < deadline and _alive(job.pid, None):
+            time.sleep(0.1)
+        if _alive(job.pid, None):
+            try:
+                os.killpg(job.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    row = ws._job_row(job_id)
+    if row["status"] in ("queued", "running", "dead"):
+        ws._job_update(job_id, status="cancelled", finished=time.time(), message="cancelled")
+    return get(ws, job_id)
+
+
+def resume(ws: Workspace, job_id: str) -> str:
+    """Start a stopped job's command again (a new job); the step continues from its checkpoints."""
+    job = get(ws, job_id)
+    if job.active:
+        raise JobError(f"job {job_id} is still {job.status}; cancel it first or wait for it")
+    return start(ws, job.argv, label=job.label)
+
+
+def wait(ws: Workspace, job_id: str, timeout: float = 600.0, poll: float = 0.2) -> Job:
+    """Block until the job ends (for tests and scripts); raises JobError on timeout."""
+    deadline = time.time() + timeout
+    while True:
+        job = get(ws, job_id)
+        if not job.active:
+            return job
+        if time.time() > deadline:
+            raise JobError(f"job {job_id} still {job.status} after {timeout:.0f} s ({job.message})")
+        time.sleep(poll)
+
+
+def log_tail(job: Job, lines: int = 20) -> str:
+    if not job.log_path or not Path(job.log_path).exists():
+        return ""
+    with open(job.log_path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64_000))
+        text = f.read().decode("utf-8", "replace")
+    # tqdm redraws with carriage returns: keep the last state of each line
+    out = [ln.rsplit("\r", 1)[-1] for ln in text.splitlines()]
+    return "\n".join([ln for ln in out if ln.strip()][-lines:])
+
+
+# ---------------------------------------------------------------------------- inside the job's own process
+def mark_running(ws: Workspace, job_id: str) -> None:
+    ws._job_update(job_id, status="running", pid=os.getpid(), pid_start=_proc_start(os.getpid()),
+                   started=time.time(), message="running")
+
+
+class _Throttle:
+    last: dict[str, float] = {}
+
+
+def report(ws: Workspace, job_id: str | None, fraction: float, message: str, *, force: bool = False) -> None:
+    """Record a job's progress (at most twice a second unless forced). No-op when job_id is None."""
+    if job_id is None:
+        return
+    now = time.time()
+    if not force and now - _Throttle.last.get(job_id, 0.0) < 0.5:
+        return
+    _Throttle.last[job_id] = now
+    ws._job_update(job_id, progress=float(min(max(fraction, 0.0), 1.0)), message=str(message)[:500])
+
+
+def attach_run(ws: Workspace, job_id: str | None, run_id: int) -> None:
+    if job_id is not None:
+        ws._job_update(job_id, run_id=int(run_id))
+        ws.update_run(run_id, job_id=job_id)
+
+
+def finish(ws: Workspace, job_id: str, status: str, message: str = "", error: str | None = None) -> None:
+    fields: dict[str, Any] = {"status": status, "finished": time.time(), "message": message or status}
+    if status == "done":
+        fields["progress"] = 1.0
+    if error is not None:
+        fields["error"] = error[-4000:]
+    ws._job_update(job_id, **fields)

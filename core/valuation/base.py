@@ -1,0 +1,98 @@
+"""The valuation interface: `Split` in, `Values` out, one plain function per method.
+
+Every method has the signature ``method(train: Split, *, valid: Split, seed: int | None = None,
+on_progress: ProgressFn | None = None, **options) -> Values``. Higher values are more helpful, values below 0
+are harmful, and values are never rescaled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Split:
+    """Rows to value or to score against: uids (n,), features X (n, d) float, integer labels y (n,)."""
+
+    uids: NDArray[np.str_]
+    X: NDArray[np.floating]
+    y: NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        n = len(self.uids)
+        if self.X.ndim != 2 or self.X.shape[0] != n or self.y.shape != (n,):
+            raise TypeError(f"Split shapes disagree: uids {n}, X {self.X.shape}, y {self.y.shape}")
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def take(self, idx: NDArray[np.integer] | slice) -> Split:
+        return Split(self.uids[idx], self.X[idx], self.y[idx])
+
+
+@dataclass(frozen=True)
+class Values:
+    """One valuation run's result, aligned with `uids`."""
+
+    uids: NDArray[np.str_]  # (n,)
+    values: NDArray[np.float64]  # (n,) higher = more helpful; < 0 = harmful. Never rescaled.
+    stderr: NDArray[np.float64]  # (n,) nan where counts < 2
+    counts: NDArray[np.int64]  # (n,) estimates behind each value
+    method: str  # registry key, e.g. "ts_dshapley"
+    params: dict[str, Any] = field(default_factory=dict)  # options actually used (JSON-safe)
+    seconds: float = 0.0
+    extra: dict[str, NDArray[Any]] = field(default_factory=dict)  # per-row extras, e.g. consensus member ranks
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def merge(self, other: Values) -> Values:
+        """Count-weighted mean and pooled variance of two estimates over the same uids (order may differ)."""
+        pos = {u: i for i, u in enumerate(self.uids)}
+        idx = np.array([pos[u] for u in other.uids])
+        n1 = self.counts.astype(float).copy()
+        m1 = self.values.copy()
+        v1 = np.where(n1 >= 2, (self.stderr**2) * n1, 0.0)  # variance of the samples
+        v1 = np.nan_to_num(v1)
+        n2 = np.zeros_like(n1)
+        m2 = np.zeros_like(m1)
+        v2 = np.zeros_like(m1)
+        n2[idx] = other.counts
+        m2[idx] = other.values
+        v2[idx] = np.nan_to_num(np.where(other.counts >= 2, (other.stderr**2) * other.counts, 0.0))
+        n = n1 + n2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, (n1 * m1 + n2 * m2) / n, 0.0)
+            # pooled population variance of the union of both sample sets
+            var = np.where(n > 0, (n1 * (v1 + (m1 - mean) ** 2) + n2 * (v2 + (m2 - mean) ** 2)) / n, 0.0)
+            se = np.where(n >= 2, np.sqrt(var / n), np.nan)
+        return replace(self, values=mean, stderr=se, counts=n.astype(np.int64),
+                       seconds=self.seconds + other.seconds)
+
+    def to_frame(self):  # -> pandas.DataFrame
+        import pandas as pd
+
+        df = pd.DataFrame({"uid": self.uids, "value": self.values, "stderr": self.stderr, "counts": self.counts})
+        for k, v in self.extra.items():
+            df[k] = v
+        return df
+
+
+ProgressFn = Callable[[float, str, "Values | None"], None]
+"""on_progress(fraction in [0, 1], message, partial Values or None)."""
+
+
+def values_from_samples(uids: NDArray[np.str_], sums: NDArray[np.float64], sumsq: NDArray[np.float64],
+                        counts: NDArray[np.int64], *, method: str, params: dict[str, Any],
+                        seconds: float = 0.0) -> Values:
+    """Mean and standard error from running sums of per-row estimates."""
+    counts = counts.astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+        var = np.where(counts > 1, (sumsq - counts * mean**2) / np.maximum(counts - 1, 1), np.nan)
+        se = np.where(counts > 1, np.sqrt(np.maximum(var, 0.0) / np.maximum(counts, 1)), np.nan)
+    return Values(uids=np.asarray(uids), values=mean, stderr=se, counts=counts, method=method,
+                  params=params, seconds=seconds)

@@ -1,0 +1,613 @@
+"""The workspace: one folder with a SQLite catalogue (`winnow.db`) and array artefacts beside it.
+
+Everything a user loads, computes or decides is recorded here so the CLI, the app and a restarted server all read
+the same truth. SQLite runs in WAL mode with `busy_timeout`, every write is a short `BEGIN IMMEDIATE` transaction
+on its own connection (safe across threads and processes), and decisions are an append-only event log so any
+decision can be undone and audited. Array artefacts are written to a temp file and renamed into place.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+
+from core.errors import WorkspaceError
+
+SCHEMA_VERSION = 2
+
+# Each entry upgrades the schema from version i to i + 1. Never edit a released step; append a new one.
+_MIGRATIONS: list[str] = [
+    # 0 -> 1: the first catalogue
+    """
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL, fingerprint TEXT NOT NULL UNIQUE,
+        n_rows INTEGER NOT NULL, classes TEXT NOT NULL, text_col TEXT, label_col TEXT, meta TEXT NOT NULL,
+        created REAL NOT NULL);
+    CREATE TABLE embeddings (
+        id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL REFERENCES datasets(id), model TEXT NOT NULL,
+        dim INTEGER NOT NULL, n_rows INTEGER NOT NULL, relpath TEXT NOT NULL, seconds REAL, meta TEXT NOT NULL,
+        created REAL NOT NULL, UNIQUE(dataset_id, model));
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, dataset_id INTEGER REFERENCES datasets(id),
+        embedding_id INTEGER, method TEXT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
+        result TEXT NOT NULL, seconds REAL, created REAL NOT NULL, finished REAL, job_id TEXT);
+    CREATE INDEX runs_kind ON runs(kind, dataset_id);
+    CREATE TABLE checkpoints (
+        run_id INTEGER NOT NULL REFERENCES runs(id), key TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL,
+        PRIMARY KEY (run_id, key));
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL, uid TEXT NOT NULL, action TEXT NOT NULL,
+        reason TEXT NOT NULL, source TEXT NOT NULL, time REAL NOT NULL, undoes INTEGER);
+    CREATE INDEX decisions_uid ON decisions(dataset_id, uid);
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY, argv TEXT NOT NULL, status TEXT NOT NULL, progress REAL NOT NULL, message TEXT NOT NULL,
+        pid INTEGER, started REAL, finished REAL, created REAL NOT NULL, log_path TEXT, run_id INTEGER,
+        error TEXT);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 1 -> 2: notes on decisions (relabel suggestions, free text), run lineage, job labels
+    """
+    ALTER TABLE decisions ADD COLUMN note TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN parent_id INTEGER;
+    ALTER TABLE jobs ADD COLUMN label TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN pid_start TEXT;
+    """,
+]
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+Action = Literal["remove", "keep", "clear", "relabel"]
+ACTIONS = ("remove", "keep", "clear", "relabel")
+SOURCES = ("manual", "lasso", "rule", "selection")
+RUN_KINDS = ("values", "audit", "clusters", "selection", "finetune", "compare", "projection")
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    id: int
+    name: str
+    source: str
+    fingerprint: str
+    n_rows: int
+    classes: list[str]
+    text_col: str | None
+    label_col: str | None
+    meta: dict[str, Any]
+    created: float
+    dir: Path
+
+
+@dataclass(frozen=True)
+class EmbeddingRecord:
+    id: int
+    dataset_id: int
+    model: str
+    dim: int
+    n_rows: int
+    relpath: str
+    seconds: float | None
+    meta: dict[str, Any]
+    created: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    kind: str
+    dataset_id: int | None
+    embedding_id: int | None
+    method: str
+    params: dict[str, Any]
+    status: str
+    result: dict[str, Any]
+    seconds: float | None
+    created: float
+    finished: float | None
+    job_id: str | None
+    parent_id: int | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The current decision on one row: the newest event that is not undone."""
+
+    uid: str
+    action: str
+    reason: str
+    note: str
+    source: str
+    time: float
+    event_id: int
+
+
+@dataclass(frozen=True)
+class DecisionEvent:
+    id: int
+    dataset_id: int
+    uid: str
+    action: str
+    reason: str
+    note: str
+    source: str
+    time: float
+    undoes: int | None
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("WINNOW_HOME") or "workspace")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, allow_nan=True)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+class Workspace:
+    """A folder holding `winnow.db` and artefacts. Cheap to create: it holds the path only.
+
+    Args:
+        path: The folder; None means `$WINNOW_HOME`, else `./workspace`. Created if missing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_home()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WorkspaceError(f"cannot create the workspace folder {self.path}: {e.strerror}; "
+                                 "set WINNOW_HOME to a writable folder") from e
+        self.db_path = self.path / "winnow.db"
+        self._migrate()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ connections
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            con.execute("PRAGMA busy_timeout=5000")
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as e:
+            raise WorkspaceError(f"the workspace database {self.db_path} cannot be opened ({e}); "
+                                 "move it aside or point WINNOW_HOME to another folder") from e
+        con.row_factory = sqlite3.Row
+        return con
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        con = self._connect()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction taken with BEGIN IMMEDIATE (retried while another writer holds the lock)."""
+        con = self._connect()
+        try:
+            for attempt in range(200):
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) and "busy" not in str(e):
+                        raise
+                    time.sleep(min(0.05 * (attempt + 1), 0.5))
+            else:
+                raise WorkspaceError(f"the workspace database {self.db_path} stayed locked; is another "
+                                     "process stuck writing to it?")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.close()
+
+    def _migrate(self) -> None:
+        with self._read() as con:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise WorkspaceError(f"the workspace {self.path} was written by a newer Winnow (schema {version}, "
+                                 f"this one knows {SCHEMA_VERSION}); upgrade Winnow or use another WINNOW_HOME")
+        if version == SCHEMA_VERSION:
+            return
+        with self._write() as con:
+            version = con.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            for step in range(version, SCHEMA_VERSION):
+                for stmt in _MIGRATIONS[step].split(";"):
+                    if stmt.strip():
+                        con.execute(stmt)
+                con.execute(f"PRAGMA user_version={step + 1}")
+
+    def schema_version(self) -> int:
+        with self._read() as con:
+            return int(con.execute("PRAGMA user_version").fetchone()[0])
+
+    # ------------------------------------------------------------------ files
+    def _abs(self, relpath: str | os.PathLike[str]) -> Path:
+        p = self.path / relpath
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def _atomic(self, relpath: str | os.PathLike[str], write: Any, suffix: str = "") -> Path:
+        """Write through `write(tmp_path)` then rename onto relpath, so readers never see half a file."""
+        dest = self._abs(relpath)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix or dest.suffix)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return dest
+
+    def write_array(self, relpath: str, arr: np.ndarray) -> Path:
+        def w(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(arr), allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+        return self._atomic(relpath, w)
+
+    def read_array(self, relpath: str, mmap: bool = False) -> np.ndarray:
+        p = self.path / relpath
+        if not p.exists():
+            raise WorkspaceError(f"artefact {p} is missing from the workspace; recompute the step that made it")
+        return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    def write_json(self, relpath: str, obj: Any) -> Path:
+        def w(tmp: str) -> None:
+            Path(tmp).write_text(json.dumps(obj, default=_json_default, indent=2), encoding="utf-8")
+        return self._atomic(relpath, w)
+
+    def read_json(self, relpath: str) -> Any:
+        p = self.path / relpath
+        if not p.exists():
+            raise WorkspaceError(f"artefact {p} is missing from the workspace")
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    def write_frame(self, relpath: str, df: Any) -> Path:
+        return self._atomic(relpath, lambda tmp: df.to_parquet(tmp, index=False))
+
+    def read_frame(self, relpath: str) -> Any:
+        import pandas as pd
+
+        p = self.path / relpath
+        if not p.exists():
+            raise WorkspaceError(f"artefact {p} is missing from the workspace; recompute the step that made it")
+        return pd.read_parquet(p)
+
+    # ------------------------------------------------------------------ settings
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        with self._read() as con:
+            row = con.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self._write() as con:
+            con.execute("INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                        (key, _dumps(value)))
+
+    # ------------------------------------------------------------------ datasets
+    def _dataset(self, row: sqlite3.Row) -> DatasetRecord:
+        return DatasetRecord(id=row["id"], name=row["name"], source=row["source"], fingerprint=row["fingerprint"],
+                             n_rows=row["n_rows"], classes=json.loads(row["classes"]), text_col=row["text_col"],
+                             label_col=row["label_col"], meta=json.loads(row["meta"]), created=row["created"],
+                             dir=self.path / "datasets" / str(row["id"]))
+
+    def register_dataset(self, *, name: str, source: str, fingerprint: str, n_rows: int, classes: Sequence[str],
+                         text_col: str | None = None, label_col: str | None = None,
+                         meta: dict[str, Any] | None = None) -> int:
+        """Record a loaded dataset; returns the existing id when the fingerprint is already known."""
+        with self._write() as con:
+            row = con.execute("SELECT id FROM datasets WHERE fingerprint=?", (fingerprint,)).fetchone()
+            if row is not None:
+                return int(row[0])
+            cur = con.execute(
+                "INSERT INTO datasets(name, source, fingerprint, n_rows, classes, text_col, label_col, meta, created)"
+                " VALUES(?,?,?,?,?,?,?,?,?)",
+                (name, source, fingerprint, int(n_rows), _dumps(list(classes)), text_col, label_col,
+                 _dumps(meta or {}), time.time()))
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def dataset(self, dataset_id: int) -> DatasetRecord:
+        with self._read() as con:
+            row = con.execute("SELECT * FROM datasets WHERE id=?", (int(dataset_id),)).fetchone()
+        if row is None:
+            raise WorkspaceError(f"no dataset {dataset_id} in the workspace {self.path}; "
+                                 "`python -m core datasets` lists them")
+        return self._dataset(row)
+
+    def dataset_by_fingerprint(self, fingerprint: str) -> DatasetRecord | None:
+        with self._read() as con:
+            row = con.execute("SELECT * FROM datasets WHERE fingerprint=?", (fingerprint,)).fetchone()
+        return None if row is None else self._dataset(row)
+
+    def datasets(self) -> list[DatasetRecord]:
+        with self._read() as con:
+            rows = con.execute("SELECT * FROM datasets ORDER BY id DESC").fetchall()
+        return [self._dataset(r) for r in rows]
+
+    # ------------------------------------------------------------------ embeddings
+    def _embedding(self, row: sqlite3.Row) -> EmbeddingRecord:
+        return EmbeddingRecord(id=row["id"], dataset_id=row["dataset_id"], model=row["model"], dim=row["dim"],
+                               n_rows=row["n_rows"], relpath=row["relpath"], seconds=row["seconds"],
+                               meta=json.loads(row["meta"]), created=row["created"])
+
+    def register_embedding(self, *, dataset_id: int, model: str, dim: int, n_rows: int, relpath: str,
+                           seconds: float | None = None, meta: dict[str, Any] | None = None) -> int:
+        with self._write() as con:
+            con.execute(
+                "INSERT INTO embeddings(dataset_id, model, dim, n_rows, relpath, seconds, meta, created)"
+                " VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(dataset_id, model) DO UPDATE SET dim=excluded.dim,"
+                " n_rows=excluded.n_rows, relpath=excluded.relpath, seconds=excluded.seconds, meta=excluded.meta",
+                (int(dataset_id), model, int(dim), int(n_rows), relpath, seconds, _dumps(meta or {}), time.time()))
+            row = con.execute("SELECT id FROM embeddings WHERE dataset_id=? AND model=?",
+                              (int(dataset_id), model)).fetchone()
+            return int(row[0])
+
+    def embedding(self, dataset_id: int, model: str) -> EmbeddingRecord | None:
+        with self._read() as con:
+            row = con.execute("SELECT * FROM embeddings WHERE dataset_id=? AND model=?",
+                              (int(dataset_id), model)).fetchone()
+        return None if row is None else self._embedding(row)
+
+    def embedding_by_id(self, embedding_id: int) -> EmbeddingRecord:
+        with self._read() as con:
+            row = con.execute("SELECT * FROM embeddings WHERE id=?", (int(embedding_id),)).fetchone()
+        if row is None:
+            raise WorkspaceError(f"no embedding {embedding_id} in the workspace; run `python -m core embed DATA`")
+        return self._embedding(row)
+
+    def embeddings(self, dataset_id: int | None = None) -> list[EmbeddingRecord]:
+        q, args = "SELECT * FROM embeddings", ()
+        if dataset_id is not None:
+            q, args = q + " WHERE dataset_id=?", (int(dataset_id),)
+        with self._read() as con:
+            rows = con.execute(q + " ORDER BY id DESC", args).fetchall()
+        return [self._embedding(r) for r in rows]
+
+    # ------------------------------------------------------------------ runs
+    def _run(self, row: sqlite3.Row) -> RunRecord:
+        return RunRecord(id=row["id"], kind=row["kind"], dataset_id=row["dataset_id"],
+                         embedding_id=row["embedding_id"], method=row["method"], params=json.loads(row["params"]),
+                         status=row["status"], result=json.loads(row["result"]), seconds=row["seconds"],
+                         created=row["created"], finished=row["finished"], job_id=row["job_id"],
+                         parent_id=row["parent_id"])
+
+    def create_run(self, kind: str, *, dataset_id: int | None, method: str, params: dict[str, Any] | None = None,
+                   embedding_id: int | None = None, job_id: str | None = None, status: str = "running",
+                   parent_id: int | None = None) -> int:
+        if kind not in RUN_KINDS:
+            raise TypeError(f"unknown run kind {kind!r}; one of {RUN_KINDS}")
+        with self._write() as con:
+            cur = con.execute(
+                "INSERT INTO runs(kind, dataset_id, embedding_id, method, params, status, result, created, job_id,"
+                " parent_id) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (kind, dataset_id, embedding_id, method, _dumps(params or {}), status, "{}", time.time(), job_id,
+                 parent_id))
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def update_run(self, run_id: int, *, status: str | None = None, result: dict[str, Any] | None = None,
+                   seconds: float | None = None, params: dict[str, Any] | None = None,
+                   job_id: str | None = None) -> None:
+        """Update a run; `result` is merged into the stored result. A final status stamps `finished`."""
+        with self._write() as con:
+            row = con.execute("SELECT result FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            if row is None:
+                raise WorkspaceError(f"no run {run_id} in the workspace")
+            sets: list[str] = []
+            args: list[Any] = []
+            if result is not None:
+                merged = json.loads(row[0])
+                merged.update(result)
+                sets.append("result=?")
+                args.append(_dumps(merged))
+            if status is not None:
+                sets.append("status=?")
+                args.append(status)
+                if status in ("done", "failed", "cancelled", "dead"):
+                    sets.append("finished=?")
+                    args.append(time.time())
+            if seconds is not None:
+                sets.append("seconds=?")
+                args.append(float(seconds))
+            if params is not None:
+                sets.append("params=?")
+                args.append(_dumps(params))
+            if job_id is not None:
+                sets.append("job_id=?")
+                args.append(job_id)
+            if sets:
+                con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id=?", (*args, int(run_id)))
+
+    def run(self, run_id: int) -> RunRecord:
+        with self._read() as con:
+            row = con.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+        if row is None:
+            raise WorkspaceError(f"no run {run_id} in the workspace {self.path}; `python -m core runs` lists them")
+        return self._run(row)
+
+    def runs(self, kind: str | None = None, *, dataset_id: int | None = None, method: str | None = None,
+             status: str | None = None) -> list[RunRecord]:
+        """Runs, newest first, filtered by whatever is given."""
+        clauses, args = [], []
+        for col, val in (("kind", kind), ("dataset_id", dataset_id), ("method", method), ("status", status)):
+            if val is not None:
+                clauses.append(f"{col}=?")
+                args.append(val)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._read() as con:
+            rows = con.execute(f"SELECT * FROM runs{where} ORDER BY id DESC", args).fetchall()
+        return [self._run(r) for r in rows]
+
+    def latest_run(self, kind: str, *, dataset_id: int | None = None, method: str | None = None,
+                   status: str | None = "done") -> RunRecord | None:
+        runs = self.runs(kind, dataset_id=dataset_id, method=method, status=status)
+        return runs[0] if runs else None
+
+    def find_resumable(self, kind: str, *, dataset_id: int | None, method: str,
+                       params: dict[str, Any]) -> RunRecord | None:
+        """The newest unfinished run with exactly these parameters (running, failed, dead or cancelled)."""
+        want = json.loads(_dumps(params))
+        for r in self.runs(kind, dataset_id=dataset_id, method=method):
+            if r.status in ("running", "failed", "dead", "cancelled") and r.params == want:
+                return r
+        return None
+
+    def delete_run(self, run_id: int) -> None:
+        with self._write() as con:
+            con.execute("DELETE FROM checkpoints WHERE run_id=?", (int(run_id),))
+            con.execute("DELETE FROM runs WHERE id=?", (int(run_id),))
+        with contextlib.suppress(OSError):
+            (self.path / "artefacts" / "runs" / f"{int(run_id)}.parquet").unlink()
+
+    def save_run_frame(self, run_id: int, df: Any) -> Path:
+        return self.write_frame(f"artefacts/runs/{int(run_id)}.parquet", df)
+
+    def load_run_frame(self, run_id: int) -> Any:
+        return self.read_frame(f"artefacts/runs/{int(run_id)}.parquet")
+
+    def save_checkpoint(self, run_id: int, key: str, obj: Any) -> None:
+        with self._write() as con:
+            con.execute("INSERT INTO checkpoints(run_id, key, payload, created) VALUES(?,?,?,?)"
+                        " ON CONFLICT(run_id, key) DO UPDATE SET payload=excluded.payload, created=excluded.created",
+                        (int(run_id), key, _dumps(obj), time.time()))
+
+    def checkpoints(self, run_id: int) -> dict[str, Any]:
+        with self._read() as con:
+            rows = con.execute("SELECT key, payload FROM checkpoints WHERE run_id=? ORDER BY created",
+                               (int(run_id),)).fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, dataset_id: int, uids: Sequence[str], action: str, *, reason: str = "", note: str = "",
+               source: str = "manual") -> list[int]:
+        """Append one decision event per uid (one transaction) and return the event ids.
+
+        Args:
+            action: "remove", "keep" (pin), "relabel" (a note with the suggested label) or "clear".
+            source: "manual", "lasso", "rule" or "selection".
+        """
+        if action not in ACTIONS:
+            raise WorkspaceError(f"unknown decision {action!r}; use one of {', '.join(ACTIONS)}")
+        if source not in SOURCES:
+            raise WorkspaceError(f"unknown decision source {source!r}; use one of {', '.join(SOURCES)}")
+        now = time.time()
+        rows = [(int(dataset_id), str(u), action, reason or "", note or "", source, now) for u in uids]
+        with self._write() as con:
+            first = con.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
+            con.executemany("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time)"
+                            " VALUES(?,?,?,?,?,?,?)", rows)
+            ids = [r[0] for r in con.execute("SELECT id FROM decisions WHERE id>? ORDER BY id", (first,))]
+        return ids
+
+    def undo(self, event_id: int) -> int:
+        """Undo one decision event; the row returns to its previous state. Returns the undo event's id."""
+        with self._write() as con:
+            ev = con.execute("SELECT * FROM decisions WHERE id=?", (int(event_id),)).fetchone()
+            if ev is None:
+                raise WorkspaceError(f"no decision event {event_id}; `python -m core decisions log` lists them")
+            if ev["action"] == "undo":
+                raise WorkspaceError(f"decision event {event_id} is itself an undo; undo the decision again instead")
+            done = con.execute("SELECT 1 FROM decisions WHERE undoes=?", (int(event_id),)).fetchone()
+            if done is not None:
+                raise WorkspaceError(f"decision event {event_id} is already undone")
+            cur = con.execute("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time, undoes)"
+                              " VALUES(?,?,?,?,?,?,?,?)",
+                              (ev["dataset_id"], ev["uid"], "undo", "", "", ev["source"], time.time(), int(event_id)))
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def undo_last(self, dataset_id: int) -> list[int]:
+        """Undo the most recent batch of decisions (the events written together at one time)."""
+        with self._read() as con:
+            row = con.execute(
+                "SELECT time FROM decisions d WHERE dataset_id=? AND action!='undo' AND NOT EXISTS"
+                " (SELECT 1 FROM decisions u WHERE u.undoes=d.id) ORDER BY id DESC LIMIT 1",
+                (int(dataset_id),)).fetchone()
+            if row is None:
+                return []
+            ids = [r[0] for r in con.execute(
+                "SELECT id FROM decisions d WHERE dataset_id=? AND time=? AND action!='undo' AND NOT EXISTS"
+                " (SELECT 1 FROM decisions u WHERE u.undoes=d.id)", (int(dataset_id), row[0]))]
+        return [self.undo(i) for i in ids]
+
+    def decision_log(self, dataset_id: int, uid: str | None = None) -> list[DecisionEvent]:
+        q, args = "SELECT * FROM decisions WHERE dataset_id=?", [int(dataset_id)]
+        if uid is not None:
+            q, args = q + " AND uid=?", [*args, uid]
+        with self._read() as con:
+            rows = con.execute(q + " ORDER BY id", args).fetchall()
+        return [DecisionEvent(id=r["id"], dataset_id=r["dataset_id"], uid=r["uid"], action=r["action"],
+                              reason=r["reason"], note=r["note"], source=r["source"], time=r["time"],
+                              undoes=r["undoes"]) for r in rows]
+
+    def decisions(self, dataset_id: int) -> dict[str, Decision]:
+        """Current state per row: replay the log, skipping undone events; "clear" leaves no decision."""
+        log = self.decision_log(dataset_id)
+        undone = {e.undoes for e in log if e.action == "undo"}
+        state: dict[str, Decision] = {}
+        for e in log:
+            if e.action == "undo" or e.id in undone:
+                continue
+            if e.action == "clear":
+                state.pop(e.uid, None)
+            else:
+                state[e.uid] = Decision(uid=e.uid, action=e.action, reason=e.reason, note=e.note, source=e.source,
+                                        time=e.time, event_id=e.id)
+        # An undone event reveals the event before it: the replay above already does that, since it skips it.
+        return state
+
+    def decision_counts(self, dataset_id: int) -> dict[str, int]:
+        counts = {a: 0 for a in ("remove", "keep", "relabel")}
+        for d in self.decisions(dataset_id).values():
+            counts[d.action] = counts.get(d.action, 0) + 1
+        return counts
+
+    # ------------------------------------------------------------------ jobs (used by core.jobs)
+    def _job_row(self, job_id: str) -> sqlite3.Row | None:
+        with self._read() as con:
+            return con.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+
+    def _job_rows(self) -> list[sqlite3.Row]:
+        with self._read() as con:
+            return con.execute("SELECT * FROM jobs ORDER BY created DESC").fetchall()
+
+    def _job_insert(self, job_id: str, argv: Sequence[str], label: str, log_path: str) -> None:
+        with self._write() as con:
+            con.execute("INSERT INTO jobs(id, argv, status, progress, message, created, log_path, label)"
+                        " VALUES(?,?,?,?,?,?,?,?)",
+                        (job_id, _dumps(list(argv)), "queued", 0.0, "queued", time.time(), log_path, label))
+
+    def _job_update(self, job_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._write() as con:
+            con.execute(f"UPDATE jobs SET {cols} WHERE id=?", (*fields.values(), job_id))
