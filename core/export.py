@@ -5,6 +5,7 @@ with `pandas.read_csv(path, dtype=str, keep_default_na=False)` so texts such as 
 """
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import hashlib
 import json
@@ -160,7 +161,7 @@ def export_dataset(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, out: st
         os.close(fd)
         try:
             if fmt == "csv":
-                df.to_csv(tmp_name, index=False, encoding="utf-8")
+                df.to_csv(tmp_name, index=False, encoding="utf-8", quoting=csv.QUOTE_ALL)
             elif fmt == "jsonl":
                 with open(tmp_name, "w", encoding="utf-8") as f:
                     for rec in df.to_dict(orient="records"):
