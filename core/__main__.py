@@ -11,10 +11,11 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from typing import Sequence
 
 from core import __version__
-from core.errors import WinnowError
+from core.errors import WinnowError, WinnowWarning
 
 # Every module here has register(subparsers); each sub-command sets func=cmd(args, ws) -> int.
 COMMAND_MODULES = ("core.cli.data", "core.cli.value", "core.cli.select", "core.cli.finetune", "core.cli.project")
@@ -49,7 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    if issubclass(category, WinnowWarning):
+        print(f"winnow: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     from core import jobs

@@ -45,16 +45,16 @@ class Loaded:
     warnings: list[str]
 
 
-def open_data(args: argparse.Namespace, ws: Workspace, *, quiet: bool = False) -> Loaded:
-    """Load DATA (instantly when its fingerprint is known), register it and make it the active dataset."""
+def open_data(args: argparse.Namespace, ws: Workspace) -> Loaded:
+    """Load DATA (instantly when its fingerprint is known), register it and make it the active dataset.
+
+    Warnings (duplicates, conflicting labels) reach the user through `warnings` (one line each in the CLI).
+    """
     from core import data
 
     loaded = data.open_dataset(ws, args.data, text_col=getattr(args, "text_col", None),
                                label_col=getattr(args, "label_col", None), encoding=getattr(args, "encoding", None),
                                split=getattr(args, "split", None), limit=getattr(args, "limit", None))
-    if not quiet:
-        for w in loaded.warnings:
-            print(f"winnow: warning: {w}", file=sys.stderr)
     ws.set_setting("active_dataset", loaded.dataset_id)
     return Loaded(dataset_id=loaded.dataset_id, ds=loaded.ds, classes=list(loaded.classes), record=loaded.record,
                   warnings=list(loaded.warnings))

@@ -99,24 +99,23 @@ def cmd_info(args: argparse.Namespace, ws: Workspace) -> int:
     if meta:
         print(f"metadata columns: {', '.join(meta)}")
     print()
-    print_table([{"class": c["label"] if isinstance(c, dict) else c, "rows": c["count"] if isinstance(c, dict) else n,
-                  "share": (c["count"] if isinstance(c, dict) else n) / summary["rows"]}
-                 for c, n in _class_items(summary)])
+    counts = summary["classes"]
+    items = counts.items() if isinstance(counts, dict) else [(c["label"], c["count"]) for c in counts]
+    print_table([{"class": k, "rows": v, "share": v / summary["rows"]} for k, v in items])
     print()
-    ls = summary.get("length", summary.get("lengths", {}))
-    if ls:
-        print("text length: " + "  ".join(f"{k} {v:,.0f}" if isinstance(v, (int, float)) else f"{k} {v}"
-                                          for k, v in _flat(ls)))
-    print(f"exact duplicate texts: {summary.get('duplicate_rows', summary.get('duplicates', 0))}   "
-          f"texts with conflicting labels: {summary.get('conflict_rows', summary.get('conflicts', 0))}")
+    for key, label in (("length", "text length"), ("lengths", "text length")):
+        if key in summary:
+            print(f"{label}: " + "  ".join(f"{k} {v:,.0f}" for k, v in _flat(summary[key])))
+    dup, con = summary.get("duplicates", {}), summary.get("conflicts", {})
+    print(f"exact duplicate texts: {dup.get('groups', 0):,} texts in {dup.get('rows', 0):,} rows "
+          f"({dup.get('extra', 0):,} extra copies)")
+    print(f"texts with conflicting labels: {con.get('groups', 0):,} texts in {con.get('rows', 0):,} rows")
+    examples = con.get("examples") or []
+    if examples:
+        print()
+        print_table([{"text": e["text"][:70], "copies": e["count"], "labels": e["labels"],
+                      "rows": ", ".join(map(str, e["rows"]))} for e in examples[:5]])
     return 0
-
-
-def _class_items(summary: dict) -> list:
-    classes = summary["classes"]
-    if isinstance(classes, dict):
-        return [({"label": k, "count": v}, v) for k, v in classes.items()]
-    return [(c, c.get("count")) for c in classes]
 
 
 def _flat(d: dict, prefix: str = "") -> list:
@@ -208,7 +207,7 @@ def _check_uids(loaded, uids: list[str]) -> None:
 
 
 def cmd_decisions_list(args: argparse.Namespace, ws: Workspace) -> int:
-    loaded = open_data(args, ws, quiet=True)
+    loaded = open_data(args, ws)
     decisions = ws.decisions(loaded.dataset_id)
     print_table([{"uid": d.uid, "action": d.action, "reason": d.reason, "note": d.note, "source": d.source,
                   "time": when(d.time), "event": d.event_id} for d in decisions.values()])
@@ -218,14 +217,14 @@ def cmd_decisions_list(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def cmd_decisions_log(args: argparse.Namespace, ws: Workspace) -> int:
-    loaded = open_data(args, ws, quiet=True)
+    loaded = open_data(args, ws)
     print_table([{"event": e.id, "uid": e.uid, "action": e.action, "undoes": e.undoes or "", "reason": e.reason,
                   "note": e.note, "source": e.source, "time": when(e.time)} for e in ws.decision_log(loaded.dataset_id)])
     return 0
 
 
 def cmd_decisions_add(args: argparse.Namespace, ws: Workspace) -> int:
-    loaded = open_data(args, ws, quiet=True)
+    loaded = open_data(args, ws)
     uids = list(args.uids) + (_read_uids(args.uids_file) if args.uids_file else [])
     if not uids:
         raise DataError("no uids given; pass them after the action or with --uids-file")
@@ -236,7 +235,7 @@ def cmd_decisions_add(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def cmd_decisions_undo(args: argparse.Namespace, ws: Workspace) -> int:
-    loaded = open_data(args, ws, quiet=True)
+    loaded = open_data(args, ws)
     if args.event is not None:
         ws.undo(args.event)
         print(f"undid event {args.event}")
