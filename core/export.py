@@ -136,7 +136,9 @@ def export_dataset(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, out: st
         out = out.with_suffix(_SUFFIX[fmt])
     if out.exists() and out.is_dir() and fmt != "datasets":
         raise DataError(f"{out} is a folder; give a file name such as {out / ('curated' + _SUFFIX[fmt])}")
-    uids = [str(u) for u in ds["uid"]]
+    from core.data import column
+
+    uids = [str(u) for u in column(ds, "uid")]
     keep, info = curated_uids(ws, dataset_id, uids, subset_run_id)
     if not keep:
         raise DataError("nothing left to export: every row is removed or outside the subset; "
@@ -179,3 +181,42 @@ def export_dataset(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, out: st
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     return ExportResult(path=out, manifest_path=manifest_path, rows_before=len(uids), rows_after=len(keep),
                         manifest=manifest)
+
+
+# ---------------------------------------------------------------------------- for the app's Export page (pages/7)
+def preview_manifest(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, subset_run_id: int | None = None,
+                     file_name: str | None = None) -> dict[str, Any]:
+    """The manifest `export_dataset` would write now, without writing anything (no sha256: there is no file yet).
+
+    Raises:
+        DataError: Unknown format or an unusable subset run.
+    """
+    if fmt not in FORMATS:
+        raise DataError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    from core.data import column
+
+    uids = [str(u) for u in column(ds, "uid")]
+    keep, info = curated_uids(ws, dataset_id, uids, subset_run_id)
+    name = file_name or f"curated{_SUFFIX[fmt]}"
+    return build_manifest(ws, dataset_id, uids, keep, info, fmt, name)
+
+
+def export_zip(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, subset_run_id: int | None = None,
+               stem: str = "curated") -> bytes:
+    """Export into a temporary folder and return a zip of the data (file or folder) and its manifest.
+
+    Raises:
+        DataError: As `export_dataset`.
+    """
+    import io
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="winnow-export-") as tmp:
+        res = export_dataset(ws, dataset_id, ds, fmt=fmt, out=Path(tmp) / (stem + _SUFFIX[fmt]),
+                             subset_run_id=subset_run_id)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(Path(tmp).rglob("*")):
+                if p.is_file():
+                    zf.write(p, p.relative_to(tmp).as_posix())
+        return buf.getvalue()

@@ -62,9 +62,9 @@ def open_data(args: argparse.Namespace, ws: Workspace) -> Loaded:
 
 def get_embeddings(args: argparse.Namespace, ws: Workspace, loaded: Loaded,
                    on_progress: ProgressFn | None = None) -> tuple[int, np.ndarray]:
-    from core import embed
+    from core import data, embed
 
-    return embed.ensure_embeddings(ws, loaded.dataset_id, loaded.ds["text"], model=getattr(args, "model", None),
+    return embed.ensure_embeddings(ws, loaded.dataset_id, data.column(loaded.ds, "text"), model=getattr(args, "model", None),
                                    precision=getattr(args, "precision", "float32"),
                                    on_progress=on_progress)
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 from core import jobs
+from core.data import column as data_column
 from core.cli.common import add_data_args, add_embed_args, get_embeddings, open_data, print_table, progress, when
 from core.errors import DataError, WinnowError
 from core.workspace import Workspace
@@ -187,7 +188,7 @@ def _subset_from_file(ws: Workspace, loaded, path: str) -> int:
     import pandas as pd
 
     uids = _read_uids(path)
-    known = set(loaded.ds["uid"])
+    known = set(data_column(loaded.ds, "uid"))
     unknown = [u for u in uids if u not in known]
     if unknown:
         raise DataError(f"{path}: {len(unknown)} uids are not in {loaded.record.name} (e.g. {', '.join(unknown[:5])});"
@@ -199,7 +200,7 @@ def _subset_from_file(ws: Workspace, loaded, path: str) -> int:
 
 
 def _check_uids(loaded, uids: list[str]) -> None:
-    known = set(loaded.ds["uid"])
+    known = set(data_column(loaded.ds, "uid"))
     unknown = [u for u in uids if u not in known]
     if unknown:
         raise DataError(f"{len(unknown)} uids are not in dataset {loaded.dataset_id} ({loaded.record.name}): "
