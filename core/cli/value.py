@@ -1,0 +1,363 @@
+"""Sub-commands of valuation: value (one method over every row), audit (the flipped-label self-check), runs."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from core import jobs
+from core.cli import common
+from core.errors import DataError
+from core.workspace import Workspace
+
+# flag -> (dest, type, help). Only the options a method's signature takes are passed on.
+_METHOD_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--n-passes", "n_passes", int, "TS-DShapley: partitions of the data, estimates per row (default 20)"),
+    ("--subset-size", "subset_size", int, "TS-DShapley: rows per subset m (default 100)"),
+    ("--n-permutations", "n_permutations", int, "TS-DShapley: permutations inside each subset (default 10)"),
+    ("--classifier", "classifier", str, "source classifier: ridge (exact incremental, default) or logistic"),
+    ("--utility", "utility", str, "accuracy (default), neg_mse or log_likelihood"),
+    ("--n-components", "n_components", int, "PCA dimensions of the source features (default 32)"),
+    ("--ridge-alpha", "ridge_alpha", float, "L2 penalty of the ridge source classifier"),
+    ("--truncation", "truncation", float, "TMC truncation tolerance (default max(0.01, 1/|V|); 0: none)"),
+    ("--center", "center", "flag", "TS-DShapley: centre estimates per subset before aggregating"),
+    ("--max-permutations", "max_permutations", int, "TMC-Shapley: permutations at most (default 1000)"),
+    ("--k", "k", int, "KNN-Shapley: neighbours (default 10)"),
+    ("--n-estimators", "n_estimators", int, "Data-OOB: bootstrap models (default 200)"),
+    ("--n-folds", "n_folds", int, "label quality: cross-fitting folds (default 5)"),
+    ("--n-jobs", "n_jobs", int, "TS-DShapley: worker processes (default -1: all cores)"),
+    ("--scheduler", "scheduler", str, "TS-DShapley: Dask scheduler address (default $WINNOW_DASK_SCHEDULER)"),
+]
+_CHOICES = {"classifier": ("ridge", "logistic"), "utility": ("accuracy", "neg_mse", "log_likelihood")}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from core.valuation import METHODS
+
+    names = [k.replace("_", "-") for k in METHODS]
+    p = sub.add_parser("value", help="value every row of DATA (default: TS-DShapley) and record the run",
+                       description="Embed DATA (cached), value every row with one method, record the run in the "
+                                   "workspace and optionally write uid,value,stderr,count to --out. Higher = more "
+                                   "helpful; Shapley-type values below 0 are harmful. Without --valid, a stratified "
+                                   "10 % (at most 2,000 rows) is held out and valued by swapping roles. An "
+                                   "unfinished run with the same options is resumed from its checkpoint.")
+    common.add_data_args(p)
+    common.add_embed_args(p)
+    p.add_argument("--method", default="ts-dshapley", metavar="M",
+                   help=f"one of {', '.join(names)} (default ts-dshapley; underscores work too)")
+    p.add_argument("--valid", default=None, metavar="FILE",
+                   help="validation file with the same text/label columns (default: a held-out split)")
+    p.add_argument("--out", default=None, metavar="CSV", help="write uid,value,stderr,count here")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits and sampling (default 0)")
+    p.add_argument("--valid-fraction", type=float, default=0.1, metavar="F",
+                   help="share held out as validation when no --valid is given (default 0.1, at most 2,000 rows)")
+    p.add_argument("--suggest-removal", action="store_true",
+                   help="also search the best number of lowest-valued rows to remove (recorded with the run)")
+    p.add_argument("--members", default=None, metavar="M1,M2",
+                   help="consensus members (default label-quality,knn-shapley,data-oob,ts-dshapley)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if an unfinished run matches")
+    g = p.add_argument_group("method options (passed to the methods that take them)")
+    for flag, dest, typ, hlp in _METHOD_FLAGS:
+        if typ == "flag":
+            g.add_argument(flag, dest=dest, action="store_const", const=True, default=None, help=hlp)
+        elif dest in _CHOICES:
+            g.add_argument(flag, dest=dest, choices=_CHOICES[dest], default=None, help=hlp)
+        else:
+            g.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
+    p.set_defaults(func=cmd_value)
+
+    p = sub.add_parser("audit", help="flip a seeded share of labels and report how well each method finds them",
+                       description="A self-check on your own data: flip --flip of the labels in a copy, value it "
+                                   "with each method, and print ROC-AUC and precision at the number flipped.")
+    common.add_data_args(p)
+    common.add_embed_args(p)
+    p.add_argument("--flip", type=float, default=0.05, help="share of labels to flip (default 0.05)")
+    p.add_argument("--methods", default="ts-dshapley,knn-shapley,label-quality", metavar="M1,M2",
+                   help="methods to compare (default ts-dshapley,knn-shapley,label-quality)")
+    p.add_argument("--valid", default=None, metavar="FILE", help="validation file (default: a held-out split)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the flips and the methods (default 0)")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("runs", help="list the runs recorded in the workspace")
+    p.add_argument("--kind", default=None, help="values, audit, clusters, selection, finetune, compare, ...")
+    p.add_argument("--method", default=None, help="only runs of this method")
+    p.add_argument("--limit", type=int, default=30, help="newest N (default 30)")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    p.set_defaults(func=cmd_runs)
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def _method_options(args: argparse.Namespace, key: str) -> dict[str, Any]:
+    """The method flags the user gave that the method takes (snake_case keys)."""
+    from core.valuation import METHODS
+
+    accepted = set(inspect.signature(METHODS[key]).parameters)
+    opts = {}
+    for _, dest, _, _ in _METHOD_FLAGS:
+        val = getattr(args, dest, None)
+        if val is not None and dest in accepted:
+            opts[dest] = val
+    for name in ("classifier", "utility"):
+        if name in opts:
+            opts[name] = str(opts[name]).replace("-", "_")
+    return opts
+
+
+def _valid_split(args: argparse.Namespace, ws: Workspace, classes: list[str], progress: Any):
+    """Load, check and embed the --valid file as a Split whose labels are codes into the data's classes."""
+    from core import data
+    from core.valuation import Split
+
+    if not args.valid:
+        return None, None
+    loaded = data.open_dataset(ws, args.valid, text_col=args.text_col, label_col=args.label_col,
+                               encoding=args.encoding)
+    extra = sorted(set(loaded.classes) - set(classes))
+    if extra:
+        raise DataError(f"--valid {args.valid} has label(s) {', '.join(map(repr, extra))} that the data lacks "
+                        f"(data classes: {', '.join(classes)}); drop those rows")
+    missing = sorted(set(classes) - set(loaded.classes))
+    if missing:
+        raise DataError(f"class(es) {', '.join(map(repr, missing))} missing from --valid {args.valid}; every class "
+                        f"needs validation rows (or leave out --valid to hold out a split)")
+    lw = common.Loaded(dataset_id=loaded.dataset_id, ds=loaded.ds, classes=list(loaded.classes),
+                       record=loaded.record, warnings=list(loaded.warnings))
+    emb_id, Xv = common.get_embeddings(args, ws, lw, progress)
+    yv = data.label_codes(loaded.ds, classes)
+    return Split(np.asarray(loaded.ds["uid"]).astype(str), np.asarray(Xv), yv), loaded.dataset_id
+
+
+def _embedded(args: argparse.Namespace, ws: Workspace, prog: Any):
+    from core import data
+
+    loaded = common.open_data(args, ws)
+    emb_id, X = common.get_embeddings(args, ws, loaded, prog)
+    y = data.label_codes(loaded.ds, loaded.classes)
+    uids = np.asarray(loaded.ds["uid"]).astype(str)
+    return loaded, emb_id, np.asarray(X), y, uids
+
+
+def _values_frame(values: Any):
+    import pandas as pd
+
+    df = pd.DataFrame({"uid": values.uids, "value": values.values, "stderr": values.stderr,
+                       "count": values.counts})
+    for k, v in values.extra.items():
+        df[k] = v
+    return df
+
+
+def _partial_from_checkpoint(ws: Workspace, run_id: int):
+    """The partial Values saved by an interrupted run, or None."""
+    from core.valuation import Values
+
+    ck = ws.checkpoints(run_id).get("partial")
+    if not ck:
+        return None
+    try:
+        df = ws.read_frame(ck["relpath"])
+    except (OSError, ValueError):
+        return None
+    extra = {c: df[c].to_numpy(dtype=np.float64) for c in df.columns if c.startswith("pass_")}
+    return Values(uids=df["uid"].to_numpy().astype(str), values=df["value"].to_numpy(np.float64),
+                  stderr=df["stderr"].to_numpy(np.float64), counts=df["count"].to_numpy(np.int64),
+                  method=ck.get("method", ""), params=ck.get("params", {}), seconds=float(ck.get("seconds", 0.0)),
+                  extra=extra)
+
+
+class _Checkpointer:
+    """Saves partial Values of an iterative method at most every `every` seconds (and the first time)."""
+
+    def __init__(self, ws: Workspace, run_id: int, every: float = 2.0) -> None:
+        self.ws, self.run_id, self.every, self.last = ws, run_id, every, 0.0
+
+    def __call__(self, partial: Any, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and fraction < 1.0:
+            return
+        self.last = now
+        rel = f"artefacts/checkpoints/values-{self.run_id}.parquet"
+        self.ws.write_frame(rel, _values_frame(partial))
+        self.ws.save_checkpoint(self.run_id, "partial", {"relpath": rel, "method": partial.method,
+                                                         "params": partial.params, "seconds": partial.seconds,
+                                                         "fraction": fraction})
+
+
+def _summary(values: Any) -> dict[str, Any]:
+    v = values.values
+    return {"n_rows": len(v), "mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)),
+            "n_negative": int((v < 0).sum()), "median_stderr": float(np.nanmedian(values.stderr))
+            if np.isfinite(values.stderr).any() else None}
+
+
+# ------------------------------------------------------------------------------------------------- value
+def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
+    from core.valuation import method_key
+
+    key = method_key(args.method)
+    prog = common.progress(args, ws, f"value ({key.replace('_', '-')})")
+    try:
+        return _value(args, ws, key, prog)
+    finally:
+        prog.bar.close()  # before any error line, so the message stays the last line
+
+
+def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
+    from core.valuation import method_key, value_dataset
+
+    loaded, emb_id, X, y, uids = _embedded(args, ws, prog.stage(0.0, 0.1, "embedding"))
+    valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(0.1, 0.15, "embedding --valid"))
+    opts = _method_options(args, key)
+    if key == "consensus":
+        if args.members:
+            opts["members"] = [method_key(m) for m in args.members.split(",") if m.strip()]
+        member_opts = {}
+        for m in opts.get("members") or ("label_quality", "knn_shapley", "data_oob", "ts_dshapley"):
+            mo = _method_options(args, m)
+            if mo:
+                member_opts[m] = mo
+        opts = {k: v for k, v in opts.items() if k == "members"}
+        if member_opts:
+            opts["member_options"] = member_opts
+    if not 0 < args.valid_fraction < 1:
+        raise DataError(f"--valid-fraction must be between 0 and 1 (got {args.valid_fraction})")
+    run_params = {"seed": args.seed, "options": opts, "valid_dataset": valid_id,
+                  "valid_fraction": args.valid_fraction,
+                  "suggest_removal": bool(args.suggest_removal), "model": getattr(args, "model", None)}
+    resumable = None if args.no_resume else ws.find_resumable("values", dataset_id=loaded.dataset_id, method=key,
+                                                              params=run_params)
+    partial = None
+    if resumable is not None:
+        run_id = resumable.id
+        partial = _partial_from_checkpoint(ws, run_id)
+        ws.update_run(run_id, status="running")
+        done = ws.checkpoints(run_id).get("partial", {}).get("fraction", 0.0)
+        print(f"resuming run {run_id} from its checkpoint ({done:.0%} done)", file=sys.stderr)
+    else:
+        run_id = ws.create_run("values", dataset_id=loaded.dataset_id, method=key, params=run_params,
+                               embedding_id=emb_id, job_id=getattr(args, "job", None))
+    jobs.attach_run(ws, getattr(args, "job", None), run_id)
+    ckpt = _Checkpointer(ws, run_id)
+    stage = prog.stage(0.15, 1.0)
+
+    def on_progress(fraction: float, message: str, part: Any = None) -> None:
+        if part is not None:
+            ckpt(part, fraction)
+        stage(fraction, message)
+
+    t0 = time.perf_counter()
+    try:
+        values = value_dataset(X, y, uids, method=key, valid=valid, seed=args.seed, classes=loaded.classes,
+                               suggest_removal=args.suggest_removal, continue_from=partial,
+                               valid_fraction=args.valid_fraction,
+                               on_progress=on_progress, **opts)
+    except BaseException as e:
+        status = "failed" if isinstance(e, Exception) else "cancelled"
+        ws.update_run(run_id, status=status, result={"error": str(e)[:2000]}, seconds=time.perf_counter() - t0)
+        raise
+    df = _values_frame(values)
+    ws.save_run_frame(run_id, df)
+    (ws.path / "artefacts" / "checkpoints" / f"values-{run_id}.parquet").unlink(missing_ok=True)
+    result: dict[str, Any] = {**_summary(values), "method_params": values.params,
+                              "resumed": resumable is not None}
+    removal = values.params.get("removal")
+    if removal:
+        result["suggested_removal"] = removal["n_remove_total"]
+        result["removal"] = removal
+    ws.update_run(run_id, status="done", result=result, seconds=values.seconds)
+    prog.close(f"run {run_id} done")
+    if args.out:
+        df[["uid", "value", "stderr", "count"]].to_csv(args.out, index=False)
+    print(f"run {run_id}: {key.replace('_', '-')} valued {len(values):,} rows in {values.seconds:.1f} s; "
+          f"{result['n_negative']:,} below 0" + (f"; wrote {args.out}" if args.out else ""))
+    if removal:
+        print(f"suggested removal: the {removal['n_remove_total']:,} lowest-valued rows "
+              f"({removal['fraction']:.1%}); proxy accuracy {removal['baseline']:.4f} -> {removal['score']:.4f} "
+              f"({removal['scoring']})")
+        for w in removal.get("warnings", []):
+            print(f"winnow: warning: {w}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- audit
+def cmd_audit(args: argparse.Namespace, ws: Workspace) -> int:
+    from core.valuation import method_key
+
+    keys = [method_key(m) for m in args.methods.split(",") if m.strip()]
+    if not keys:
+        raise DataError("--methods is empty; name at least one method, e.g. --methods ts-dshapley,knn-shapley")
+    prog = common.progress(args, ws, "audit")
+    try:
+        return _audit(args, ws, keys, prog)
+    finally:
+        prog.bar.close()
+
+
+def _audit(args: argparse.Namespace, ws: Workspace, keys: list[str], prog: Any) -> int:
+    from core.valuation import audit_dataset
+
+    loaded, emb_id, X, y, uids = _embedded(args, ws, prog.stage(0.0, 0.1, "embedding"))
+    valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(0.1, 0.15, "embedding --valid"))
+    params = {"flip": args.flip, "methods": keys, "seed": args.seed, "valid_dataset": valid_id}
+    run_id = ws.create_run("audit", dataset_id=loaded.dataset_id, method=",".join(keys), params=params,
+                           embedding_id=emb_id, job_id=getattr(args, "job", None))
+    jobs.attach_run(ws, getattr(args, "job", None), run_id)
+    t0 = time.perf_counter()
+    try:
+        rows, flipped, results = audit_dataset(X, y, uids, methods=keys, flip=args.flip, valid=valid,
+                                               seed=args.seed, classes=loaded.classes,
+                                               on_progress=prog.stage(0.15, 1.0, "audit"))
+    except BaseException as e:
+        status = "failed" if isinstance(e, Exception) else "cancelled"
+        ws.update_run(run_id, status=status, result={"error": str(e)[:2000]}, seconds=time.perf_counter() - t0)
+        raise
+    import pandas as pd
+
+    df = pd.DataFrame({"uid": uids, "flipped": flipped})
+    for k, v in results.items():
+        df[f"value_{k}"] = v.values
+    ws.save_run_frame(run_id, df)
+    ws.update_run(run_id, status="done", result={"rows": rows, "n_flipped": int(flipped.sum()),
+                                                 "n_rows": len(uids)}, seconds=time.perf_counter() - t0)
+    prog.close(f"audit run {run_id} done")
+    print(f"audit run {run_id}: {int(flipped.sum()):,} of {len(uids):,} labels flipped ({args.flip:.0%}, "
+          f"seed {args.seed}); ROC-AUC of low value for the flipped rows, precision among the "
+          f"{int(flipped.sum()):,} lowest-valued rows")
+    common.print_table([{"method": r["method"], "ROC-AUC": r["auc"], "precision@flipped": r["precision_at_k"],
+                         "seconds": r["seconds"]} for r in rows], floatfmt=".3f")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- runs
+def _brief(run: Any) -> str:
+    r = run.result or {}
+    if run.kind == "values" and "n_rows" in r:
+        s = f"{r['n_rows']:,} rows, {r.get('n_negative', 0):,} < 0"
+        if r.get("suggested_removal") is not None:
+            s += f", remove {r['suggested_removal']:,}"
+        return s
+    if run.kind == "audit" and "rows" in r:
+        return "; ".join(f"{x['method']} AUC {x['auc']:.3f}" for x in r["rows"])
+    if "error" in r:
+        return f"error: {str(r['error'])[:60]}"
+    return ", ".join(f"{k}={v}" for k, v in list(r.items())[:3] if not isinstance(v, (dict, list)))[:80]
+
+
+def cmd_runs(args: argparse.Namespace, ws: Workspace) -> int:
+    runs = ws.runs(args.kind, method=args.method.replace("-", "_") if args.method else None)[: args.limit]
+    if args.json:
+        print(json.dumps([{"id": r.id, "kind": r.kind, "dataset_id": r.dataset_id, "method": r.method,
+                           "status": r.status, "seconds": r.seconds, "created": r.created, "params": r.params,
+                           "result": r.result} for r in runs], indent=2, default=str))
+        return 0
+    common.print_table([{"id": r.id, "kind": r.kind, "dataset": r.dataset_id,
+                         "method": (r.method or "").replace("_", "-"), "status": r.status,
+                         "created": common.when(r.created),
+                         "seconds": None if r.seconds is None else round(r.seconds, 1), "summary": _brief(r)}
+                        for r in runs])
+    return 0

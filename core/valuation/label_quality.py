@@ -1,0 +1,75 @@
+"""Label quality: cross-fitted confidence in each row's given label (cleanlab).
+
+Northcutt, Jiang, Chuang. *Confident Learning: Estimating Uncertainty in Dataset Labels*, JAIR 2021,
+arXiv 1911.00068. Out-of-fold probabilities of a logistic regression on the embeddings feed cleanlab's
+`get_label_quality_scores` (self-confidence by default: the out-of-fold probability of the given label). The raw score
+is kept: it lies in [0, 1] and is not a Shapley value (0 is not "neutral"), but higher = more helpful holds.
+"""
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.errors import DataError
+from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.ts_dshapley import check_finite, source_features
+
+
+def out_of_fold_proba(train: Split, *, n_folds: int = 5, n_components: int | None = None, C: float = 1.0,
+                      seed: int | None = 0) -> NDArray[np.float64]:
+    """(n, c) out-of-fold class probabilities of a logistic regression (stratified folds, seeded)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    n_classes = int(train.y.max() + 1)
+    smallest = np.bincount(train.y, minlength=n_classes)
+    smallest = smallest[smallest > 0].min()
+    folds = int(min(n_folds, smallest))
+    if folds < 2:
+        raise DataError(f"label quality needs at least 2 rows of every class (the smallest class has {smallest})")
+    proba = np.zeros((len(train), n_classes))
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(train.X, train.y):
+        if n_components is None:  # the embeddings as they are (L2-normalised): C=1 is then well regularised
+            Ztr, Zte = np.asarray(train.X[tr], np.float64), np.asarray(train.X[te], np.float64)
+        else:
+            Ztr, Zte = source_features(train.X[tr], train.X[te], n_components=n_components)
+        model = LogisticRegression(C=C, max_iter=500).fit(Ztr, train.y[tr])
+        proba[np.ix_(te, model.classes_)] = model.predict_proba(Zte)
+    return proba
+
+
+def label_quality(train: Split, *, valid: Split | None = None, n_folds: int = 5, n_components: int | None = None,
+                  C: float = 1.0, score: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"]
+                  = "self_confidence", seed: int | None = None, on_progress: ProgressFn | None = None) -> Values:
+    """cleanlab's label-quality score of every row from cross-fitted logistic-regression probabilities.
+
+    Args:
+        valid: Unused (the probabilities are cross-fitted on the training rows); accepted for a uniform interface.
+        n_folds: Stratified folds for the out-of-fold probabilities.
+        n_components: PCA dimensions, then standardised (None: the embeddings as they are).
+        C: Inverse L2 penalty of the logistic regression.
+        score: cleanlab's scoring method.
+        seed: Seeds the fold split.
+
+    Returns:
+        Values in [0, 1] (raw label-quality scores; counts 1, stderr NaN).
+    """
+    from cleanlab.rank import get_label_quality_scores
+
+    t0 = time.perf_counter()
+    check_finite(train)
+    if on_progress:
+        on_progress(0.0, "label-quality: cross-fitting", None)
+    proba = out_of_fold_proba(train, n_folds=n_folds, n_components=n_components, C=C, seed=seed)
+    q = get_label_quality_scores(train.y, proba, method=score).astype(np.float64)
+    if on_progress:
+        on_progress(1.0, "label-quality: done", None)
+    n = len(train)
+    return Values(uids=np.asarray(train.uids), values=q, stderr=np.full(n, np.nan), counts=np.ones(n, np.int64),
+                  method="label_quality",
+                  params={"n_folds": n_folds, "n_components": n_components, "C": C, "score": score, "seed": seed,
+                          "scale": "cleanlab label-quality score in [0, 1]"},
+                  seconds=time.perf_counter() - t0)

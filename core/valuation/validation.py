@@ -1,0 +1,307 @@
+"""Value a whole dataset: validation data (the user's, or a held-out split valued by swapping roles), checks, runs.
+
+`value_dataset` is the one entry point that the CLI and the app call. With a validation set from the user, every
+row of the data is valued against it. Without one, a stratified 10 % (at most 2,000 rows) is held out: the other
+rows are valued against it, then the held-out rows are valued against (a stratified sample of at most 2,000 of) the
+others, so every row gets a value. Methods that need no validation set (label quality, Data-OOB, random) value all
+rows at once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.errors import DataError
+from core.valuation.base import ProgressFn, Split, Values
+
+NEEDS_VALID = frozenset({"ts_dshapley", "tmc_shapley", "knn_shapley", "loo"})
+ITERATIVE = frozenset({"ts_dshapley", "tmc_shapley"})  # take continue_from and pass partial Values
+
+
+def method_key(name: str) -> str:
+    """Registry key of a method name given with hyphens or underscores; DataError when unknown."""
+    from core.valuation import METHODS
+
+    key = name.strip().lower().replace("-", "_")
+    if key == "tmc":
+        key = "tmc_shapley"
+    if key not in METHODS:
+        raise DataError(f"unknown valuation method {name!r}; choose from "
+                        f"{', '.join(k.replace('_', '-') for k in METHODS)}")
+    return key
+
+
+def stratified_sample(y: NDArray[np.int64], size: int, rng: np.random.Generator) -> NDArray[np.int64]:
+    """Indices of a stratified random sample of `size` rows (at least one row of each class with 2+ rows)."""
+    n = len(y)
+    size = int(min(max(size, 0), n))
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * size / n
+    take = np.floor(quota).astype(int)
+    rest = size - take.sum()
+    if rest > 0:
+        take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
+    take = np.maximum(take, np.where(counts >= 2, 1, 0))
+    take = np.minimum(take, np.maximum(counts - 1, 0)) if size < n else take
+    idx = [rng.permutation(np.flatnonzero(y == c))[:t] for c, t in zip(classes, take)]
+    return np.sort(np.concatenate(idx)).astype(np.int64)
+
+
+def holdout_split(y: NDArray[np.int64], *, fraction: float = 0.1, max_rows: int = 2000, seed: int = 0,
+                  classes: Sequence[str] | None = None) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(train indices, validation indices): a stratified `fraction` (at most `max_rows`) held out."""
+    codes, counts = np.unique(y, return_counts=True)
+    if len(codes) < 2:
+        raise DataError("valuation needs at least two classes")
+    if counts.min() < 2:
+        c = codes[counts.argmin()]
+        raise DataError(f"class {_name(c, classes)} has only 1 row; every class needs at least 2 rows to hold out "
+                        f"validation rows (or pass --valid FILE)")
+    size = int(min(max_rows, max(len(codes), round(fraction * len(y)))))
+    va = stratified_sample(y, size, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,))))
+    tr = np.setdiff1d(np.arange(len(y)), va)
+    return tr, va
+
+
+def _name(code: int, classes: Sequence[str] | None) -> str:
+    return repr(classes[int(code)]) if classes is not None and int(code) < len(classes) else f"code {int(code)}"
+
+
+def check_inputs(X: NDArray[np.floating], y: NDArray[np.int64], uids: NDArray[np.str_], *, what: str = "data",
+                 classes: Sequence[str] | None = None) -> None:
+    """DataError on NaN embeddings or shapes that do not line up."""
+    if X.ndim != 2 or len(X) != len(y) or len(y) != len(uids):
+        raise DataError(f"{what}: {len(uids)} uids, {len(y)} labels and embeddings of shape {X.shape} do not match; "
+                        f"re-run the embedding step")
+    bad = ~np.isfinite(X).all(1)
+    if bad.any():
+        raise DataError(f"{what}: embeddings contain NaN or infinite values in {int(bad.sum())} row(s) (first uid: "
+                        f"{uids[np.flatnonzero(bad)[0]]}); re-run the embedding step")
+
+
+def check_same_classes(y_train: NDArray[np.int64], y_valid: NDArray[np.int64],
+                       classes: Sequence[str] | None = None) -> None:
+    """DataError when a class is missing from the validation rows, or the validation rows have an extra class."""
+    tr, va = set(np.unique(y_train).tolist()), set(np.unique(y_valid).tolist())
+    if tr - va:
+        names = ", ".join(_name(c, classes) for c in sorted(tr - va))
+        raise DataError(f"class {names} is missing from the validation set; every training class needs validation "
+                        f"rows (add them, or let Winnow hold out a split by leaving out --valid)")
+    if va - tr:
+        names = ", ".join(_name(c, classes) for c in sorted(va - tr))
+        raise DataError(f"the validation set has label {names} that the training data lacks; drop those rows")
+
+
+def _seed(seed: int, *key: int) -> int:
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0] % (2**63))
+
+
+def _subset_values(v: Values, idx_uids: NDArray[np.str_]) -> Values:
+    pos = {u: i for i, u in enumerate(v.uids)}
+    idx = np.array([pos[u] for u in idx_uids], dtype=np.int64)
+    return replace(v, uids=v.uids[idx], values=v.values[idx], stderr=v.stderr[idx], counts=v.counts[idx],
+                   extra={k: np.asarray(a)[idx] for k, a in v.extra.items()})
+
+
+def _concat(parts: Sequence[tuple[NDArray[np.int64], Values | None]], n: int, uids: NDArray[np.str_], *,
+            method: str, params: dict[str, Any], seconds: float) -> Values:
+    """Place phase results at their row positions (rows of a missing phase: value 0, count 0, NaN extras)."""
+    values, stderr, counts = np.zeros(n), np.full(n, np.nan), np.zeros(n, np.int64)
+    keys = sorted({k for _, v in parts if v is not None for k in v.extra})
+    extra: dict[str, NDArray[Any]] = {}
+    for k in keys:
+        sample = next(np.asarray(v.extra[k]) for _, v in parts if v is not None and k in v.extra)
+        extra[k] = np.full(n, np.nan) if sample.dtype.kind == "f" else np.empty(n, dtype=sample.dtype)
+    for rows, v in parts:
+        if v is None:
+            continue
+        values[rows], stderr[rows], counts[rows] = v.values, v.stderr, v.counts
+        for k in keys:
+            if k in v.extra:
+                extra[k][rows] = v.extra[k]
+    return Values(uids=np.asarray(uids), values=values, stderr=stderr, counts=counts, method=method, params=params,
+                  seconds=seconds, extra=extra)
+
+
+def value_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[str] | NDArray[np.str_], *,
+                  method: str = "ts_dshapley", valid: Split | None = None, seed: int = 0,
+                  classes: Sequence[str] | None = None, valid_fraction: float = 0.1, max_valid: int = 2000,
+                  suggest_removal: bool = False, continue_from: Values | None = None,
+                  on_progress: ProgressFn | None = None, **options: Any) -> Values:
+    """Value every row of a dataset with one method (the function the CLI and the app call).
+
+    Args:
+        X: (n, d) embeddings of the rows; y: (n,) integer labels (index into `classes`); uids: (n,) row ids.
+        method: Registry key or CLI name ("ts-dshapley", "knn_shapley", ..., "consensus").
+        valid: The user's validation rows (embedded with the same encoder). None: hold out `valid_fraction`
+            (at most `max_valid` rows), value the rest against it, then value the held-out rows by swapping roles.
+            A larger validation set is reduced to a stratified sample of `max_valid` rows.
+        seed: Seeds the split and the method (phases get seeds spawned from it).
+        classes: Class names, for messages.
+        suggest_removal: Also run the removal-index search; its result (recommended count, fraction, curve) is
+            in `params["removal"]`. Its scoring split never serves as validation for the values: a stratified
+            third of the user's validation rows, or else a stratified 5 % (at most 1,000 rows) of the data that is
+            valued with the held-out rows.
+        continue_from: Partial Values that an earlier call passed to `on_progress` (iterative methods).
+        on_progress: Progress callback; for iterative methods it receives partial Values over all rows.
+        **options: The method's keyword options (e.g. n_passes=20); for "consensus": members=[...],
+            member_options={...}.
+
+    Returns:
+        Values over all rows in the order of `uids`; `params` records the method options, the seed and how the
+        validation data was made.
+
+    Raises:
+        DataError: NaN embeddings, a class missing from the validation set (or extra validation labels), a
+            class with too few rows, an unknown method.
+    """
+    t0 = time.perf_counter()
+    key = method_key(method)
+    uids = np.asarray(uids).astype(str)
+    X = np.asarray(X)
+    y = np.asarray(y, dtype=np.int64)
+    n = len(uids)
+    check_inputs(X, y, uids, classes=classes)
+    if len(np.unique(y)) < 2:
+        raise DataError("valuation needs at least two classes in the data")
+    if valid is not None:
+        check_inputs(valid.X, valid.y, valid.uids, what="validation set", classes=classes)
+        check_same_classes(y, valid.y, classes)
+    report = on_progress or (lambda f, m, p=None: None)
+    full = Split(uids, X, y)
+    score_on: Split | None = None
+    s2 = np.zeros(0, dtype=np.int64)  # data rows kept for scoring the removal search (never validation)
+    if suggest_removal:
+        if valid is not None:
+            keep = stratified_sample(valid.y, len(valid) - len(valid) // 3, np.random.default_rng(_seed(seed, 5)))
+            score_on = valid.take(np.setdiff1d(np.arange(len(valid)), keep))
+            valid = valid.take(keep)
+        else:
+            s2 = stratified_sample(y, min(1000, max(len(np.unique(y)), round(0.05 * n))),
+                                   np.random.default_rng(_seed(seed, 6)))
+            score_on = full.take(s2)
+    held = s2 if key in NEEDS_VALID or key == "consensus" else np.zeros(0, dtype=np.int64)
+    if valid is not None and len(valid) > max_valid:
+        valid = valid.take(stratified_sample(valid.y, max_valid, np.random.default_rng(_seed(seed, 3))))
+
+    if key == "consensus":
+        res = _consensus(X, y, uids, valid=valid, seed=seed, classes=classes, valid_fraction=valid_fraction,
+                         max_valid=max_valid, on_progress=report, t0=t0, held=held, **options)
+    else:
+        res = _value_rows(key, full, valid=valid, held=held, seed=seed, classes=classes,
+                          valid_fraction=valid_fraction, max_valid=max_valid, continue_from=continue_from,
+                          report=report, options=options)
+    if suggest_removal and score_on is not None:
+        from core.valuation.removal import suggest_removal as _suggest
+
+        cand = np.setdiff1d(np.arange(n), s2)  # fitted on what remains of these, scored on `score_on`
+        ref = valid if valid is not None else score_on
+        sug = _suggest(full.take(cand), res, valid=ref, score_on=score_on, seed=seed,
+                       n_components=options.get("n_components", 32) or 32)
+        frac = sug.fraction
+        n_total = int(round(frac * n))
+        removal = {**sug.to_dict(), "n_candidates": len(cand), "n_scoring": len(score_on),
+                   "n_remove_total": n_total}
+        res = replace(res, params={**res.params, "removal": removal})
+    return replace(res, seconds=time.perf_counter() - t0)
+
+
+def _value_rows(key: str, full: Split, *, valid: Split | None, held: NDArray[np.int64], seed: int,
+                classes: Sequence[str] | None, valid_fraction: float, max_valid: int,
+                continue_from: Values | None, report: ProgressFn, options: dict[str, Any]) -> Values:
+    """Value all rows of `full` with one method; `held` rows join the swapped phase (they never validate)."""
+    from core.valuation import METHODS
+
+    t0 = time.perf_counter()
+    fn: Callable[..., Values] = METHODS[key]
+    n = len(full)
+    uids = full.uids
+    if key not in NEEDS_VALID:
+        res = fn(full, valid=valid, seed=seed, on_progress=report, **options)
+        return replace(res, params={**res.params, "seed": seed, "validation": "not used"})
+
+    if valid is not None:
+        kw = dict(options)
+        if key in ITERATIVE:
+            kw["continue_from"] = continue_from
+        res = fn(full, valid=valid, seed=seed, on_progress=report, **kw)
+        return replace(res, params={**res.params, "seed": seed, "validation": "file", "n_valid": len(valid)})
+
+    # held-out split, then swapped roles
+    rest = np.setdiff1d(np.arange(n), held)
+    tr_r, va_r = holdout_split(full.y[rest], fraction=valid_fraction, max_rows=max_valid, seed=seed,
+                               classes=classes)
+    tr, va = rest[tr_r], np.sort(np.concatenate([rest[va_r], held]))
+    T, V = full.take(tr), full.take(rest[va_r])
+    T_as_valid = T.take(stratified_sample(T.y, min(len(T), max_valid), np.random.default_rng(_seed(seed, 4))))
+    phases = [(tr, T, V, _seed(seed, 1)), (va, full.take(va), T_as_valid, _seed(seed, 2))]
+    latest: list[Values | None] = [None, None]
+    results: list[Values | None] = [None, None]
+    weights = [len(tr) / n, len(va) / n]
+    base_params: dict[str, Any] = {"seed": seed, "validation": "holdout+swap", "n_valid": len(V),
+                                   "valid_fraction": valid_fraction, "max_valid": max_valid}
+
+    def partial_all() -> Values:
+        parts = [(phases[i][0], latest[i]) for i in range(2)]
+        phase_params = [None if v is None else v.params for v in latest]
+        return _concat(parts, n, uids, method=key, params={**base_params, "phase_params": phase_params},
+                       seconds=time.perf_counter() - t0)
+
+    for i, (rows, tr_split, va_split, s) in enumerate(phases):
+        kw = dict(options)
+        if i == 1 and key == "ts_dshapley":
+            kw["subset_size"] = _swap_subset_size(tr_split.y, options.get("subset_size", 100))
+        start = sum(weights[:i])
+
+        def prog(f: float, msg: str, partial: Values | None = None, i: int = i, start: float = start) -> None:
+            msg = f"held-out rows: {msg}" if i == 1 else msg
+            if partial is not None:
+                latest[i] = partial
+                report(start + weights[i] * f, msg, partial_all())
+            else:
+                report(start + weights[i] * f, msg, None)
+
+        if key in ITERATIVE and continue_from is not None:
+            pp = (continue_from.params.get("phase_params") or [None, None])[i]
+            if pp is not None:
+                kw["continue_from"] = replace(_subset_values(continue_from, tr_split.uids), params=pp)
+        results[i] = fn(tr_split, valid=va_split, seed=s, on_progress=prog, **kw)
+        if latest[i] is None or key != "ts_dshapley":
+            latest[i] = results[i]
+    res = _concat([(tr, results[0]), (va, results[1])], n, uids, method=key, params={}, seconds=0.0)
+    params = {**results[0].params, **base_params, "swap_params": results[1].params}  # type: ignore[union-attr]
+    params["n_valid"] = len(V)
+    return replace(res, params=params, extra={k: v for k, v in res.extra.items() if not k.startswith("pass_")})
+
+
+def _swap_subset_size(y: NDArray[np.int64], subset_size: int) -> int:
+    """Subset size for valuing the (small) held-out rows: the asked size unless a class is too rare for it."""
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    n_subsets = max(1, int(round(len(y) / subset_size)))
+    if counts.min() >= n_subsets:
+        return subset_size
+    return int(np.ceil(len(y) / counts.min()))
+
+
+def _consensus(X, y, uids, *, valid, seed, classes, valid_fraction, max_valid, on_progress, t0, held,
+               members: Sequence[str] | None = None, member_options: dict[str, dict[str, Any]] | None = None
+               ) -> Values:
+    from core.valuation.consensus import DEFAULT_MEMBERS, combine
+
+    names = [method_key(m) for m in (members or DEFAULT_MEMBERS)]
+    if "consensus" in names:
+        raise DataError("consensus cannot be a member of itself")
+    results = []
+    for i, name in enumerate(names):
+        def sub(f: float, msg: str, partial: Any = None, i: int = i) -> None:
+            on_progress((i + f) / len(names), f"{name}: {msg}", None)
+        opts = dict((member_options or {}).get(name, {}))
+        results.append(_value_rows(name, Split(uids, X, y), valid=valid, held=held, seed=seed, classes=classes,
+                                   valid_fraction=valid_fraction, max_valid=max_valid, continue_from=None,
+                                   report=sub, options=opts))
+    return combine(results, params={"seed": seed}, seconds=time.perf_counter() - t0)
