@@ -21,6 +21,7 @@ PAGES = [
     st.Page("pages/7_Export.py", title="Export", icon=":material/download:"),
 ]
 nav = st.navigation(PAGES)
+ui.follow_deep_link()  # a deep link on a fresh server arrives here through ui.workspace()
 with ui.guard():
     ui.active_dataset_id()
 ui.sidebar()

@@ -25,6 +25,7 @@ def _workspace(path: str) -> Workspace:
 
 def workspace() -> Workspace:
     """The workspace of this server ($WINNOW_HOME, else ./workspace); one handle per process."""
+    _through_app()
     return _workspace(os.environ.get("WINNOW_HOME") or "workspace")
 
 
@@ -34,7 +35,7 @@ def guard() -> Iterator[None]:
     try:
         yield
     except WinnowError as e:
-        st.error(str(e), icon=":material/error:")
+        st.error(plain(str(e)), icon=":material/error:")  # messages may quote dataset text
 
 
 @st.cache_resource(max_entries=4, show_spinner="Opening the dataset…")
@@ -104,7 +105,7 @@ def current_job(name: str, dataset_id: int) -> jobs.Job | None:
 @st.fragment(run_every="2s")
 def _poll(job_id: str) -> None:
     job = jobs.get(workspace(), job_id)
-    st.progress(job.progress, text=f"{job.label}: {job.message}")
+    st.progress(job.progress, text=plain(f"{job.label}: {job.message}"))
     c1, c2 = st.columns([1, 5])
     if c1.button("Cancel", key=f"cancel.{job_id}", icon=":material/stop:"):
         jobs.cancel(workspace(), job_id)
@@ -120,9 +121,9 @@ def job_panel(job: jobs.Job) -> None:
         _poll(job.id)
         return
     if job.status == "failed":
-        st.error(f"{job.label} failed: {job.message}", icon=":material/error:")
+        st.error(plain(f"{job.label} failed: {job.message}"), icon=":material/error:")
     elif job.status in ("dead", "cancelled"):
-        st.warning(f"{job.label} {job.status}: {job.message}", icon=":material/warning:")
+        st.warning(plain(f"{job.label} {job.status}: {job.message}"), icon=":material/warning:")
         if st.button("Resume from the last checkpoint", key=f"resume.{job.id}", icon=":material/replay:"):
             ws = workspace()
             new_id = jobs.resume(ws, job.id)
@@ -168,3 +169,284 @@ def active_values_run(dataset_id: int) -> Any:
         except WinnowError:
             pass
     return ws.latest_run("values", dataset_id=dataset_id)
+
+
+# ------------------------------------------------------------------ cached readers for the map, Inspect and Export
+# Keyed by ids: a new run or embedding has a new id, so nothing needs invalidating. Big read-only arrays and frames
+# are cache_resource (shared, never copied: callers must not mutate them); small derived frames are cache_data.
+
+
+def active_embedding(dataset_id: int) -> Any:
+    """The embedding the map and Inspect use: the active valuation run's, else the newest one, else None."""
+    ws = workspace()
+    run = active_values_run(dataset_id)
+    if run is not None and run.embedding_id is not None:
+        try:
+            return ws.embedding_by_id(run.embedding_id)
+        except WinnowError:
+            pass
+    embs = ws.embeddings(dataset_id)
+    return embs[0] if embs else None
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def embedding_matrix(ws_path: str, embedding_id: int) -> Any:
+    """(n, d) float32 embeddings of one embedding record (read once per process)."""
+    import numpy as np
+
+    ws = Workspace(ws_path)
+    rec = ws.embedding_by_id(embedding_id)
+    X = np.asarray(ws.read_array(rec.relpath), dtype=np.float32)
+    X.setflags(write=False)
+    return X
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def run_frame(ws_path: str, run_id: int) -> Any:
+    """A run's frame (artefacts/runs/<id>.parquet)."""
+    return Workspace(ws_path).load_run_frame(run_id)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def dataset_columns(ws_path: str, dataset_id: int) -> dict[str, list[str]]:
+    """uid, text and label of a dataset as Python lists (read once per process; do not mutate)."""
+    ds = _load_dataset(ws_path, dataset_id).ds
+    return {c: [str(v) for v in ds[c]] for c in ("uid", "text", "label")}
+
+
+def latest_projection(dataset_id: int, embedding_id: int) -> Any:
+    """The newest finished projection run of this embedding (any parameters), or None."""
+    for run in workspace().runs("projection", dataset_id=dataset_id, status="done"):
+        if run.embedding_id == embedding_id:
+            return run
+    return None
+
+
+def predictions(dataset_id: int, embedding_id: int, *, compute_below: int = 5_000) -> Any:
+    """The source classifier's predictions (frame uid, pred, confidence, p_given) or None when not computed yet.
+
+    Small data is computed here (a second or two); larger data waits for the `project` job, which computes them.
+    """
+    from core import curation
+
+    ws = workspace()
+    rec = ws.dataset(dataset_id)
+    cols = dataset_columns(str(ws.path), dataset_id)
+    got = _predictions(str(ws.path), embedding_id, rec.n_rows)
+    if got is None and rec.n_rows <= compute_below:
+        X = embedding_matrix(str(ws.path), embedding_id)
+        with st.spinner("Cross-fitting the source classifier…"):
+            curation.ensure_predictions(ws, embedding_id, X, cols["uid"], cols["label"], rec.classes)
+        _predictions.clear()
+        got = _predictions(str(ws.path), embedding_id, rec.n_rows)
+    return got
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _predictions(ws_path: str, embedding_id: int, n_rows: int) -> Any:
+    from core import curation
+
+    ws = Workspace(ws_path)
+    emb = ws.embedding_by_id(embedding_id)
+    uids = dataset_columns(ws_path, emb.dataset_id)["uid"]
+    return curation.load_predictions(ws, embedding_id, uids)
+
+
+def embedding_args(embedding: Any) -> list[str]:
+    """CLI options that make a step use this embedding record's model (none for the default model)."""
+    meta = getattr(embedding, "meta", None) or {}
+    args: list[str] = []
+    if meta.get("model"):
+        args += ["--model", str(meta["model"])]
+    if meta.get("precision") and meta["precision"] != "float32":
+        args += ["--precision", str(meta["precision"])]
+    return args
+
+
+def ensure_map_job(dataset_id: int, embedding: Any = None) -> Any:
+    """Start the `project` job (embed + map + predictions) unless one ran in this session; returns the job or None.
+
+    Started at most once per session and embedding, so a failing job is shown instead of restarted in a loop.
+    """
+    flag = f"map.autostarted.{dataset_id}.{getattr(embedding, 'id', None)}"
+    job = current_job("project", dataset_id)
+    if job is not None and job.active:
+        return job
+    if st.session_state.get(flag):
+        return job
+    st.session_state[flag] = True
+    start_job("project", dataset_id, ["project", f"ws:{dataset_id}", *embedding_args(embedding)])
+    return current_job("project", dataset_id)
+
+
+@st.cache_data(max_entries=8, show_spinner="Summarising…")
+def dataset_summary(ws_path: str, dataset_id: int) -> dict[str, Any]:
+    """core.data.summarize of a dataset (class counts, lengths, duplicates, conflicts)."""
+    from core import data
+
+    return data.summarize(_load_dataset(ws_path, dataset_id).ds)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def text_lengths(ws_path: str, dataset_id: int) -> Any:
+    """(n,) text lengths in characters."""
+    import numpy as np
+
+    return np.fromiter((len(t) for t in dataset_columns(ws_path, dataset_id)["text"]), dtype=np.int64)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def duplicate_tables(ws_path: str, dataset_id: int) -> tuple[Any, Any]:
+    """(duplicates, conflicts) tables of core.data, with list cells joined for display."""
+    from core import data
+
+    dups = data.duplicate_table(_load_dataset(ws_path, dataset_id).ds)
+    for c in ("rows", "uids"):
+        if c in dups:
+            dups[c] = dups[c].map(lambda v: ", ".join(map(str, v[:20])) + (" …" if len(v) > 20 else ""))
+    return dups, dups[dups["conflict"].astype(bool)].reset_index(drop=True) if len(dups) else dups
+
+
+def _hover_lines(text: str, width: int = 70, limit: int = 280) -> str:
+    import html
+    import textwrap
+
+    short = text if len(text) <= limit else text[:limit] + "…"
+    lines = textwrap.wrap(short, width, break_long_words=True, replace_whitespace=True) or [""]
+    return "<br>".join(html.escape(ln, quote=False) for ln in lines[:5])
+
+
+@st.cache_data(max_entries=8, show_spinner="Preparing the map…")
+def map_inputs(ws_path: str, dataset_id: int, embedding_id: int, projection_id: int, values_id: int | None,
+               clusters_id: int | None, with_predictions: bool) -> dict[str, Any]:
+    """Per-row arrays for the map, aligned with the dataset's row order (row position = index).
+
+    Returns:
+        x, y (float32); label (object); value, stderr (float64, NaN when missing; None without a values run);
+        cluster (int64, -1 when missing; None without clusters); pred, confidence (None without predictions);
+        hover (list of pre-escaped hover strings: plotly renders a subset of HTML, so dataset text is escaped).
+    """
+    import html
+
+    import numpy as np
+
+    from core import curation
+    from core.projection import load_projection
+
+    ws = Workspace(ws_path)
+    cols = dataset_columns(ws_path, dataset_id)
+    uids, labels = cols["uid"], cols["label"]
+    coords = load_projection(ws, projection_id, uids)
+    out: dict[str, Any] = {"x": coords[:, 0], "y": coords[:, 1], "label": np.asarray(labels, dtype=object),
+                           "value": None, "stderr": None, "cluster": None, "pred": None, "confidence": None}
+    if values_id is not None:
+        vf = curation.align_values(run_frame(ws_path, values_id), uids)
+        out["value"] = vf["value"].to_numpy(np.float64)
+        out["stderr"] = vf["stderr"].to_numpy(np.float64) if "stderr" in vf else np.full(len(uids), np.nan)
+    if clusters_id is not None:
+        out["cluster"] = curation.align_column(run_frame(ws_path, clusters_id), "cluster", uids, fill=-1.0
+                                               ).astype(np.int64)
+    if with_predictions:
+        pf = _predictions(ws_path, embedding_id, len(uids))
+        if pf is not None:
+            out["pred"] = pf["pred"].to_numpy(object)
+            out["confidence"] = pf["confidence"].to_numpy(np.float64)
+    # The hover strings are most of the figure's bytes, and every selected point sends its own back to the server:
+    # keep them short on big maps (the selection table shows the full text).
+    big = len(uids) > 10_000
+    width, limit = (80, 100) if big else (70, 280)
+    hover = []
+    for i, (text, label) in enumerate(zip(cols["text"], labels)):
+        head = f"<b>{html.escape(label)}</b>"
+        if out["pred"] is not None:
+            p = html.escape(str(out["pred"][i]))
+            head += f" -> {p} {out['confidence'][i]:.0%}" if big else \
+                f" · predicted {p} ({out['confidence'][i]:.0%})"
+        if out["value"] is not None and not np.isnan(out["value"][i]):
+            head += f" · {out['value'][i]:+.2g}" if big else f" · value {out['value'][i]:+.3g}"
+        if out["cluster"] is not None:
+            head += f" · c{out['cluster'][i]}" if big else f" · cluster {out['cluster'][i]}"
+        hover.append(head + "<br>" + _hover_lines(text, width, limit))
+    out["hover"] = hover
+    return out
+
+
+def agreement_runs(dataset_id: int, active_run: Any) -> dict[str, int]:
+    """Runs whose ranks say which methods call a row harmful: a consensus run (the active one, else the newest),
+    else the newest finished run of each method."""
+    ws = workspace()
+    if active_run is not None and active_run.method == "consensus":
+        return {"consensus": active_run.id}
+    cons = ws.latest_run("values", dataset_id=dataset_id, method="consensus")
+    if cons is not None:
+        return {"consensus": cons.id}
+    out: dict[str, int] = {}
+    for run in ws.runs("values", dataset_id=dataset_id, status="done"):
+        if run.method not in out and run.method != "random":
+            out[run.method] = run.id
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def agreement_frame(ws_path: str, dataset_id: int, runs: tuple[tuple[str, int], ...]) -> Any:
+    """core.curation.method_ranks of the given (method, run id) pairs, aligned with the dataset."""
+    from core import curation
+
+    uids = dataset_columns(ws_path, dataset_id)["uid"]
+    return curation.method_ranks({m: run_frame(ws_path, r) for m, r in runs}, uids)
+
+
+_MD_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:="
+
+
+def plain(text: str) -> str:
+    """Backslash-escape Markdown syntax, for text that must go through a Markdown element (st.error, st.success):
+    an error message quoting a dataset row must not render a link, an image, LaTeX or an emoji code."""
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(text)).replace("\n", "  \n")
+
+
+APP_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _through_app() -> None:
+    """Send a page that runs without app.py through app.py (keeping the page the user asked for).
+
+    A fresh server whose first visitor opens a deep link (/Map) runs Streamlit's emulation of v1 multipage apps,
+    because a `pages/` folder exists: the page runs alone, without app.py's navigation, sidebar and page config,
+    until some session runs app.py. Every page calls `workspace()` first, so this check sits there.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if not PagesManager.uses_pages_directory or st.session_state.get("app.ran"):
+        return  # (AppTest re-arms the emulation on every run; a session that went through app.py is fine)
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return
+    info = ctx.pages_manager.get_pages().get(ctx.page_script_hash) or {}
+    script = info.get("script_path")
+    if script:
+        rel = os.path.relpath(os.path.abspath(script), APP_DIR).replace(os.sep, "/")
+        if rel != "app.py" and not rel.startswith(".."):
+            st.session_state["app.deep_link"] = rel
+    st.switch_page("app.py")
+
+
+def follow_deep_link() -> None:
+    """In app.py after st.navigation: open the page a deep link asked for (see `_through_app`)."""
+    st.session_state["app.ran"] = True
+    target = st.session_state.pop("app.deep_link", None)
+    if target is not None:
+        st.switch_page(target)
+
+
+# ------------------------------------------------------------------ shared by Value, Select and Fine-tune
+def job_note(job: jobs.Job | None) -> None:
+    """`job_panel` for the latest job of a kind (None: nothing), plus the tail of a failed job's log, verbatim."""
+    if job is None:
+        return
+    job_panel(job)
+    if job.status == "failed":
+        with st.expander("Log of the failed job"):
+            st.code(jobs.log_tail(job, 30) or "(empty)", language=None)

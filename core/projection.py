@@ -1,0 +1,196 @@
+"""2-D coordinates of the embeddings for the map: UMAP (cosine), or PCA for tiny data.
+
+UMAP (McInnes, Healy, Melville, arXiv 1802.03426) is fitted on every row up to `max_fit` rows: measured here on the
+demo, fitting all 38k rows took about 12 s where fitting 5k and transforming the other 33k took 58 s, so the
+sample-and-transform path is only for data past `max_fit` (a class-stratified sample when `strata` is given).
+Coordinates are recorded in the workspace as a run of kind "projection" (frame uid, x, y) keyed by the embedding
+and the parameters, so the map reads them instead of recomputing.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.workspace import RunRecord, Workspace
+
+Method = Literal["auto", "umap", "pca"]
+METHODS: tuple[str, ...] = ("auto", "umap", "pca")
+PCA_BELOW = 500  # rows; "auto" uses PCA below this (UMAP on a few hundred points mostly shows its own noise)
+Progress = Callable[..., None]
+
+
+def resolve_method(method: str, n_rows: int) -> str:
+    """The method `project` will use for `n_rows` rows: "umap" or "pca"."""
+    if method not in METHODS:
+        raise TypeError(f"unknown projection method {method!r}; one of {METHODS}")
+    if method == "auto":
+        return "pca" if n_rows < PCA_BELOW else "umap"
+    return method
+
+
+def _pca(X: NDArray[np.floating]) -> NDArray[np.float32]:
+    Xc = np.asarray(X, dtype=np.float64)
+    Xc = Xc - Xc.mean(axis=0, keepdims=True)
+    out = np.zeros((len(Xc), 2), dtype=np.float32)
+    if len(Xc) < 2 or Xc.shape[1] == 0:
+        return out
+    _, _, vt = np.linalg.svd(Xc, full_matrices=False)
+    k = min(2, vt.shape[0])
+    comps = vt[:k]
+    # deterministic signs: the largest loading of each component is positive
+    signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])
+    signs[signs == 0] = 1.0
+    out[:, :k] = (Xc @ (comps * signs[:, None]).T).astype(np.float32)
+    return out
+
+
+def _stratified_sample(n: int, size: int, strata: Sequence[Any] | None, rng: np.random.Generator) -> NDArray[np.int64]:
+    if strata is None:
+        return np.sort(rng.choice(n, size=size, replace=False))
+    codes = np.unique(np.asarray(strata), return_inverse=True)[1].ravel()
+    counts = np.bincount(codes)
+    share = counts / n * size
+    take = np.minimum(np.maximum(np.floor(share).astype(int), 1), counts)
+    rest = size - take.sum()
+    if rest > 0:  # largest remainders first, capped by the stratum's size
+        for c in np.argsort(-(share - np.floor(share))):
+            add = min(rest, counts[c] - take[c])
+            take[c] += add
+            rest -= add
+            if rest <= 0:
+                break
+    picked = [rng.choice(np.flatnonzero(codes == c), size=int(t), replace=False) for c, t in enumerate(take) if t > 0]
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbors: int = 15, min_dist: float = 0.1,
+            metric: str = "cosine", seed: int | None = 0, max_fit: int = 100_000,
+            strata: Sequence[Any] | None = None, on_progress: Progress | None = None) -> NDArray[np.float32]:
+    """Project embeddings to 2-D for the map.
+
+    Args:
+        X: (n, d) embeddings.
+        method: "umap", "pca", or "auto" (PCA below 500 rows, else UMAP).
+        n_neighbors: UMAP's neighbourhood size (capped at n - 1).
+        min_dist: UMAP's minimum distance between embedded points.
+        metric: UMAP's input metric.
+        seed: Makes UMAP deterministic (and single-threaded); None lets it use every core.
+        max_fit: UMAP fits on at most this many rows and `transform`s the rest.
+        strata: (n,) labels for a stratified fitting sample when n > max_fit.
+        on_progress: Called as on_progress(fraction, message).
+
+    Returns:
+        (n, 2) float32 coordinates, aligned with X.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise TypeError(f"X must be 2-D (n, d), got shape {X.shape}")
+    n = len(X)
+    report = on_progress or (lambda fraction, message="": None)
+    used = resolve_method(method, n)
+    if used == "pca" or n < 4:
+        report(0.0, "PCA")
+        coords = _pca(X)
+        report(1.0, "PCA done")
+        return coords
+    import warnings
+
+    report(0.02, "loading UMAP (the first call compiles for ~30 s)")
+    import umap  # heavy: numba compiles on first use
+
+    nn = int(max(2, min(n_neighbors, n - 1)))
+    reducer = umap.UMAP(n_components=2, n_neighbors=nn, min_dist=float(min_dist), metric=metric,
+                        random_state=seed, low_memory=True, verbose=False)
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # random_state forces one thread: expected
+        warnings.filterwarnings("ignore", message=".*gradient function is not yet implemented.*")
+        if n <= max_fit:
+            report(0.1, f"UMAP on {n:,} rows")
+            coords = reducer.fit_transform(X)
+        else:
+            idx = _stratified_sample(n, int(max_fit), strata, rng)
+            report(0.1, f"UMAP fit on a sample of {len(idx):,} of {n:,} rows")
+            fitted = reducer.fit_transform(X[idx])
+            coords = np.empty((n, 2), dtype=np.float32)
+            coords[idx] = fitted
+            rest = np.setdiff1d(np.arange(n), idx)
+            chunk = 20_000
+            for start in range(0, len(rest), chunk):
+                part = rest[start:start + chunk]
+                report(0.5 + 0.5 * start / len(rest), f"UMAP transform {start:,}/{len(rest):,}")
+                coords[part] = reducer.transform(X[part])
+    report(1.0, "UMAP done")
+    return np.asarray(coords, dtype=np.float32)
+
+
+def projection_params(n_rows: int, *, method: str = "auto", n_neighbors: int = 15, min_dist: float = 0.1,
+                      metric: str = "cosine", seed: int | None = 0, max_fit: int = 100_000) -> dict[str, Any]:
+    """The parameters that key a projection run (method resolved; UMAP-only options dropped for PCA)."""
+    used = resolve_method(method, n_rows)
+    if used == "pca":
+        return {"method": "pca"}
+    return {"method": "umap", "n_neighbors": int(n_neighbors), "min_dist": float(min_dist), "metric": metric,
+            "seed": seed, "max_fit": int(max_fit)}
+
+
+def find_projection(ws: Workspace, dataset_id: int, embedding_id: int, n_rows: int, **params: Any) -> RunRecord | None:
+    """The newest finished projection run of this embedding with these parameters, or None."""
+    key = projection_params(n_rows, **params)
+    for run in ws.runs("projection", dataset_id=dataset_id, method=key["method"], status="done"):
+        if run.embedding_id == embedding_id and run.params == key:
+            return run
+    return None
+
+
+def load_projection(ws: Workspace, run_id: int, uids: Sequence[str]) -> NDArray[np.float32]:
+    """(n, 2) coordinates of a projection run, aligned with `uids` (NaN for uids the run lacks)."""
+    import pandas as pd
+
+    df = ws.load_run_frame(run_id)
+    pos = pd.Index(df["uid"].astype(str)).get_indexer(pd.Index([str(u) for u in uids]))
+    coords = np.full((len(uids), 2), np.nan, dtype=np.float32)
+    ok = pos >= 0
+    coords[ok, 0] = df["x"].to_numpy(np.float32)[pos[ok]]
+    coords[ok, 1] = df["y"].to_numpy(np.float32)[pos[ok]]
+    return coords
+
+
+def ensure_projection(ws: Workspace, dataset_id: int, embedding_id: int, X: NDArray[np.floating],
+                      uids: Sequence[str], *, job_id: str | None = None, strata: Sequence[Any] | None = None,
+                      on_progress: Progress | None = None, **params: Any) -> tuple[int, NDArray[np.float32]]:
+    """Coordinates for the map, computed once per (embedding, parameters) and kept in the workspace.
+
+    Args:
+        X: (n, d) embeddings of `embedding_id`, aligned with `uids`.
+        params: `project`'s options (method, n_neighbors, min_dist, metric, seed, max_fit).
+
+    Returns:
+        (run_id, coords (n, 2) float32): an existing run with the same key is reused.
+    """
+    import pandas as pd
+
+    n = len(uids)
+    if len(X) != n:
+        raise TypeError(f"X has {len(X)} rows but {n} uids were given")
+    hit = find_projection(ws, dataset_id, embedding_id, n, **params)
+    if hit is not None:
+        coords = load_projection(ws, hit.id, uids)
+        if not np.isnan(coords).any():
+            return hit.id, coords
+    key = projection_params(n, **params)
+    run_id = ws.create_run("projection", dataset_id=dataset_id, method=key["method"], params=key,
+                           embedding_id=embedding_id, job_id=job_id)
+    t0 = time.time()
+    try:
+        coords = project(X, strata=strata, on_progress=on_progress,
+                         **{k: v for k, v in key.items() if k != "method"}, method=key["method"])
+    except BaseException as e:
+        ws.update_run(run_id, status="failed", result={"error": f"{type(e).__name__}: {e}"})
+        raise
+    ws.save_run_frame(run_id, pd.DataFrame({"uid": [str(u) for u in uids], "x": coords[:, 0], "y": coords[:, 1]}))
+    ws.update_run(run_id, status="done", seconds=time.time() - t0, result={"rows": n})
+    return run_id, coords

@@ -1,0 +1,292 @@
+"""Value: compute data values (TS-DShapley by default) as a background job, read their distribution, compare runs,
+pick the run the map and Inspect use, and run the self-check (which method finds injected label flips here).
+
+Every computation is the `value` or `audit` step (`python -m core value ws:ID --method ...`) started as a job: the
+job embeds the texts first if needed, then values them, recording progress in the workspace, so a reload or a
+closed tab loses nothing.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from core.errors import WinnowError
+from core.valuation import DEFAULT_METHOD, METHODS
+
+ws = ui.workspace()
+ws_path = str(ws.path)
+ds_id = ui.active_dataset_id()
+rec = ws.dataset(ds_id)
+
+ABOUT = {
+    "ts-dshapley": "TS-DShapley (Schoch et al. 2023): Shapley values of a linear source classifier on many small "
+                   "stratified subsets. The default.",
+    "knn-shapley": "KNN-Shapley (Jia et al. 2019): exact closed form for a k-nearest-neighbour classifier. Seconds.",
+    "data-oob": "Data-OOB (Kwon & Zou 2023): out-of-bag accuracy of bagged logistic regressions.",
+    "label-quality": "Label quality: cross-fitted confidence in each given label (cleanlab's score).",
+    "consensus": "Consensus: the rank average of several methods; keeps each member's rank per row.",
+    "tmc-shapley": "TMC-Shapley (Ghorbani & Zou 2019) on the whole set: the reference; slow past a few hundred rows.",
+    "loo": "Leave-one-out with the source classifier: cheap, noisy.",
+    "random": "Random values: the floor every method should beat.",
+}
+AUDIT_DEFAULT = ["ts-dshapley", "knn-shapley", "label-quality"]
+CONSENSUS_DEFAULT = ["label-quality", "knn-shapley", "data-oob", "ts-dshapley"]
+
+
+def _cli(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _run_name(r: Any) -> str:
+    return f"run {r.id}: {r.method} · {_when(r.created)}"
+
+
+def _values(run_id: int) -> pd.DataFrame:
+    df = ui.run_frame(ws_path, run_id)
+    if "count" not in df.columns and "counts" in df.columns:
+        df = df.rename(columns={"counts": "count"})
+    return df
+
+
+def _opt(run: Any, name: str) -> Any:
+    """An option a valuation run used: the method's own record of it, else what was asked."""
+    used = (run.result or {}).get("method_params") or {}
+    return used.get(name, (run.params.get("options") or {}).get(name, run.params.get(name)))
+
+
+def _removal(run: Any) -> dict[str, Any] | None:
+    """The suggested removal recorded with a run: the row count over the whole dataset (`total`) and the
+    validation curve (fractions removed, lowest first vs highest first vs random)."""
+    res = run.result or {}
+    rem = res.get("removal")
+    if not isinstance(rem, dict):
+        return None
+    total = res.get("suggested_removal", rem.get("n_remove_total", rem.get("n_remove")))
+    return {**rem, "total": total}
+
+
+st.title("Value")
+st.caption("How much each row helps a classifier trained on the others: below 0 = harmful (often mislabelled), "
+           "near 0 = redundant. The map colours rows by the active run; Inspect lists the lowest first.")
+
+# ------------------------------------------------------------------------------------------------ compute
+methods = [_cli(m) for m in METHODS]
+default_method = _cli(DEFAULT_METHOD)
+m1, m2 = st.columns([1, 2])
+method = m1.selectbox("Method", methods, index=methods.index(default_method), key="value.method")
+m2.caption("About this method")
+m2.text(ABOUT.get(method, ""))
+
+opts: list[str] = []
+with st.expander("Parameters", expanded=False):
+    p1, p2, p3 = st.columns(3)
+    if method == "ts-dshapley":
+        passes = p1.number_input("Passes K (estimates per row)", 1, 200, 20, key="value.passes",
+                                 help="each pass partitions the rows into subsets; every row is valued K times")
+        subset = p2.number_input("Subset size m", 10, 5000, 100, step=10, key="value.subset_size")
+        perms = p3.number_input("Permutations P per subset", 1, 100, 10, key="value.permutations")
+        classifier = p1.selectbox("Source classifier", ["ridge", "logistic"], key="value.classifier",
+                                  help="ridge: exact incremental fits, fast; logistic: refitted per prefix, slow")
+        utility = p2.selectbox("Utility", ["accuracy", "neg_mse", "log_likelihood"], key="value.utility",
+                               help="accuracy on the validation rows, or a smooth score (needs fewer passes)")
+        opts += ["--n-passes", str(passes), "--subset-size", str(subset), "--n-permutations", str(perms),
+                 "--classifier", classifier, "--utility", utility]
+    elif method == "knn-shapley":
+        k = p1.number_input("Neighbours k", 1, 100, 10, key="value.k")
+        opts += ["--k", str(k)]
+    elif method == "data-oob":
+        n_est = p1.number_input("Bootstrap models", 10, 2000, 200, step=10, key="value.n_estimators")
+        opts += ["--n-estimators", str(n_est)]
+    elif method == "consensus":
+        members = p1.multiselect("Members", [m for m in methods if m not in ("consensus", "random")],
+                                 default=CONSENSUS_DEFAULT, key="value.members")
+        opts += ["--members", ",".join(members)]
+    seed = p3.number_input("Seed", 0, 2**31 - 1, 0, key="value.seed")
+    opts += ["--seed", str(seed)]
+    valid_path = st.text_input("Validation file (optional)", key="value.valid", placeholder="default: a stratified "
+                               "10 % held out from the data (at most 2,000 rows), then valued by swapping roles")
+    if valid_path.strip():
+        opts += ["--valid", valid_path.strip()]
+    suggest = st.checkbox("Suggest how many of the lowest-valued rows to remove (with its validation curve)",
+                          value=method == "ts-dshapley", key="value.suggest")
+    if suggest:
+        opts += ["--suggest-removal"]
+
+argv = ["value", f"ws:{ds_id}", "--method", method, *opts]
+job = ui.current_job("value", ds_id)
+st.code("python -m core " + shlex.join(argv), language=None, wrap_lines=True)
+if st.button("Compute values", key="value.start", type="primary", icon=":material/play_arrow:",
+             disabled=job is not None and job.active):
+    with ui.guard():
+        st.session_state["value.job"] = ui.start_job("value", ds_id, argv)
+        st.rerun()
+ui.job_note(job)
+if job is not None and job.status == "done" and job.run_id is not None:
+    st.caption(f"The last job recorded valuation run {job.run_id}.")
+
+# ------------------------------------------------------------------------------------------------ results
+runs = ws.runs("values", dataset_id=ds_id)
+done = [r for r in runs if r.status == "done"]
+active = ui.active_values_run(ds_id)
+if not done:
+    st.info("No valuation yet: press Compute values (the first run also embeds the texts).", icon=":material/info:")
+else:
+    st.subheader("Distribution")
+    ids = [r.id for r in done]
+    default = ids.index(active.id) if active is not None and active.id in ids else 0
+    if job is not None and job.status == "done" and job.run_id in ids:  # what the last job computed
+        default = ids.index(job.run_id)
+    signature = [*ids, None if active is None else active.id, None if job is None else job.id]
+    if st.session_state.get("value.runs_seen") != signature:  # a new run or a new active run: show it
+        for key in ("value.shown", "value.cmp_a", "value.cmp_b"):
+            st.session_state.pop(key, None)
+        st.session_state["value.runs_seen"] = signature
+    shown_id = st.selectbox("Run", ids, index=default, key="value.shown",
+                            format_func=lambda i: _run_name(next(r for r in done if r.id == i))
+                            + ("  (active)" if active is not None and i == active.id else ""))
+    shown = next(r for r in done if r.id == shown_id)
+    df = _values(shown.id)
+    v = df["value"].to_numpy(dtype=float)
+    se = df["stderr"].to_numpy(dtype=float) if "stderr" in df else np.full(len(v), np.nan)
+    a1, a2, a3, a4 = st.columns(4)
+    a1.metric("Rows valued", f"{int(np.isfinite(v).sum()):,}")
+    a2.metric("Below 0 (harmful)", f"{100 * float(np.mean(v < 0)):.1f} %")
+    a3.metric("Median std. error", "n/a" if np.all(np.isnan(se)) else f"{np.nanmedian(se):.2g}")
+    a4.metric("Seconds", "n/a" if shown.seconds is None else f"{shown.seconds:,.1f}")
+    fig = go.Figure(go.Histogram(x=v, nbinsx=80, marker_color="#4c78a8",
+                                 hovertemplate="%{x}: %{y} rows<extra></extra>"))
+    fig.add_vline(x=0, line_color="#d62728", line_dash="dash", annotation_text="0", annotation_position="top")
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=f"value ({shown.method})",
+                      yaxis_title="rows", bargap=0.02)
+    st.plotly_chart(fig, key="value.hist")
+
+    if shown.id != (active.id if active is not None else None):
+        if st.button(f"Make run {shown.id} the active run", key="value.activate", icon=":material/check:"):
+            ws.set_setting(f"active_values.{ds_id}", shown.id)
+            st.rerun()
+    else:
+        st.caption("This is the active run: the map and Inspect use it.")
+
+    rem = _removal(shown)
+    if rem is not None:
+        st.subheader("Suggested removal")
+        total, frac = rem.get("total"), rem.get("fraction")
+        if total is not None:
+            st.metric("Rows to remove (lowest value first)", f"{int(total):,}",
+                      help=f"{100 * (frac or 0):.1f} % of the rows; proxy accuracy {rem.get('baseline', 0):.4f} → "
+                           f"{rem.get('score', 0):.4f} ({rem.get('scoring', 'source classifier')})")
+        for w in rem.get("warnings") or []:
+            st.warning(ui.plain(str(w)), icon=":material/warning:")
+        curve = pd.DataFrame(rem.get("curve") or [])
+        if not curve.empty and "fraction" in curve:
+            fig = go.Figure()
+            x = 100 * curve["fraction"]
+            for col, name, colour in (("score", "lowest first", "#2ca02c"), ("score_highest", "highest first",
+                                                                               "#d62728"),
+                                      ("score_random", "random", "#7f7f7f")):
+                if col in curve:
+                    fig.add_trace(go.Scatter(x=x, y=curve[col], mode="lines+markers", name=name,
+                                             line_color=colour))
+            if frac is not None:
+                fig.add_vline(x=100 * frac, line_dash="dot", annotation_text="suggested")
+            fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="% of rows removed",
+                              yaxis_title="validation accuracy of the source classifier",
+                              legend=dict(orientation="h", y=1.12))
+            st.plotly_chart(fig, key="value.removal")
+        st.caption("Removing the lowest-valued rows should keep or raise the score; removing the highest should "
+                   "lower it. Apply it on the Select page (drop negative).")
+
+    st.subheader("Past runs")
+    past = pd.DataFrame([{
+        "run": r.id, "method": r.method, "status": r.status, "active": bool(active is not None and r.id == active.id),
+        "seconds": r.seconds, "passes": _opt(r, "n_passes"), "subset size": _opt(r, "subset_size"),
+        "permutations": _opt(r, "n_permutations"), "k": _opt(r, "k"), "seed": r.params.get("seed"),
+        "validation": _opt(r, "validation"),
+        "suggested removal": (_removal(r) or {}).get("total"), "started": _when(r.created),
+    } for r in runs])
+    optional = ["passes", "subset size", "permutations", "k", "validation", "suggested removal"]
+    past = past.drop(columns=[c for c in optional if past[c].isna().all()])
+    st.dataframe(past, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+
+    if len(done) >= 2:
+        st.subheader("Compare two runs")
+        c1, c2 = st.columns(2)
+        a_id = c1.selectbox("Run A", ids, index=0, key="value.cmp_a",
+                            format_func=lambda i: _run_name(next(r for r in done if r.id == i)))
+        b_id = c2.selectbox("Run B", ids, index=1, key="value.cmp_b",
+                            format_func=lambda i: _run_name(next(r for r in done if r.id == i)))
+        a = _values(a_id)[["uid", "value"]]
+        b = _values(b_id)[["uid", "value"]]
+        both = a.merge(b, on="uid", suffixes=("_a", "_b"))
+        if both.empty:
+            st.warning("These runs share no rows.", icon=":material/warning:")
+        else:
+            rho = both["value_a"].rank().corr(both["value_b"].rank())
+            q = max(1, int(round(0.1 * len(both))))
+            low_a = set(both.nsmallest(q, "value_a")["uid"])
+            low_b = set(both.nsmallest(q, "value_b")["uid"])
+            s1, s2 = st.columns(2)
+            s1.metric("Spearman rank correlation", f"{rho:.3f}")
+            s2.metric("Shared among the lowest 10 %", f"{100 * len(low_a & low_b) / q:.0f} %")
+            fig = go.Figure(go.Scattergl(x=both["value_a"], y=both["value_b"], mode="markers",
+                                         marker=dict(size=4, opacity=0.5, color="#4c78a8"),
+                                         hovertemplate="A %{x:.4g}<br>B %{y:.4g}<extra></extra>"))
+            fig.add_hline(y=0, line_color="#bbbbbb")
+            fig.add_vline(x=0, line_color="#bbbbbb")
+            fig.update_layout(height=380, margin=dict(l=10, r=10, t=20, b=10), xaxis_title=f"run {a_id}",
+                              yaxis_title=f"run {b_id}")
+            st.plotly_chart(fig, key="value.scatter")
+
+# ------------------------------------------------------------------------------------------------ self-check
+st.subheader("Self-check: which method finds bad labels in this data?")
+st.caption("Flips a seeded share of labels in a copy of the data, values the copy with each method, and measures how "
+           "well low values find the flipped rows (ROC-AUC: 0.5 = chance, 1 = perfect).")
+x1, x2 = st.columns([2, 1])
+audit_methods = x1.multiselect("Methods", [m for m in methods if m != "consensus"], default=AUDIT_DEFAULT,
+                               key="value.audit_methods")
+flip = x2.number_input("Share of labels flipped", 0.01, 0.45, 0.05, step=0.01, key="value.audit_flip")
+audit_job = ui.current_job("audit", ds_id)
+audit_argv = ["audit", f"ws:{ds_id}", "--flip", f"{flip:g}", "--methods", ",".join(audit_methods)]
+if st.button("Run the self-check", key="value.audit", icon=":material/fact_check:",
+             disabled=(audit_job is not None and audit_job.active) or not audit_methods):
+    with ui.guard():
+        ui.start_job("audit", ds_id, audit_argv)
+        st.rerun()
+ui.job_note(audit_job)
+audit_run = ws.latest_run("audit", dataset_id=ds_id)
+if audit_run is not None:
+    rows = audit_run.result.get("rows") or audit_run.result.get("table") or []
+    if not rows:
+        try:
+            rows = ui.run_frame(ws_path, audit_run.id).to_dict("records")
+        except WinnowError:
+            rows = []
+    if rows:
+        tab = pd.DataFrame(rows)
+        st.caption(f"Self-check run {audit_run.id} · {_when(audit_run.created)} · "
+                   f"{int(tab['n_flipped'].iloc[0]) if 'n_flipped' in tab else '?'} labels flipped")
+        show = tab.rename(columns={"auc": "ROC-AUC", "precision_at_k": "precision at number flipped"})
+        st.dataframe(show[[c for c in ("method", "ROC-AUC", "precision at number flipped", "seconds")
+                           if c in show]], hide_index=True,
+                     column_config={"ROC-AUC": st.column_config.NumberColumn(format="%.3f"),
+                                    "precision at number flipped": st.column_config.NumberColumn(format="%.3f"),
+                                    "seconds": st.column_config.NumberColumn(format="%.1f")})
+        if "auc" in tab:
+            tab = tab.sort_values("auc", ascending=False)
+            fig = go.Figure(go.Bar(x=tab["method"], y=tab["auc"], marker_color="#4c78a8",
+                                   hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+            fig.add_hline(y=0.5, line_dash="dash", line_color="#7f7f7f", annotation_text="chance")
+            fig.update_layout(height=300, margin=dict(l=10, r=10, t=20, b=10), yaxis=dict(title="ROC-AUC",
+                              range=[0, 1]), xaxis_type="category")
+            st.plotly_chart(fig, key="value.audit_chart")

@@ -1,0 +1,244 @@
+"""Map: every row as a point (UMAP of the embeddings), coloured by value, cluster, label, prediction or decision.
+
+Lasso or box-select points, see them as a table, and remove / keep / clear them with a reason. One Scattergl trace
+whose `customdata` is the row position (DESIGN.md: a trace per label would make selections ambiguous).
+"""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+import plotly.colors as pc
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from core import curation
+
+ws = ui.workspace()
+WS = str(ws.path)
+st.title("Map")
+
+TABLE_ROWS = 1_000  # rows of the selection table (a 38k-row lasso would send every text to the browser)
+DECISION_COLOURS = {"": "#c7c7c7", "keep": "#2ca02c", "relabel": "#ff7f0e", "remove": "#d62728"}
+# red (harmful) .. light grey (0) .. blue (helpful): a white middle would vanish on the light background
+DIVERGING = [(0.0, "#b2182b"), (0.25, "#ef8a62"), (0.5, "#d0d0d0"), (0.75, "#67a9cf"), (1.0, "#2166ac")]
+PALETTE = pc.qualitative.Plotly + pc.qualitative.Dark24 + pc.qualitative.Light24  # 58 "#rrggbb" colours
+
+
+def _categorical(codes: np.ndarray, names: list[str], colours: list[str], title: str) -> dict:
+    """Marker settings colouring integer codes 0..k-1 with a stepped colour scale and a labelled colour bar."""
+    k = max(len(names), 1)
+    scale = []
+    for i in range(k):
+        c = colours[i % len(colours)]
+        scale += [(i / k, c), ((i + 1) / k, c)]
+    step = max(1, k // 25)
+    return dict(color=codes, colorscale=scale, cmin=-0.5, cmax=k - 0.5, showscale=True,
+                colorbar=dict(title=dict(text=html.escape(title)), tickvals=list(range(0, k, step)),
+                              ticktext=[html.escape(n) for n in names][::step], len=0.9))
+
+
+def _figure(inp: dict, pos: np.ndarray, colour: str, decisions: np.ndarray, mid: float) -> go.Figure:
+    n_all = len(inp["x"])
+    if colour == "value":
+        v = np.nan_to_num(inp["value"][pos], nan=mid)
+        spread = float(np.quantile(np.abs(v - mid), 0.98)) if len(v) else 1.0
+        spread = spread if spread > 0 else 1.0
+        marker = dict(color=v, colorscale=DIVERGING, cmid=mid, cmin=mid - spread, cmax=mid + spread, showscale=True,
+                      colorbar=dict(title=dict(text="value"), len=0.9, exponentformat="e"))
+    elif colour in ("label", "predicted label"):
+        names = sorted(set(inp["label"]))
+        arr = inp["label"] if colour == "label" else inp["pred"]
+        lookup = {c: i for i, c in enumerate(names)}
+        codes = np.array([lookup.get(a, 0) for a in arr[pos]], dtype=np.int64)
+        marker = _categorical(codes, names, PALETTE, colour)
+    elif colour == "cluster":
+        cl = inp["cluster"][pos]
+        ids = sorted(set(inp["cluster"].tolist()))
+        lookup = {c: i for i, c in enumerate(ids)}
+        codes = np.array([lookup[c] for c in cl], dtype=np.int64)
+        marker = _categorical(codes, [("none" if c < 0 else str(c)) for c in ids], PALETTE, "cluster")
+    else:  # decision
+        names = ["", "keep", "relabel", "remove"]
+        lookup = {c: i for i, c in enumerate(names)}
+        codes = np.array([lookup.get(d, 0) for d in decisions[pos]], dtype=np.int64)
+        marker = _categorical(codes, ["none", "keep", "relabel", "remove"], list(DECISION_COLOURS.values()),
+                              "decision")
+    marker.update(size=4 if n_all > 5000 else 7, opacity=0.85, line=dict(width=0))
+    hover = inp["hover"]
+    fig = go.Figure(go.Scattergl(
+        x=inp["x"][pos], y=inp["y"][pos], mode="markers", marker=marker,
+        customdata=pos.astype(np.int64),  # one integer per point: the row position
+        text=[hover[i] for i in pos], hovertemplate="%{text}<extra></extra>", showlegend=False,
+        selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.25))))
+    axis = dict(showticklabels=False, showgrid=False, zeroline=False, title=None)
+    fig.update_layout(dragmode="lasso", height=640, margin=dict(l=0, r=0, t=10, b=0), uirevision="map",
+                      hovermode="closest", plot_bgcolor="#fafafa", xaxis=dict(axis, range=_view(inp["x"])),
+                      yaxis=dict(axis, range=_view(inp["y"])), hoverlabel=dict(align="left"))
+    return fig
+
+
+def _view(v: np.ndarray) -> list[float] | None:
+    """The initial axis range: the central 99.8 % of the points when a few far outliers would squeeze the rest
+    into a corner (double-click the map to see every point); None (autorange) otherwise."""
+    lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+    qlo, qhi = (float(q) for q in np.nanquantile(v, [0.001, 0.999]))
+    if len(v) < 1000 or (hi - lo) < 1.5 * (qhi - qlo):
+        return None
+    pad = 0.08 * (qhi - qlo)
+    return [qlo - pad, qhi + pad]
+
+
+def _decide(ds_id: int, uids: list[str], action: str, reason: str, source: str) -> None:
+    ws.decide(ds_id, uids, action, reason=reason, source=source)
+    verb = {"remove": "Removed", "keep": "Kept (pinned)", "clear": "Cleared the decisions of"}[action]
+    st.session_state["map.flash"] = (f"{verb} {len(uids):,} rows", reason)
+    st.rerun()  # the whole page: the sidebar's counts change too
+
+
+@st.fragment
+def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clusters_id: int | None,
+             preds_ready: bool, mid: float) -> None:
+    inp = ui.map_inputs(WS, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
+    cols = ui.dataset_columns(WS, ds_id)
+    uids, texts = cols["uid"], cols["text"]
+    n = len(uids)
+    options = (["value"] if inp["value"] is not None else []) + (["cluster"] if inp["cluster"] is not None else []) \
+        + ["label"] + (["predicted label"] if inp["pred"] is not None else []) + ["decision"]
+    top = st.columns([3, 2])
+    colour = top[0].radio("Colour by", options, horizontal=True, key="map.colour")
+    hide_removed = top[1].checkbox("Hide removed rows", key="map.hide_removed")
+
+    mask = np.ones(n, dtype=bool)
+    with st.expander("Filters", expanded=False):
+        f1, f2, f3 = st.columns(3)
+        if inp["value"] is not None:
+            v = inp["value"]
+            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+            if hi > lo:
+                rng = f1.slider("Value range", lo, hi, (lo, hi), key="map.value_range", format="%.4f")
+                if rng != (lo, hi):
+                    mask &= (v >= rng[0]) & (v <= rng[1])
+        classes = sorted(set(inp["label"]))
+        pick = f2.multiselect("Labels", classes, key="map.labels", placeholder="all labels")
+        if pick:
+            mask &= np.isin(inp["label"], pick)
+        if inp["cluster"] is not None:
+            ids = sorted(set(inp["cluster"].tolist()))
+            pick_c = f3.multiselect("Clusters", ids, key="map.clusters", placeholder="all clusters")
+            if pick_c:
+                mask &= np.isin(inp["cluster"], pick_c)
+    decisions = curation.decision_column(ws.decisions(ds_id), uids)
+    if hide_removed:
+        mask &= decisions != "remove"
+    pos = np.flatnonzero(mask)
+    st.caption(f"{len(pos):,} of {n:,} points shown · drag a lasso (or pick the box in the toolbar) to select")
+    fig = _figure(inp, pos, colour, decisions, mid)
+    event = st.plotly_chart(fig, key="map.plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                            config={"scrollZoom": True, "displaylogo": False})
+    rows = curation.selection_rows(event, n)
+
+    if len(pos) < n:
+        with st.expander(f"Decide on all {len(pos):,} points shown by the filters"):
+            reason = st.text_input("Reason", key="map.rule_reason", placeholder="e.g. value below -0.01 in 'neutral'")
+            r1, r2, _ = st.columns([1, 1, 3])
+            if r1.button(f"Remove {len(pos):,} shown", key="map.rule_remove", disabled=len(pos) == 0):
+                _decide(ds_id, [uids[i] for i in pos], "remove", reason, "rule")
+            if r2.button(f"Keep {len(pos):,} shown", key="map.rule_keep", disabled=len(pos) == 0):
+                _decide(ds_id, [uids[i] for i in pos], "keep", reason, "rule")
+
+    if (flash := st.session_state.pop("map.flash", None)) is not None:
+        st.success(flash[0], icon=":material/check_circle:")
+        if flash[1]:
+            st.text(f"reason: {flash[1]}")
+    if len(rows) == 0:
+        st.info("Select points on the map (lasso or box) to see them here and decide on them.",
+                icon=":material/gesture_select:")
+        return
+    st.subheader(f"Selection: {len(rows):,} rows", anchor=False)
+    shown = rows
+    if len(rows) > TABLE_ROWS:  # the decision applies to every selected row; the table shows the lowest values
+        key = inp["value"][rows] if inp["value"] is not None else np.zeros(len(rows))
+        shown = rows[np.argsort(np.nan_to_num(key, nan=np.inf), kind="stable")[:TABLE_ROWS]]
+        st.caption(f"The table shows {TABLE_ROWS:,} of them (lowest values first); buttons act on all {len(rows):,}.")
+    table = pd.DataFrame({
+        "uid": [uids[i] for i in shown],
+        "label": inp["label"][shown],
+        "predicted": inp["pred"][shown] if inp["pred"] is not None else "",
+        "value": inp["value"][shown] if inp["value"] is not None else np.nan,
+        "decision": decisions[shown],
+        "text": [texts[i] for i in shown],
+    })
+    st.dataframe(table, hide_index=True, key="map.table", height=min(400, 38 + 35 * len(shown)),
+                 column_config={"value": st.column_config.NumberColumn(format="%.4f"),
+                                "text": st.column_config.TextColumn(width="large")})
+    reason = st.text_input("Reason (kept in the export manifest)", key="map.reason",
+                           placeholder="e.g. sarcasm labelled positive")
+    b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+    sel = [uids[i] for i in rows]
+    if b1.button(f"Remove {len(rows):,}", key="map.remove", type="primary", icon=":material/delete:",
+                 help="drop these rows from the curated set (undo: Clear)"):
+        _decide(ds_id, sel, "remove", reason, "lasso")
+    if b2.button(f"Keep {len(rows):,}", key="map.keep", icon=":material/push_pin:",
+                 help="pin these rows: selection always keeps them"):
+        _decide(ds_id, sel, "keep", reason, "lasso")
+    if b3.button("Clear", key="map.clear", icon=":material/undo:", help="forget the decisions on these rows"):
+        _decide(ds_id, sel, "clear", reason, "lasso")
+
+
+with ui.guard():
+    rec, ds = ui.active()
+    emb = ui.active_embedding(rec.id)
+    proj = ui.latest_projection(rec.id, emb.id) if emb is not None else None
+    job = ui.current_job("project", rec.id)
+    if proj is None:
+        embed_job = ui.current_job("embed", rec.id)
+        if embed_job is not None and embed_job.active:
+            st.info("The texts are being embedded (started on the Data page); the map is drawn right after.")
+            ui.job_panel(embed_job)
+            st.stop()
+        if job is None or not job.active:
+            job = ui.ensure_map_job(rec.id, emb)
+        st.info("Drawing the map: embedding the texts (cached) and projecting them to 2-D. This runs in the "
+                "background; you may leave this page.", icon=":material/hourglass_top:")
+        if job is not None:
+            ui.job_panel(job)
+            if not job.active and st.button("Draw the map again", key="map.retry", icon=":material/replay:"):
+                ui.start_job("project", rec.id, ["project", f"ws:{rec.id}", *ui.embedding_args(emb)])
+                st.rerun()
+        st.stop()
+
+    values_run = ui.active_values_run(rec.id)
+    clusters_run = ws.latest_run("clusters", dataset_id=rec.id)
+    preds = ui.predictions(rec.id, emb.id)
+    bits = [f"{rec.n_rows:,} points", f"map: {proj.method} (run {proj.id})"]
+    bits.append(f"values: {values_run.method} (run {values_run.id})" if values_run else "values: none yet")
+    if clusters_run:
+        bits.append(f"clusters: k={clusters_run.result.get('k', '?')} (run {clusters_run.id})")
+    if preds is None:
+        bits.append("predicted labels: computing in the background")
+    st.caption(" · ".join(bits))
+    if job is not None and job.active:
+        ui.job_panel(job)
+
+    with st.expander("Projection settings"):
+        p = proj.params
+        c1, c2, c3, c4 = st.columns(4)
+        method = c1.selectbox("Method", ["auto", "umap", "pca"], key="map.method",
+                              help="auto: PCA below 500 rows, else UMAP")
+        nn = c2.number_input("UMAP neighbours", 2, 200, int(p.get("n_neighbors", 15)), key="map.n_neighbors")
+        md = c3.number_input("UMAP min distance", 0.0, 1.0, float(p.get("min_dist", 0.1)), step=0.05,
+                             key="map.min_dist")
+        seed = c4.number_input("Seed", 0, 2**31 - 1, int(p.get("seed", 0) or 0), key="map.seed")
+        if st.button("Recompute the map", key="map.recompute", icon=":material/refresh:",
+                     disabled=job is not None and job.active):
+            ui.start_job("project", rec.id, [
+                "project", f"ws:{rec.id}", *ui.embedding_args(emb), "--method", method, "--n-neighbors", str(int(nn)),
+                "--min-dist", str(float(md)), "--seed", str(int(seed))])
+            st.rerun()
+
+    mid = 0.5 if values_run is not None and values_run.method == "consensus" else 0.0
+    map_view(rec.id, emb.id, proj.id, values_run.id if values_run else None,
+             clusters_run.id if clusters_run else None, preds is not None, mid)

@@ -1,0 +1,149 @@
+"""Inspect: the most harmful rows first, one card each, with the evidence, and a decision per card."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import ui
+from core import curation
+
+PAGE_SIZE = 10
+REASONS = ["mislabelled", "ambiguous", "noise / off-topic", "duplicate", "other"]
+ws = ui.workspace()
+WS = str(ws.path)
+st.title("Inspect")
+st.session_state.setdefault("inspect.page", 0)
+
+
+def _decide(ds_id: int, uid: str, action: str, reason: str, note: str = "") -> None:
+    ws.decide(ds_id, [uid], action, reason=reason, note=note, source="manual")
+    st.session_state["inspect.flash"] = f"{action}: {uid}" + (f" (relabel to {note})" if note else "")
+
+
+def _fmt(v: float, spec: str, missing: str = "–") -> str:
+    return missing if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+with ui.guard():
+    rec, ds = ui.active()
+    run = ui.active_values_run(rec.id)
+    if run is None:
+        st.info("No valuation yet. Value the data first: the harmful rows are the ones with the lowest values.",
+                icon=":material/insights:")
+        st.page_link("pages/2_Value.py", label="Go to Value", icon=":material/insights:")
+        st.stop()
+
+    cols = ui.dataset_columns(WS, rec.id)
+    uids, texts, labels = cols["uid"], cols["text"], cols["label"]
+    vf = curation.align_values(ui.run_frame(WS, run.id), uids)
+    values = vf["value"].to_numpy(np.float64)
+    stderr = vf["stderr"].to_numpy(np.float64) if "stderr" in vf else np.full(len(uids), np.nan)
+    counts = vf["counts"].to_numpy(np.float64) if "counts" in vf else np.full(len(uids), np.nan)
+    emb_id = run.embedding_id if run.embedding_id is not None else getattr(ui.active_embedding(rec.id), "id", None)
+    preds = ui.predictions(rec.id, emb_id) if emb_id is not None else None
+    agree_runs = ui.agreement_runs(rec.id, run)
+    ranks = ui.agreement_frame(WS, rec.id, tuple(sorted(agree_runs.items()))) if agree_runs else pd.DataFrame()
+    members = list(ranks.columns)
+    decisions = ws.decisions(rec.id)
+
+    st.caption(f"values: {run.method} (run {run.id}) · lowest value first · "
+               f"{sum(1 for d in decisions.values() if d.action == 'remove'):,} removed so far")
+    c1, c2 = st.columns([2, 3])
+    hide = c1.toggle("Hide rows already decided", value=True, key="inspect.hide_decided")
+    decided = np.array([u in decisions for u in uids], dtype=bool)
+    order = curation.harmful_order(values, exclude=decided if hide else None)
+    order = order[~np.isnan(values[order])]
+    n_pages = max(1, math.ceil(len(order) / PAGE_SIZE))
+    page = min(int(st.session_state["inspect.page"]), n_pages - 1)
+    rows = order[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
+
+    nav = c2.columns([1, 2, 1])
+    if nav[0].button("Previous", key="inspect.prev", icon=":material/chevron_left:", disabled=page == 0,
+                     help="previous page (shortcut: P)", shortcut="P"):
+        st.session_state["inspect.page"] = page - 1
+        st.rerun()
+    nav[1].text(f"page {page + 1} of {n_pages} · rows {page * PAGE_SIZE + 1:,}–"
+                f"{page * PAGE_SIZE + len(rows):,} of {len(order):,}")
+    if nav[2].button("Next", key="inspect.next", icon=":material/chevron_right:", disabled=page >= n_pages - 1,
+                     help="next page (shortcut: N)", shortcut="N"):
+        st.session_state["inspect.page"] = page + 1
+        st.rerun()
+    if (flash := st.session_state.pop("inspect.flash", None)) is not None:
+        st.success("Decision recorded", icon=":material/check_circle:")
+        st.text(flash)
+    if len(rows) == 0:
+        st.info("Nothing left to inspect: every valued row has a decision. Untick 'Hide rows already decided' "
+                "to review them.", icon=":material/task_alt:")
+        st.stop()
+
+    X = ui.embedding_matrix(WS, emb_id) if emb_id is not None else None
+    nb_idx, nb_sim = curation.nearest_neighbours(X, rows, k=5) if X is not None else (None, None)
+    rank_of = {int(r): i for i, r in enumerate(curation.harmful_order(values))}
+    n_valued = int((~np.isnan(values)).sum())
+    first_open = next((int(r) for r in rows if uids[r] not in decisions), None)
+
+    for j, r in enumerate(rows):
+        r = int(r)
+        uid = uids[r]
+        with st.container(border=True, key=f"inspect.card.{j}"):
+            left, right = st.columns([3, 2])
+            with left:
+                st.text(f"#{rank_of[r] + 1:,} of {n_valued:,}, lowest value first · uid {uid}")
+                ui.text_block(texts[r])
+                facts = [f"given label: {labels[r]}"]
+                if preds is not None:
+                    pr = preds.iloc[r]
+                    facts.append(f"source classifier predicts: {pr['pred']} ({pr['confidence']:.0%}); "
+                                 f"p(given label) = {pr['p_given']:.0%}")
+                facts.append(f"value: {_fmt(values[r], '+.4f')} ± {_fmt(stderr[r], '.4f')}"
+                             f"  ({_fmt(counts[r], '.0f')} estimates)")
+                if len(members) > 1:
+                    row_ranks = ranks.iloc[r].to_dict()
+                    agree = curation.agreeing_members(row_ranks, members)
+                    facts.append(f"methods ranking it in their lowest 10 %: {', '.join(agree) or 'none'} "
+                                 f"({len(agree)} of {len(members)})")
+                    facts.append("rank per method (0 % = lowest): " + ", ".join(
+                        f"{m.removeprefix('rank_')} {_fmt(row_ranks[m], '.0%')}" for m in members))
+                st.text("\n".join(facts))
+                if uid in decisions:
+                    d = decisions[uid]
+                    st.text(f"decision: {d.action}" + (f" ({d.note})" if d.note else "")
+                            + (f" — {d.reason}" if d.reason else "") + f" · via {d.source}")
+            focus = r == first_open
+            a = st.columns([2, 2, 1.4, 1.2, 1.4, 0.6], vertical_alignment="center")
+            reason = a[0].selectbox("Reason", REASONS, key=f"inspect.reason.{uid}", label_visibility="collapsed")
+            others = [c for c in rec.classes if c != labels[r]] or list(rec.classes)
+            default = others.index(preds.iloc[r]["pred"]) if preds is not None and preds.iloc[r]["pred"] in others \
+                else 0
+            target = a[1].selectbox("Relabel to", others, index=default, key=f"inspect.target.{uid}",
+                                    label_visibility="collapsed", help="the label it should have (kept as a note)")
+            if a[2].button("Remove", key=f"inspect.remove.{uid}", type="primary" if focus else "secondary",
+                           help="drop it from the curated set" + (" (shortcut: X)" if focus else ""),
+                           shortcut="X" if focus else None, width="stretch"):
+                _decide(rec.id, uid, "remove", reason)
+                st.rerun()
+            if a[3].button("Keep", key=f"inspect.keep.{uid}",
+                           help="it is fine: pin it" + (" (shortcut: K)" if focus else ""),
+                           shortcut="K" if focus else None, width="stretch"):
+                _decide(rec.id, uid, "keep", reason)
+                st.rerun()
+            if a[4].button("Relabel", key=f"inspect.relabel.{uid}",
+                           help="note the right label; the row stays" + (" (shortcut: L)" if focus else ""),
+                           shortcut="L" if focus else None, width="stretch"):
+                _decide(rec.id, uid, "relabel", reason, note=str(target))
+                st.rerun()
+            with right:
+                st.caption("Nearest neighbours (cosine similarity) and their labels")
+                if nb_idx is not None:
+                    nb = pd.DataFrame({"similarity": nb_sim[j], "label": [labels[i] for i in nb_idx[j]],
+                                       "text": [texts[i] for i in nb_idx[j]]})
+                    same = int((nb["label"] == labels[r]).sum())
+                    st.dataframe(nb, hide_index=True, key=f"inspect.nb.{j}",
+                                 column_config={"similarity": st.column_config.NumberColumn(format="%.2f"),
+                                                "text": st.column_config.TextColumn(width="large")})
+                    st.text(f"{same} of {len(nb)} neighbours share its label")
+                else:
+                    st.text("no embeddings for this run")

@@ -1,0 +1,250 @@
+"""Fine-tune & compare: fine-tune several subsets over seeds in the background and compare mean and spread.
+
+The experiment is the `compare` step (`python -m core compare ws:ID --subsets ... --seeds N`), started as a job: each
+finished (subset, seed) fine-tune is a checkpoint of its run, so closing the tab or restarting the server loses
+nothing and a stopped job resumes at the next unfinished fine-tune.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from core.errors import WinnowError
+
+ws = ui.workspace()
+ds_id = ui.active_dataset_id()
+rec = ws.dataset(ds_id)
+
+st.title("Fine-tune & compare")
+st.caption("The proof that curation helped: fine-tune a model on each subset with several seeds and compare test "
+           "accuracy and macro-F1. Fine-tunes are slow on a CPU: start small (1 epoch, 2 seeds) and let it run in "
+           "the background; you may close this tab.")
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _budget_text(mode: str, frac: float, count: int) -> str:
+    return f"{frac:g}" if mode == "fraction" else str(int(count))
+
+
+# ------------------------------------------------------------------------------------------------ subsets
+dec = ws.decision_counts(ds_id)
+selections = ws.runs("selection", dataset_id=ds_id, status="done")
+values_run = ui.active_values_run(ds_id)
+
+st.subheader("Subsets")
+c1, c2 = st.columns(2)
+with c1:
+    use_full = st.checkbox(f"Full set ({rec.n_rows:,} rows)", value=True, key="finetune.full")
+    use_curated = st.checkbox(f"Curated: full set minus {dec['remove']:,} removed rows", value=dec["remove"] > 0,
+                              key="finetune.curated", disabled=dec["remove"] == 0,
+                              help="remove rows on the Map or Inspect page first" if dec["remove"] == 0 else None)
+    use_random = st.checkbox("Random at the budget", value=True, key="finetune.random",
+                             help="a new uniform draw per seed: the floor a curated subset must beat")
+    use_top = st.checkbox("Top value at the budget", value=False, key="finetune.top_value",
+                          disabled=values_run is None,
+                          help=("the highest-valued rows of the active valuation run" if values_run is not None
+                                else "compute values on the Value page first"))
+with c2:
+    sel_names = {r.id: f"run {r.id}: {r.method}, {r.result.get('n', '?')} rows" for r in selections}
+    chosen_sel = st.multiselect("Saved subsets", list(sel_names), default=list(sel_names)[:1],
+                                key="finetune.selections", format_func=lambda i: sel_names.get(i, str(i)),
+                                help="subsets saved on the Select page")
+    first = next((r for r in selections if r.id in chosen_sel), None)
+    b1, b2 = st.columns(2)
+    mode = b1.radio("Budget as", ["count", "fraction"], horizontal=True, key="finetune.budget_mode",
+                    disabled=not (use_random or use_top))
+    default_count = int(first.result.get("n") or 0) if first is not None else max(1, rec.n_rows // 3)
+    if mode == "count":
+        count = int(b2.number_input("Rows", min_value=1, max_value=max(1, rec.n_rows), step=100,
+                                    value=min(max(1, default_count), rec.n_rows), key="finetune.count",
+                                    disabled=not (use_random or use_top),
+                                    help="defaults to the size of the first saved subset chosen"))
+        frac = 0.3
+    else:
+        frac = float(b2.slider("Share of the training pool", 0.05, 1.0, 0.3, 0.05, key="finetune.fraction",
+                               disabled=not (use_random or use_top)))
+        count = 0
+budget = _budget_text(mode, frac, count)
+specs: list[str] = []
+if use_full:
+    specs.append("full")
+if use_curated and dec["remove"] > 0:
+    specs.append("curated")
+if use_random:
+    specs.append(f"random:{budget}")
+if use_top and values_run is not None:
+    specs.append(f"top-value:{budget}:{values_run.id}")
+specs += [f"selection:{i}" for i in chosen_sel]
+
+# ------------------------------------------------------------------------------------------------ training
+st.subheader("Training")
+t1, t2, t3 = st.columns(3)
+seeds = int(t1.number_input("Seeds", min_value=1, max_value=10, value=3, key="finetune.seeds",
+                            help="each subset is fine-tuned once per seed (0..N-1): mean and spread"))
+epochs = int(t2.number_input("Epochs (at most; early stopping)", min_value=1, max_value=20, value=3,
+                             key="finetune.epochs"))
+model = t3.text_input("Model", value="", placeholder="packaged all-MiniLM-L6-v2", key="finetune.model",
+                      help="a local model folder or a cached hub name; empty = the packaged MiniLM with a new head")
+e1, e2 = st.columns([1, 2])
+eval_mode = e1.radio("Test set", ["held-out split", "a labelled file"], key="finetune.eval_mode",
+                     help="held-out: a stratified 20 % of this dataset (at most 2,000 rows), the same for every "
+                          "subset and seed and left out of every subset")
+eval_path = e2.text_input("Test file path", value="", key="finetune.eval_path",
+                          disabled=eval_mode == "held-out split",
+                          placeholder="/path/to/test.csv (same label names)")
+with st.expander("More training options"):
+    a1, a2, a3, a4 = st.columns(4)
+    batch_size = int(a1.number_input("Batch size", min_value=1, max_value=512, value=32, key="finetune.batch_size"))
+    lr = float(a2.number_input("Learning rate", min_value=1e-7, max_value=1e-2, value=5e-5, format="%.0e",
+                               key="finetune.lr"))
+    max_length = int(a3.number_input("Max tokens", min_value=8, max_value=512, value=128, key="finetune.max_length"))
+    eval_fraction = float(a4.number_input("Held-out share", min_value=0.05, max_value=0.5, value=0.2, step=0.05,
+                                          key="finetune.eval_fraction", disabled=eval_mode != "held-out split"))
+
+argv = ["compare", f"ws:{ds_id}", "--subsets", ",".join(specs), "--seeds", str(seeds), "--epochs", str(epochs)]
+if model.strip():
+    argv += ["--model", model.strip()]
+if eval_mode == "a labelled file":
+    argv += ["--eval", eval_path.strip()]
+else:
+    argv += ["--eval-fraction", f"{eval_fraction:g}"]
+if batch_size != 32:
+    argv += ["--batch-size", str(batch_size)]
+if lr != 5e-5:
+    argv += ["--lr", f"{lr:g}"]
+if max_length != 128:
+    argv += ["--max-length", str(max_length)]
+
+job = ui.current_job("compare", ds_id)
+n_runs = len(specs) * seeds
+st.caption(f"{len(specs)} subset(s) × {seeds} seed(s) = {n_runs} fine-tune(s)")
+st.code("python -m core " + shlex.join(argv), language=None, wrap_lines=True)
+if st.button("Start the comparison", key="finetune.start", type="primary", icon=":material/play_arrow:",
+             disabled=(job is not None and job.active)):
+    with ui.guard():
+        from core import finetune
+
+        if not specs:
+            raise WinnowError("choose at least one subset")
+        finetune.parse_subsets(specs)  # fail fast on a malformed spec
+        if eval_mode == "a labelled file" and not eval_path.strip():
+            raise WinnowError("give the path of a labelled test file, or use the held-out split")
+        ui.start_job("compare", ds_id, argv)
+        st.rerun()
+ui.job_note(job)
+
+# ------------------------------------------------------------------------------------------------ results
+st.subheader("Results")
+runs = ws.runs("compare", dataset_id=ds_id)
+if not runs:
+    st.caption("No comparison yet.")
+    st.stop()
+default = 0
+if job is not None and job.run_id is not None:
+    default = next((i for i, r in enumerate(runs) if r.id == job.run_id), 0)
+signature = [*(r.id for r in runs), None if job is None else job.run_id]
+if st.session_state.get("finetune.runs_seen") != signature:  # a new comparison: show it
+    st.session_state.pop("finetune.run", None)
+    st.session_state["finetune.runs_seen"] = signature
+by_id = {r.id: r for r in runs}
+
+
+def _run_name(i: int) -> str:
+    r = by_id[i]
+    return (f"run {r.id}: {r.status}, {len(r.params.get('subsets', []))} subsets × "
+            f"{len(r.params.get('seeds', []))} seeds, {_when(r.created)}")
+
+
+pick = st.selectbox("Comparison", list(by_id), index=default, key="finetune.run", format_func=_run_name)
+run = by_id[pick]
+def _chart(rows: list[dict[str, Any]]) -> go.Figure:
+    fig = go.Figure()
+    subsets = [r["subset"] for r in rows]
+    for metric, name, colour in (("accuracy", "accuracy", "#4c78a8"), ("macro_f1", "macro-F1", "#f58518")):
+        fig.add_trace(go.Bar(x=subsets, y=[r[f"{metric}_mean"] for r in rows], name=name, marker_color=colour,
+                             error_y=dict(type="data", array=[r[f"{metric}_std"] for r in rows], visible=True),
+                             hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>"))
+    lo = min([r["accuracy_mean"] - r["accuracy_std"] for r in rows] + [r["macro_f1_mean"] - r["macro_f1_std"]
+                                                                        for r in rows])
+    fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=30, b=10),
+                      yaxis=dict(title="test score (mean ± std over seeds)", range=[max(0.0, lo - 0.05), 1.0]),
+                      xaxis_type="category", legend=dict(orientation="h", y=1.1))
+    return fig
+
+
+saved_names = {f"selection:{r.id}": f"subset {r.id} ({r.method})" for r in ws.runs("selection", dataset_id=ds_id)}
+
+
+def _label(spec: str) -> str:
+    if spec in saved_names:
+        return saved_names[spec]
+    kind, _, rest = spec.partition(":")
+    if kind == "random":
+        return f"random {rest}"
+    if kind == "top-value":
+        b, _, vid = rest.partition(":")
+        return f"top value {b} (run {vid})"
+    return spec
+
+
+def _results(run_id: int) -> None:
+    """The chosen comparison: chart, table, every fine-tune; refreshed while it runs."""
+    run = ws.run(run_id)
+    table = run.result.get("table") or []
+    ckpts = ws.checkpoints(run.id)
+    total = len(run.params.get("subsets", [])) * len(run.params.get("seeds", []))
+    st.caption(f"{len(ckpts)} of {total} fine-tunes finished · status {run.status}"
+               + (f" · {run.result['n_test']:,} test rows" if run.result.get("n_test") else "")
+               + (f" · {run.seconds / 60:.1f} min" if run.seconds else ""))
+    if run.result.get("error"):
+        st.error(ui.plain(str(run.result["error"])), icon=":material/error:")
+    if table:
+        full = next((r for r in table if r["subset"] == "full"), None)
+        st.plotly_chart(_chart([dict(r, subset=_label(r["subset"])) for r in table]), key="finetune.chart")
+        st.dataframe(pd.DataFrame([{
+            "subset": r["subset"], "what": _label(r["subset"]), "rows": r["rows"], "seeds done": r["runs"],
+            "accuracy": r["accuracy_mean"], "± acc": r["accuracy_std"],
+            "macro-F1": r["macro_f1_mean"], "± F1": r["macro_f1_std"],
+            "accuracy vs full": None if full is None else r["accuracy_mean"] - full["accuracy_mean"],
+            "seconds per fine-tune": r["train_seconds"],
+        } for r in table]), hide_index=True, column_config={
+            "accuracy vs full": st.column_config.NumberColumn(format="%+.4f"),
+            "accuracy": st.column_config.NumberColumn(format="%.4f"),
+            "± acc": st.column_config.NumberColumn(format="%.4f"),
+            "macro-F1": st.column_config.NumberColumn(format="%.4f"),
+            "± F1": st.column_config.NumberColumn(format="%.4f"),
+            "seconds per fine-tune": st.column_config.NumberColumn(format="%.0f")})
+    if table and run.params.get("eval", {}).get("held_out") is not None:
+        st.caption("The held-out test rows are left out of every subset: the rows column shows what each subset "
+                   "trained on.")
+    if ckpts:
+        with st.expander("Every fine-tune (subset × seed)"):
+            st.dataframe(pd.DataFrame([{k: v for k, v in m.items() if not isinstance(v, (dict, list))}
+                                       for m in ckpts.values()]), hide_index=True)
+    elif not table:
+        st.caption("No fine-tune has finished yet; results appear here as each one ends.")
+    with st.expander("Parameters of this comparison"):
+        st.json(run.params, expanded=False)
+
+
+st.fragment(run_every="10s" if run.status == "running" else None)(_results)(run.id)
+
+# ------------------------------------------------------------------------------------------------ history
+st.subheader("History")
+st.dataframe(pd.DataFrame([{
+    "run": r.id, "status": r.status, "subsets": ", ".join(r.params.get("subsets", [])),
+    "seeds": len(r.params.get("seeds", [])), "epochs": r.params.get("epochs"),
+    "model": r.params.get("model") or "MiniLM (packaged)",
+    "test set": "file" if "file" in (r.params.get("eval") or {}) else "held out",
+    "done": r.result.get("n_done", 0), "started": _when(r.created),
+    "minutes": None if r.seconds is None else round(r.seconds / 60, 1),
+} for r in runs]), hide_index=True)
