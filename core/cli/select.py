@@ -1,0 +1,407 @@
+"""`cluster` and `select`: k-means clusters with summaries, and subsets of exactly the budget that honour decisions."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.cli import common
+from core.errors import DataError, WorkspaceError
+from core.valuation.base import Values
+from core.workspace import Workspace
+
+STRATEGY_FLAGS = ("random", "stratified", "top-value", "drop-negative", "kmq", "iterative")
+NEEDS_VALUES = ("top_value", "drop_negative")
+NEEDS_CLUSTERS = ("kmq", "iterative")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("cluster", help="k-means clusters of the embeddings, with a summary table",
+                       description="Cluster the embeddings (k by the best silhouette unless --k) and print one row "
+                                   "per cluster: id, name, size, label mix, mean value, top words. The clusters are "
+                                   "recorded in the workspace and reused by `select`.")
+    common.add_data_args(p)
+    common.add_embed_args(p)
+    _cluster_args(p)
+    p.add_argument("--refit", action="store_true", help="fit again even if these clusters are in the workspace")
+    p.add_argument("--examples", action="store_true", help="also print the texts nearest each centroid")
+    p.set_defaults(func=cmd_cluster)
+
+    s = sub.add_parser("select", help="choose a subset of exactly --budget rows (kmq, iterative, ...)",
+                       description="Choose a subset that honours the workspace's decisions (remove: never in; "
+                                   "keep: always in, counted toward the budget), write uid,cluster,reason to --out "
+                                   "and record it in the workspace.")
+    common.add_data_args(s)
+    common.add_embed_args(s)
+    s.add_argument("--strategy", choices=STRATEGY_FLAGS, default="kmq", help="selection strategy (default kmq)")
+    s.add_argument("--budget", default=None,
+                   help="rows to keep: a count (5000) or a fraction of the rows not removed (0.3 or 30%%); "
+                        "drop-negative sets its own size")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--values", metavar="CSV", default=None, help="values file with columns uid,value")
+    src.add_argument("--run", metavar="ID", type=int, default=None,
+                     help="a valuation run in the workspace (default: the newest one, if any)")
+    s.add_argument("--no-values", action="store_true",
+                   help="ignore valuation runs; kmq/iterative then use the cross-fitted label confidence")
+    s.add_argument("--weights", default=None, metavar="C=W,...",
+                   help="cluster weights, e.g. 3=0,5=2.0 (0 empties a cluster; others 1.0)")
+    s.add_argument("--temperature", type=float, default=0.1,
+                   help="T of p ∝ exp(quality/T) inside a cluster (default 0.1; 0 = top-k)")
+    s.add_argument("--rounds", type=int, default=3, help="iterative: rounds (default 3)")
+    s.add_argument("--reweight-temperature", type=float, default=1.0,
+                   help="iterative: T of the cluster re-weighting w·exp(z/T) (default 1.0)")
+    s.add_argument("--target-model", default=None, metavar="MODEL",
+                   help="iterative: score rounds with a fine-tuned MODEL (folder or 'default') instead of the "
+                        "logistic-regression source classifier (slow)")
+    s.add_argument("--remove-count", type=int, default=None, metavar="N",
+                   help="drop-negative: drop the N lowest values (default: the run's suggestion, else all < 0)")
+    _cluster_args(s)
+    s.add_argument("--out", default=None, metavar="CSV", help="write uid,cluster,reason here")
+    s.add_argument("--dry-run", action="store_true", help="print the preview; save nothing")
+    s.set_defaults(func=cmd_select)
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("clustering")
+    g.add_argument("--k", type=int, default=None, help="number of clusters (default: best silhouette over 4..256)")
+    g.add_argument("--seed", type=int, default=0, help="seed of clustering and sampling (default 0)")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def parse_weights(text: str | None) -> dict[int, float]:
+    """'3=0,5=2.0' -> {3: 0.0, 5: 2.0}."""
+    out: dict[int, float] = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        c, sep, w = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[int(c)] = float(w)
+        except ValueError:
+            raise DataError(f"--weights item {part!r} is not CLUSTER=WEIGHT (e.g. --weights 3=0,5=2.0)") from None
+    return out
+
+
+def values_from_frame(df: Any, source: str) -> Values:
+    cols = {c.lower(): c for c in df.columns}
+    if "uid" not in cols or "value" not in cols:
+        raise DataError(f"{source} needs columns uid and value (found: {', '.join(map(str, df.columns))})")
+    uids = df[cols["uid"]].astype(str).to_numpy()
+    vals = np.asarray(df[cols["value"]], dtype=np.float64)
+    if len(set(uids.tolist())) != len(uids):
+        raise DataError(f"{source} repeats uids; one value per uid")
+    n = len(uids)
+    return Values(uids=uids, values=vals, stderr=np.full(n, np.nan), counts=np.ones(n, dtype=np.int64),
+                  method=Path(source).stem if source.endswith(".csv") else source)
+
+
+def read_values_file(path: str) -> Values:
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"values file {path} does not exist")
+    try:
+        df = pd.read_csv(p, dtype={"uid": str})
+    except Exception as e:  # noqa: BLE001 - pandas raises many kinds
+        raise DataError(f"cannot read values file {path}: {e}") from None
+    try:
+        return values_from_frame(df, str(path))
+    except ValueError as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"values file {path}: the value column is not numeric ({e})") from None
+
+
+def values_from_run(ws: Workspace, run_id: int) -> tuple[Values, Any]:
+    run = ws.run(run_id)
+    if run.kind != "values":
+        raise DataError(f"run {run_id} is a {run.kind} run, not a valuation run; `python -m core runs` lists them")
+    if run.status != "done":
+        raise DataError(f"valuation run {run_id} is {run.status}; resume or rerun it first")
+    vals = values_from_frame(ws.load_run_frame(run_id), f"run {run_id}")
+    return Values(uids=vals.uids, values=vals.values, stderr=vals.stderr, counts=vals.counts, method=run.method,
+                  params=dict(run.params)), run
+
+
+def suggested_removal(run: Any) -> int | None:
+    """A valuation run's suggested removal count, where it records one."""
+    if run is None:
+        return None
+    res = run.result or {}
+    for key in ("suggested_removal", "n_remove", "removal_count", "suggested_n_remove", "best_n_remove"):
+        if isinstance(res.get(key), (int, float)):
+            return int(res[key])
+    for sub in ("transfer", "removal"):
+        d = res.get(sub)
+        if isinstance(d, dict):
+            for key in ("n_remove", "count", "best_n_remove", "suggested_removal"):
+                if isinstance(d.get(key), (int, float)):
+                    return int(d[key])
+    return None
+
+
+def _labels(loaded: Any) -> np.ndarray:
+    from core import data
+
+    return np.asarray(data.label_codes(loaded.ds, loaded.classes), dtype=np.int64)
+
+
+def _ensure_clusters(args: argparse.Namespace, ws: Workspace, loaded: Any, emb_id: int, X: np.ndarray,
+                     prog: Any, *, budget: int | None = None, refit: bool = False) -> tuple[int, Any, bool]:
+    """(run id, Clusters, fitted now) for this embedding, k and seed: reused from the workspace when there.
+
+    With an automatic k and a budget, stored clusters with k above budget / 10 are not reused (k stays well below
+    the budget); a refit searches only the k that fit.
+    """
+    from core.selection import fit_clusters
+    from core.selection.clusters import ROWS_PER_CLUSTER
+    from core.selection.store import find_clusters, load_clusters, save_clusters
+
+    uids = np.asarray(loaded.ds["uid"], dtype=str)
+    run = None if refit else find_clusters(ws, loaded.dataset_id, embedding_id=emb_id, k=args.k, seed=args.seed)
+    if run is not None and args.k is None and budget is not None and run.params.get("k", 0) > max(
+            2, budget // ROWS_PER_CLUSTER):
+        run = None
+    if run is not None:
+        cl = load_clusters(ws, run.id)
+        if len(cl.uids) == len(uids) and np.array_equal(cl.uids, uids):
+            return run.id, cl, False
+    cl = fit_clusters(X, k=args.k, seed=args.seed, uids=uids, budget=None if args.k else budget, on_progress=prog)
+    run_id = save_clusters(ws, loaded.dataset_id, cl, embedding_id=emb_id, job_id=getattr(args, "job", None))
+    return run_id, cl, True
+
+
+def _latest_values(ws: Workspace, dataset_id: int) -> tuple[Values | None, Any]:
+    run = ws.latest_run("values", dataset_id=dataset_id)
+    if run is None:
+        return None, None
+    try:
+        return values_from_run(ws, run.id)
+    except (DataError, WorkspaceError):
+        return None, None
+
+
+def _summaries(ws: Workspace, run_id: int, cl: Any, loaded: Any, X: np.ndarray, values: Values | None,
+               values_run: Any) -> list[dict[str, Any]]:
+    from core.selection import summarize_clusters
+
+    run = ws.run(run_id)
+    vid = None if values_run is None else values_run.id
+    if run.result.get("summaries") and run.result.get("values_run_id") == vid:
+        return list(run.result["summaries"])
+    vals = values
+    if values is not None and not set(cl.uids.tolist()) <= set(np.asarray(values.uids, dtype=str).tolist()):
+        vals = None
+    summ = summarize_clusters(cl, list(loaded.ds["text"]), list(loaded.ds["label"]), X, vals,
+                              classes=loaded.classes)
+    ws.update_run(run_id, result={"summaries": summ, "values_run_id": vid})
+    return summ
+
+
+# ----------------------------------------------------------------------------------------------- commands
+def cmd_cluster(args: argparse.Namespace, ws: Workspace) -> int:
+    return _run(_cluster, args, ws)
+
+
+def _cluster(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
+    from core.selection import summaries_table
+
+    loaded = common.open_data(args, ws)
+    prog = common.progress(args, ws, "cluster")
+    bars.append(prog)
+    emb_id, X = common.get_embeddings(args, ws, loaded, prog.stage(0.0, 0.5, "embed"))
+    run_id, cl, fitted = _ensure_clusters(args, ws, loaded, emb_id, X, prog.stage(0.5, 0.9, "k-means"),
+                                          refit=args.refit)
+    values, values_run = _latest_values(ws, loaded.dataset_id)
+    summ = _summaries(ws, run_id, cl, loaded, X, values, values_run)
+    prog.close(f"{cl.k} clusters")
+    if getattr(args, "job", None):
+        from core import jobs
+
+        jobs.attach_run(ws, args.job, run_id)
+    sil = ", ".join(f"{k}: {v:.3f}" for k, v in sorted(cl.silhouette.items()))
+    how = "set by --k" if args.k is not None else "best cosine silhouette"
+    print(f"{cl.k} clusters ({how}; silhouette by k: {sil}); {'fitted in %.1f s' % cl.seconds if fitted else 'reused'}"
+          f"; clusters run {run_id}" + (f"; values from run {values_run.id} ({values_run.method})"
+                                        if values_run is not None else ""))
+    common.print_table(summaries_table(summ))
+    if args.examples:
+        for s in summ:
+            print(f"\n## cluster {s['cluster']}: {s['name']}")
+            for ex in s["examples"]:
+                print(f"  [{ex['label']}] {ex['text'][:160]!r}")
+    return 0
+
+
+def cmd_select(args: argparse.Namespace, ws: Workspace) -> int:
+    return _run(_select, args, ws)
+
+
+def _run(fn: Any, args: argparse.Namespace, ws: Workspace) -> int:
+    """Run a command; on an error close its progress bar first, so the error prints on a line of its own."""
+    bars: list[Any] = []
+    try:
+        return fn(args, ws, bars)
+    except BaseException:
+        for bar in bars:
+            bar.bar.close()
+        raise
+
+
+def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
+    from core.selection import (plan_kmq, plan_random, plan_stratified, plan_top_value, resolve_budget,
+                                select_drop_negative, select_iterative)
+    from core.selection.store import judge_proba, last_selection, save_selection
+
+    t0 = time.perf_counter()
+    strategy = args.strategy.replace("-", "_")
+    weights = parse_weights(args.weights)
+    if weights and strategy not in NEEDS_CLUSTERS:
+        raise DataError(f"--weights applies to --strategy kmq or iterative, not {args.strategy}")
+    if strategy == "drop_negative" and args.budget is not None:
+        raise DataError("drop-negative keeps every row not dropped; leave out --budget (or use --strategy "
+                        "top-value)")
+    if strategy != "drop_negative" and args.budget is None:
+        raise DataError(f"--strategy {args.strategy} needs --budget (a count like 5000 or a fraction like 0.3)")
+    if args.out is None and not args.dry_run:
+        raise DataError("pass --out subset.csv (or --dry-run to only preview)")
+    if args.target_model and strategy != "iterative":
+        raise DataError("--target-model applies to --strategy iterative")
+
+    loaded = common.open_data(args, ws)
+    uids = np.asarray(loaded.ds["uid"], dtype=str)
+    y = _labels(loaded)
+    decisions = ws.decisions(loaded.dataset_id)
+    removed = [u for u, d in decisions.items() if d.action == "remove"]
+    pinned = [u for u, d in decisions.items() if d.action == "keep"]
+
+    # values: a file, a run, else the newest valuation run (unless --no-values)
+    values: Values | None = None
+    values_run = None
+    if args.values:
+        values = read_values_file(args.values)
+    elif args.run is not None:
+        values, values_run = values_from_run(ws, args.run)
+    elif not args.no_values:
+        values, values_run = _latest_values(ws, loaded.dataset_id)
+    if values is not None:
+        from core.selection import align_values
+
+        align_values(values, uids)  # one clear line when the uids do not match the data
+    if strategy in NEEDS_VALUES and values is None:
+        raise DataError(f"--strategy {args.strategy} needs values: pass --values FILE or --run ID, or run "
+                        "`python -m core value` first")
+
+    # cheap checks first, before any embedding or clustering
+    n_removed = len(set(removed) & set(uids.tolist()))
+    b = None
+    if strategy != "drop_negative":
+        b = resolve_budget(args.budget, len(uids) - n_removed, n_rows=len(uids))
+        n_pinned = len(set(pinned) & set(uids.tolist()))
+        if n_pinned > b:
+            raise DataError(f"{n_pinned} pinned rows exceed the budget of {b}; raise the budget or unpin rows")
+
+    prog = common.progress(args, ws, "select")
+    bars.append(prog)
+    emb_id, X, clusters_run_id, cl = None, None, None, None
+    if strategy in NEEDS_CLUSTERS:
+        emb_id, X = common.get_embeddings(args, ws, loaded, prog.stage(0.0, 0.3, "embed"))
+        clusters_run_id, cl, _ = _ensure_clusters(args, ws, loaded, emb_id, X, prog.stage(0.3, 0.6, "k-means"),
+                                                  budget=b)
+    else:  # clusters only label the output, when some already exist
+        from core.selection.store import load_clusters
+
+        run = ws.latest_run("clusters", dataset_id=loaded.dataset_id)
+        if run is not None:
+            c = load_clusters(ws, run.id)
+            if np.array_equal(c.uids, uids):
+                clusters_run_id, cl = run.id, c
+
+    judge = None
+    if strategy == "iterative" or (strategy == "kmq" and values is None):
+        prog(0.6, "judge: cross-fitted label confidence")
+        judge = judge_proba(ws, X, y, n_classes=len(loaded.classes), embedding_id=emb_id, seed=args.seed)
+
+    last = last_selection(ws, loaded.dataset_id)
+    if strategy == "iterative":
+        train_fn = None
+        if args.target_model:
+            from core.selection.strategies import target_model_train_fn
+
+            train_fn = target_model_train_fn(list(loaded.ds["text"]), y, loaded.classes,
+                                             model=None if args.target_model == "default" else args.target_model,
+                                             seed=args.seed)
+        sel = select_iterative(X, y, cl, budget=args.budget, values=values, judge=judge, rounds=args.rounds,
+                               temperature=args.temperature, reweight_temperature=args.reweight_temperature,
+                               weights=weights, pinned=pinned, removed=removed, seed=args.seed, train_fn=train_fn,
+                               classes=loaded.classes, on_progress=prog.stage(0.65, 0.99, "iterative"))
+    elif strategy == "drop_negative":
+        n_remove = args.remove_count if args.remove_count is not None else suggested_removal(values_run)
+        sel = select_drop_negative(values, n_remove=n_remove, uids=uids, clusters=cl, pinned=pinned,
+                                   removed=removed)
+    else:
+        if strategy == "random":
+            plan = plan_random(uids, clusters=cl, pinned=pinned, removed=removed, seed=args.seed)
+        elif strategy == "stratified":
+            plan = plan_stratified(uids, y, classes=loaded.classes, clusters=cl, pinned=pinned, removed=removed,
+                                   seed=args.seed)
+        elif strategy == "top_value":
+            plan = plan_top_value(values, uids=uids, clusters=cl, pinned=pinned, removed=removed, seed=args.seed)
+        else:
+            plan = plan_kmq(values, cl, temperature=args.temperature, pinned=pinned, removed=removed,
+                            seed=args.seed, y=y, classes=loaded.classes, judge=judge)
+        if args.dry_run:
+            pv = plan.preview(args.budget, weights or None, last=last)
+            prog.close("preview")
+            print(f"preview: {pv.n} rows; vs last saved subset: +{pv.added} -{pv.removed} ({pv.seconds * 1e3:.1f} ms)")
+            print("per class: " + ", ".join(f"{k} {v}" for k, v in pv.per_class.items()))
+            if pv.per_cluster:
+                print("per cluster: " + ", ".join(f"{k}:{v}" for k, v in pv.per_cluster.items()))
+            return 0
+        sel = plan.select(args.budget, weights or None)
+    if args.dry_run:
+        prog.close("preview")
+        print(f"{sel.strategy}: {len(sel)} rows (not saved)")
+        return 0
+
+    run_id = save_selection(ws, loaded.dataset_id, sel, embedding_id=emb_id, clusters_run_id=clusters_run_id,
+                            values_run_id=None if values_run is None else values_run.id,
+                            job_id=getattr(args, "job", None))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sel.to_frame()[["uid", "cluster", "reason"]].to_csv(out, index=False)
+    prog.close(f"{len(sel)} rows")
+    if getattr(args, "job", None):
+        from core import jobs
+
+        jobs.attach_run(ws, args.job, run_id)
+    counts = np.bincount(y[np.isin(uids, sel.uids)], minlength=len(loaded.classes))
+    mix = ", ".join(f"{c} {n}" for c, n in zip(loaded.classes, counts))
+    diff = ""
+    if last is not None:
+        prev = set(last.uids.tolist())
+        now = set(sel.uids.tolist())
+        diff = f"; vs subset before: +{len(now - prev)} -{len(prev - now)}"
+    src = sel.params.get("quality") or sel.params.get("values") or ""
+    print(f"{sel.strategy}: {len(sel)} of {len(uids)} rows ({len(removed)} removed, {len(pinned)} pinned"
+          f"{', quality: ' + src if src else ''}); class mix: {mix}{diff}; selection run {run_id}; "
+          f"wrote {out} in {time.perf_counter() - t0:.1f} s")
+    if sel.history:
+        last_w = sel.history[-1]["weights"]
+        low = np.argsort(last_w)[:5]
+        print("lowest cluster weights after refinement: " + ", ".join(f"{c}: {last_w[c]:.3g}" for c in low))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run as: python -m core select ...")

@@ -1,0 +1,94 @@
+"""Quality signals for selection: rank-normalised values and the cross-fitted label confidence (the judge).
+
+The judge of Diversify and Conquer (arXiv 2409.11378) scores an answer with an external model; for a classifier
+Winnow's judge is the out-of-fold probability a logistic regression on the embeddings gives each class (5 folds), so
+J(y) for the given label says how much the rest of the data supports it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+JUDGE_C = 10.0  # inverse L2 strength of the judge's logistic regression on unit-norm embeddings
+
+
+def _logistic(C: float, seed: int | None):  # -> sklearn LogisticRegression
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=300, tol=1e-3, random_state=seed)
+
+
+def predict_proba_full(model, X: NDArray[np.floating], n_classes: int) -> NDArray[np.float64]:
+    """(n, n_classes) probabilities from a fitted classifier that may have seen only some classes."""
+    P = np.zeros((len(X), n_classes))
+    P[:, model.classes_.astype(int)] = model.predict_proba(X)
+    return P
+
+
+def fit_proba(X_train: NDArray[np.floating], y_train: NDArray[np.integer], X_score: NDArray[np.floating], *,
+              n_classes: int, C: float = JUDGE_C, seed: int | None = 0) -> NDArray[np.float64]:
+    """Train a logistic regression on (X_train, y_train) and return (len(X_score), n_classes) probabilities.
+
+    With a single class in `y_train` the model predicts that class with certainty.
+    """
+    y_train = np.asarray(y_train, dtype=np.int64)
+    present = np.unique(y_train)
+    if len(present) < 2:
+        P = np.zeros((len(X_score), n_classes))
+        if len(present):
+            P[:, present[0]] = 1.0
+        else:
+            P[:] = 1.0 / n_classes
+        return P
+    model = _logistic(C, seed).fit(X_train, y_train)
+    return predict_proba_full(model, X_score, n_classes)
+
+
+def cross_fitted_proba(X: NDArray[np.floating], y: NDArray[np.integer], *, n_folds: int = 5,
+                       n_classes: int | None = None, C: float = JUDGE_C, seed: int | None = 0) -> NDArray[np.float64]:
+    """Out-of-fold class probabilities of a logistic regression on the embeddings (the judge J).
+
+    Args:
+        X: (n, d) embeddings.
+        y: (n,) integer labels as given.
+        n_folds: Stratified folds (fewer when a class is rarer than that).
+        n_classes: Number of classes (default max(y) + 1).
+        C: Inverse regularisation strength.
+        seed: Seeds the fold split.
+
+    Returns:
+        (n, n_classes) probabilities, each row predicted by a model that never saw it.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    n_classes = int(n_classes if n_classes is not None else y.max() + 1)
+    counts = np.bincount(y, minlength=n_classes)
+    folds = int(min(n_folds, len(y)))
+    smallest = counts[counts > 0].min()
+    splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if smallest >= folds
+                else KFold(folds, shuffle=True, random_state=seed))
+    P = np.zeros((len(y), n_classes))
+    for train, test in splitter.split(X, y):
+        P[test] = fit_proba(X[train], y[train], X[test], n_classes=n_classes, C=C, seed=seed)
+    return P
+
+
+def label_confidence(X: NDArray[np.floating], y: NDArray[np.integer], **kwargs) -> NDArray[np.float64]:
+    """(n,) cross-fitted p(y_given | x); see `cross_fitted_proba`."""
+    y = np.asarray(y, dtype=np.int64)
+    return cross_fitted_proba(X, y, **kwargs)[np.arange(len(y)), y]
+
+
+def rank_normalise(values: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Ranks scaled to [0, 1] (ties share their mean rank; nan sits in the middle, 0.5)."""
+    from scipy.stats import rankdata
+
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full(len(v), 0.5)
+    ok = ~np.isnan(v)
+    m = int(ok.sum())
+    if m > 1:
+        out[ok] = (rankdata(v[ok], method="average") - 1.0) / (m - 1)
+    return out

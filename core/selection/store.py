@@ -1,0 +1,135 @@
+"""Clusters and subsets in the workspace: run kinds "clusters" and "selection", and the judge's cache."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.errors import WorkspaceError
+from core.selection.clusters import Clusters
+from core.selection.quality import cross_fitted_proba
+from core.selection.strategies import Selection
+from core.workspace import RunRecord, Workspace
+
+
+def save_clusters(ws: Workspace, dataset_id: int, clusters: Clusters, *, embedding_id: int | None = None,
+                  summaries: Sequence[dict[str, Any]] | None = None, job_id: str | None = None) -> int:
+    """Record clusters as a "clusters" run: frame (uid, cluster), centroids array, silhouette and summaries.
+
+    Returns:
+        The run id.
+    """
+    params = {"embedding_id": embedding_id, "k": clusters.k, "seed": clusters.seed,
+              "k_requested": clusters.params.get("k_requested"), "k_grid": clusters.params.get("k_grid"),
+              "sample_size": clusters.params.get("sample_size")}
+    run_id = ws.create_run("clusters", dataset_id=dataset_id, method=clusters.method, params=params,
+                           embedding_id=embedding_id, job_id=job_id)
+    import pandas as pd
+
+    ws.save_run_frame(run_id, pd.DataFrame({"uid": clusters.uids.astype(str), "cluster": clusters.labels}))
+    rel = f"artefacts/clusters/{run_id}_centroids.npy"
+    ws.write_array(rel, clusters.centroids)
+    result = {"k": clusters.k, "silhouette": {str(k): v for k, v in clusters.silhouette.items()},
+              "sizes": clusters.sizes.tolist(), "centroids": rel, "method": clusters.method,
+              "summaries": list(summaries or []), "params": clusters.params}
+    ws.update_run(run_id, status="done", result=result, seconds=clusters.seconds)
+    return run_id
+
+
+def load_clusters(ws: Workspace, run_id: int) -> Clusters:
+    """The Clusters of a "clusters" run.
+
+    Raises:
+        WorkspaceError: If the run is missing or not a finished clusters run.
+    """
+    run = ws.run(run_id)
+    if run.kind != "clusters" or run.status != "done":
+        raise WorkspaceError(f"run {run_id} is a {run.status} {run.kind} run, not finished clusters")
+    df = ws.load_run_frame(run_id)
+    cent = np.asarray(ws.read_array(run.result["centroids"]), dtype=np.float32)
+    sil = {int(k): float(v) for k, v in run.result.get("silhouette", {}).items()}
+    return Clusters(uids=df["uid"].to_numpy().astype(str), labels=df["cluster"].to_numpy().astype(np.int64),
+                    centroids=cent, k=int(run.result["k"]), silhouette=sil, seed=run.params.get("seed"),
+                    seconds=float(run.seconds or 0.0), method=run.method, params=dict(run.result.get("params", {})))
+
+
+def find_clusters(ws: Workspace, dataset_id: int, *, embedding_id: int | None, k: int | None = None,
+                  seed: int | None = 0) -> RunRecord | None:
+    """The newest finished clusters run for this embedding with this k (None: k chosen by silhouette) and seed."""
+    for run in ws.runs("clusters", dataset_id=dataset_id, status="done"):
+        p = run.params
+        if p.get("embedding_id") != embedding_id or p.get("seed") != seed:
+            continue
+        if k is not None and (p.get("k") == k or p.get("k_requested") == k):
+            return run
+        if k is None and p.get("k_requested") is None:
+            return run
+    return None
+
+
+def save_selection(ws: Workspace, dataset_id: int, selection: Selection, *, embedding_id: int | None = None,
+                   clusters_run_id: int | None = None, values_run_id: int | None = None,
+                   job_id: str | None = None, note: str = "") -> int:
+    """Record a subset as a "selection" run: frame (uid, cluster, reason, quality, round), params, weight history.
+
+    Returns:
+        The run id; fine-tuning, comparison and export read the subset from it.
+    """
+    params = dict(selection.params, strategy=selection.strategy, values_run_id=values_run_id,
+                  clusters_run_id=clusters_run_id, embedding_id=embedding_id)
+    if note:
+        params["note"] = note
+    run_id = ws.create_run("selection", dataset_id=dataset_id, method=selection.strategy, params=params,
+                           embedding_id=embedding_id, job_id=job_id, parent_id=clusters_run_id)
+    ws.save_run_frame(run_id, selection.to_frame())
+    cl = selection.clusters[selection.clusters >= 0]
+    per_cluster = {str(c): int(v) for c, v in zip(*np.unique(cl, return_counts=True))} if len(cl) else {}
+    ws.update_run(run_id, status="done", seconds=selection.seconds,
+                  result={"n": len(selection), "history": selection.history, "per_cluster": per_cluster})
+    return run_id
+
+
+def load_selection(ws: Workspace, run_id: int) -> Selection:
+    """The Selection of a "selection" run.
+
+    Raises:
+        WorkspaceError: If the run is missing or not a finished selection run.
+    """
+    run = ws.run(run_id)
+    if run.kind != "selection" or run.status != "done":
+        raise WorkspaceError(f"run {run_id} is a {run.status} {run.kind} run, not a saved subset")
+    df = ws.load_run_frame(run_id)
+    n = len(df)
+    return Selection(uids=df["uid"].to_numpy().astype(str),
+                     clusters=df["cluster"].to_numpy().astype(np.int64) if "cluster" in df else np.full(n, -1),
+                     quality=df["quality"].to_numpy().astype(np.float64) if "quality" in df else np.full(n, np.nan),
+                     rounds=df["round"].to_numpy().astype(np.int64) if "round" in df else np.zeros(n, np.int64),
+                     why=df["reason"].to_numpy().astype(object), strategy=run.method, params=dict(run.params),
+                     history=list(run.result.get("history", [])), seconds=float(run.seconds or 0.0))
+
+
+def last_selection(ws: Workspace, dataset_id: int) -> Selection | None:
+    """The newest saved subset of the dataset, or None."""
+    run = ws.latest_run("selection", dataset_id=dataset_id)
+    return None if run is None else load_selection(ws, run.id)
+
+
+def judge_proba(ws: Workspace | None, X: NDArray[np.floating], y: NDArray[np.integer], *, n_classes: int,
+                embedding_id: int | None = None, seed: int = 0) -> NDArray[np.float64]:
+    """The judge's cross-fitted class probabilities, cached in the workspace by embedding, labels and seed."""
+    y = np.asarray(y, dtype=np.int64)
+    if ws is None or embedding_id is None:
+        return cross_fitted_proba(X, y, n_classes=n_classes, seed=seed)
+    key = hashlib.sha1(y.tobytes() + f"{n_classes}:{seed}".encode()).hexdigest()[:16]
+    rel = f"artefacts/judge/emb{embedding_id}_{key}.npy"
+    try:
+        P = np.asarray(ws.read_array(rel), dtype=np.float64)
+        if P.shape == (len(y), n_classes):
+            return P
+    except (WorkspaceError, OSError, ValueError):
+        pass
+    P = cross_fitted_proba(X, y, n_classes=n_classes, seed=seed)
+    ws.write_array(rel, P)
+    return P
