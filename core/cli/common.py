@@ -66,7 +66,7 @@ def get_embeddings(args: argparse.Namespace, ws: Workspace, loaded: Loaded,
 
     return embed.ensure_embeddings(ws, loaded.dataset_id, data.column(loaded.ds, "text"), model=getattr(args, "model", None),
                                    precision=getattr(args, "precision", "float32"),
-                                   on_progress=on_progress)
+                                   batch_size=getattr(args, "batch_size", 64), on_progress=on_progress)
 
 
 class Progress:

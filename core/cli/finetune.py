@@ -1,0 +1,196 @@
+"""Sub-commands `finetune` (one model on one subset) and `compare` (subsets x seeds, mean and spread)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from core import jobs
+from core.cli.common import add_data_args, open_data, print_table, progress
+from core.errors import DataError
+from core.workspace import Workspace
+
+SUBSET_HELP = ("full | random:B | curated | selection:RUN_ID | top-value:B:VALUES_RUN_ID | kmq:B, where B is a row "
+               "count (2000), a fraction (0.5) or a percentage (30%%) of the rows that are not test rows. "
+               "random draws a new subset per seed; curated = all rows minus those decided 'remove'; "
+               "selection = a saved subset (`python -m core runs --kind selection`); top-value = the B "
+               "highest-valued rows of a valuation run; kmq = kMQ on the dataset's newest clusters")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training options")
+    g.add_argument("--model", default=None,
+                   help="a local model folder or a cached hub name (default: the packaged all-MiniLM-L6-v2, "
+                        "with a fresh classification head)")
+    g.add_argument("--epochs", type=int, default=3, help="maximum epochs (default 3; early stopping may stop sooner)")
+    g.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
+    g.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    g.add_argument("--max-length", type=int, default=128, help="tokens per text after truncation (default 128)")
+    g.add_argument("--valid-fraction", type=float, default=0.1,
+                   help="share of the training rows held out for early stopping (default 0.1; 0 = none)")
+    g.add_argument("--patience", type=int, default=1,
+                   help="epochs without validation improvement before stopping (default 1; 0 = never)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores not busy with other work, at least 1)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune", help="fine-tune a classifier on a dataset or a subset and score it on a test set",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fine-tune a sequence classifier on --train and report accuracy, macro-F1 and per-class "
+                    "scores on --eval.\n\n"
+                    "  --train DATA                  train on every row of DATA (any DATA the other steps take)\n"
+                    "  --data DATA --train FILE      train on the rows of DATA whose uid is in FILE (a CSV, TSV,\n"
+                    "                                JSONL or parquet file with a uid column, e.g. from "
+                    "`select --out`)\n"
+                    "  --data DATA --train SPEC      train on a subset of DATA, where SPEC is\n"
+                    + textwrap.fill(SUBSET_HELP.replace("%%", "%"), 100, initial_indent=" " * 32,
+                                    subsequent_indent=" " * 32, break_on_hyphens=False)
+                    + "\n\nThe run is recorded in the workspace (kind finetune); --out writes its metrics as JSON.",
+        epilog="example: python -m core finetune --data sst2 --train selection:12 --eval sst2:test --epochs 2 "
+               "--out run.json")
+    p.add_argument("--train", required=True, metavar="DATA|FILE|SPEC", help="what to train on (see above)")
+    p.add_argument("--data", default=None, metavar="DATA",
+                   help="the dataset a subset FILE or SPEC in --train refers to")
+    p.add_argument("--eval", required=True, metavar="TEST", help="labelled test data (a file, sst2:test, ...)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the head, dropout, batches and validation split")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the metrics (and run id) as JSON here")
+    p.add_argument("--save-model", default=None, metavar="DIR", help="save the fine-tuned model and tokenizer here")
+    _train_args(p)
+    add_data_args(p, positional=False)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser(
+        "compare", help="fine-tune several subsets over seeds and compare mean and spread",
+        description="Fine-tune every subset with every seed and report mean and standard deviation of accuracy "
+                    "and macro-F1 per subset. Each finished fine-tune is checkpointed: running the same command "
+                    "again resumes an interrupted experiment at the next unfinished run. Subsets: "
+                    + SUBSET_HELP.replace("%%", "%") + ". Without --eval, a stratified 20% of DATA (at most 2,000 rows, the same "
+                    "for every subset and seed) is held out as the test set and excluded from every subset.",
+        epilog="example: python -m core compare sst2 --eval sst2:test --subsets full,random:0.7,curated,"
+               "selection:12 --seeds 3 --epochs 2")
+    add_data_args(p)
+    p.add_argument("--subsets", required=True, metavar="LIST", help="comma-separated subset specs (see above)")
+    p.add_argument("--eval", default=None, metavar="TEST",
+                   help="labelled test data (default: a held-out stratified split of DATA)")
+    p.add_argument("--eval-fraction", type=float, default=0.2,
+                   help="share of DATA held out as the test set without --eval (default 0.2, at most 2,000 rows)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per subset, 0..N-1 (default 3)")
+    p.add_argument("--restart", action="store_true",
+                   help="start a new experiment even if an unfinished one with the same options exists")
+    p.add_argument("--background", action="store_true", help="run as a background job and print its id")
+    p.add_argument("--json", action="store_true", help="print the result table as JSON")
+    _train_args(p)
+    p.set_defaults(func=cmd_compare)
+
+
+def _train_kwargs(args: argparse.Namespace) -> dict:
+    return {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+            "max_length": args.max_length, "valid_fraction": args.valid_fraction,
+            "early_stopping_patience": args.patience, "threads": args.threads}
+
+
+def _uids_from_file(path: str) -> list[str]:
+    import pandas as pd
+
+    p = Path(path)
+    suffix = "".join(p.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith(".parquet"):
+            df = pd.read_parquet(p)
+        elif suffix.endswith((".jsonl", ".json")):
+            df = pd.read_json(p, lines=suffix.endswith(".jsonl"), dtype=False)
+        else:
+            df = pd.read_csv(p, sep="\t" if suffix.endswith(".tsv") else ",", dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read the subset file {path}: {e}") from e
+    if "uid" not in df.columns:
+        raise DataError(f"the subset file {path} has no uid column (found: {', '.join(map(str, df.columns))}); "
+                        "write one with `python -m core select ... --out FILE`")
+    return df["uid"].astype(str).tolist()
+
+
+def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
+    from core import finetune
+
+    if args.data is None:
+        args.data = args.train
+        loaded = open_data(args, ws)
+        texts, labels = loaded.ds["text"], loaded.ds["label"]
+        spec = "full"
+    else:
+        loaded = open_data(args, ws)
+        pool = finetune._frame(loaded.ds)
+        kind = args.train.split(":", 1)[0]
+        if kind in finetune.SUBSET_KINDS and not Path(args.train).exists():
+            spec = finetune.parse_subsets(args.train)[0]
+            uids = finetune.resolve_subset(ws, loaded.dataset_id, spec, pool, seed=args.seed).uids
+        else:
+            if not Path(args.train).exists():
+                raise DataError(f"--train {args.train} is neither a subset file nor a subset spec ({SUBSET_HELP})")
+            want = set(_uids_from_file(args.train))
+            uids = [u for u in pool["uid"] if u in want]
+            if len(uids) < len(want):
+                print(f"winnow: warning: {len(want) - len(uids)} uids of {args.train} are not in {args.data}",
+                      file=sys.stderr)
+            spec = f"file:{args.train}"
+        rows = pool.set_index("uid").loc[uids]
+        texts, labels = rows["text"].tolist(), rows["label"].tolist()
+    test = finetune._load_eval(args.eval)
+    classes = sorted(set(loaded.classes) | set(test["label"]))
+    kw = _train_kwargs(args)
+    run_id = ws.create_run("finetune", dataset_id=loaded.dataset_id, method=spec,
+                           params={**kw, "seed": args.seed, "train": args.train, "eval": args.eval},
+                           job_id=args.job)
+    jobs.attach_run(ws, args.job, run_id)
+    bar = progress(args, ws, "finetune")
+    try:
+        res = finetune.train_and_evaluate(texts, labels, test["text"].tolist(), test["label"].tolist(),
+                                          classes=classes, seed=args.seed, save_dir=args.save_model,
+                                          on_progress=bar, **kw)
+    except BaseException as e:
+        ws.update_run(run_id, status="failed", result={"error": str(e)})
+        raise
+    bar.close(f"accuracy {res.accuracy:.4f}")
+    out = dict(res.to_dict(), run_id=run_id, subset=spec, dataset_id=loaded.dataset_id)
+    ws.update_run(run_id, status="done", result=res.to_dict(), seconds=res.train_seconds)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"finetune run {run_id}: {res.n_train:,} training rows ({res.n_valid:,} validation), "
+          f"{res.epochs_run} epoch(s), {res.train_seconds:.1f} s ({res.examples_per_second:.1f} examples/s)")
+    print(f"accuracy {res.accuracy:.4f}  macro-F1 {res.macro_f1:.4f}  on {res.n_test:,} test rows")
+    print_table([{"class": c, "precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
+                 for c, s in res.per_class.items()])
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, ws: Workspace) -> int:
+    from core import finetune
+
+    specs = finetune.parse_subsets(args.subsets)  # fail fast, before a job starts
+    if args.background:
+        argv = [a for a in sys.argv[1:] if a != "--background"]
+        job_id = jobs.start(ws, argv[argv.index("compare"):], label="compare")
+        print(job_id)
+        return 0
+    loaded = open_data(args, ws)
+    bar = progress(args, ws, "compare")
+    run_id = finetune.compare(ws, loaded.dataset_id, subsets=specs, eval_path=args.eval, data=loaded.ds,
+                              seeds=args.seeds, eval_fraction=args.eval_fraction, resume=not args.restart,
+                              job_id=args.job, on_progress=bar, **_train_kwargs(args))
+    run = ws.run(run_id)
+    bar.close("done")
+    table = run.result["table"]
+    if args.json:
+        print(json.dumps({"run_id": run_id, "table": table}, indent=2))
+        return 0
+    print(f"compare run {run_id}: {len(table)} subsets x {args.seeds} seeds, {run.result.get('n_test', 0):,} "
+          f"test rows")
+    print_table([{"subset": r["subset"], "rows": r["rows"], "runs": r["runs"],
+                  "accuracy": f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}",
+                  "macro-F1": f"{r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f}",
+                  "s/run": f"{r['train_seconds']:.0f}"} for r in table])
+    return 0
