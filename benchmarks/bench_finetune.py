@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subsets", default=",".join(SUBSETS), help=f"of {','.join(SUBSETS)}")
     p.add_argument("--clean-subsets", default=None, help="subsets for the clean pool (default: --subsets)")
     p.add_argument("--trainer-n", type=int, default=800, help="rows of the throughput comparison (0: skip)")
+    p.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the throughput comparison")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the idle cores at start, at least 1; fixed for the whole run)")
     p.add_argument("--model", default=None)
@@ -254,27 +255,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.trainer_n:
         sub = pool.iloc[:args.trainer_n]
         texts, labels = sub["text"].tolist(), sub["label"].tolist()
-        rows = []
         log(f"throughput on {len(texts)} rows (load {os.getloadavg()[0]:.1f})")
-        ours = ours_throughput(texts, labels, test, args)
-        rows.append(("core.finetune (length-grouped, dynamic padding)", ours))
-        try:
-            for g in (False, True):
-                rows.append((f"transformers.Trainer (dynamic padding{', group_by_length' if g else ''})",
-                             trainer_throughput(texts, labels, args, group_by_length=g)))
-        except (ImportError, RuntimeError) as e:  # Trainer needs `accelerate`
-            log(f"Trainer skipped: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-        ours2 = ours_throughput(texts, labels, test, args)  # again: the load changes while we measure
-        rows.append(("core.finetune (again)", ours2))
-        eps = float(np.mean([ours["eps"], ours2["eps"]]))
+        names = {"ours": "core.finetune (length-grouped, dynamic padding)",
+                 "trainer": "transformers.Trainer (dynamic padding)",
+                 "trainer_grouped": "transformers.Trainer (dynamic padding, group_by_length)"}
+        times: dict[str, list[float]] = {k: [] for k in names}
+        for rep in range(args.repeats):  # interleaved: a shared machine's load drifts while we measure
+            times["ours"].append(ours_throughput(texts, labels, test, args)["seconds"])
+            try:
+                for key, g in (("trainer", False), ("trainer_grouped", True)):
+                    times[key].append(trainer_throughput(texts, labels, args, group_by_length=g)["seconds"])
+            except (ImportError, RuntimeError) as e:  # Trainer needs `accelerate`
+                log(f"Trainer skipped: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            log(f"  repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items() if v))
+        eps = len(texts) / float(np.median(times["ours"]))
         print()
         print(f"Throughput: {len(texts)} SST-2 rows, 1 epoch, batch {args.batch_size}, max_length {args.max_length}, "
-              f"{args.threads} threads (train() only; examples/s = rows / seconds)")
+              f"{args.threads} thread(s), {args.repeats} interleaved repeats (train() only; examples/s = rows / "
+              f"median seconds)")
         print()
-        print("| trainer | seconds | examples/s |")
-        print("|---|---|---|")
-        for name, r in rows:
-            print(f"| {name} | {r['seconds']:.1f} | {r['eps']:.1f} |")
+        print("| trainer | seconds (each repeat) | examples/s (median) | examples/s (best) |")
+        print("|---|---|---|---|")
+        for key, name in names.items():
+            if times[key]:
+                t = times[key]
+                print(f"| {name} | {' / '.join(f'{x:.1f}' for x in t)} | {len(texts) / np.median(t):.1f} | "
+                      f"{len(texts) / min(t):.1f} |")
         if args.throughput_only:
             return 0
 
