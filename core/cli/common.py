@@ -69,6 +69,14 @@ def get_embeddings(args: argparse.Namespace, ws: Workspace, loaded: Loaded,
                                    batch_size=getattr(args, "batch_size", 64), on_progress=on_progress)
 
 
+def embedding_share(args: argparse.Namespace, ws: Workspace, loaded: Loaded, *, uncached: float = 0.6) -> float:
+    """The share of a step's progress bar to give embedding: tiny when the workspace has them, else `uncached`."""
+    from core import embed
+
+    spec = embed.resolve_model(getattr(args, "model", None), getattr(args, "precision", "float32"))
+    return 0.02 if ws.embedding(loaded.dataset_id, spec.key) is not None else uncached
+
+
 class Progress:
     """A ProgressFn that drives a tqdm bar on stderr and, inside a job, the job's progress in the workspace.
 

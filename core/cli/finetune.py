@@ -1,6 +1,8 @@
 """Sub-commands `finetune` (one model on one subset) and `compare` (subsets x seeds, mean and spread)."""
 from __future__ import annotations
 
+from core.data import column as ds_column
+
 import argparse
 import json
 import sys
@@ -118,7 +120,7 @@ def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
     if args.data is None:
         args.data = args.train
         loaded = open_data(args, ws)
-        texts, labels = loaded.ds["text"], loaded.ds["label"]
+        texts, labels = ds_column(loaded.ds, "text"), ds_column(loaded.ds, "label")
         spec = "full"
     else:
         loaded = open_data(args, ws)

@@ -1,6 +1,8 @@
 """Sub-command `project`: embed DATA, then UMAP/PCA it to 2-D for the map (kept as a "projection" run)."""
 from __future__ import annotations
 
+from core.data import column as ds_column
+
 import argparse
 import time
 
@@ -38,8 +40,8 @@ def cmd_project(args: argparse.Namespace, ws: Workspace) -> int:
     bar = progress(args, ws, "project")
     t0 = time.time()
     emb_id, X = get_embeddings(args, ws, loaded, bar.stage(0.0, 0.3, "embedding"))
-    uids = [str(u) for u in loaded.ds["uid"]]
-    labels = [str(v) for v in loaded.ds["label"]]
+    uids = [str(u) for u in ds_column(loaded.ds, "uid")]
+    labels = [str(v) for v in ds_column(loaded.ds, "label")]
     params = dict(method=args.method, n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed,
                   max_fit=args.max_fit)
     reused = find_projection(ws, loaded.dataset_id, emb_id, len(uids), **params) is not None

@@ -1,6 +1,8 @@
 """`cluster` and `select`: k-means clusters with summaries, and subsets of exactly the budget that honour decisions."""
 from __future__ import annotations
 
+from core.data import column as ds_column
+
 import argparse
 import sys
 import time
@@ -167,7 +169,7 @@ def _ensure_clusters(args: argparse.Namespace, ws: Workspace, loaded: Any, emb_i
     from core.selection.clusters import ROWS_PER_CLUSTER
     from core.selection.store import find_clusters, load_clusters, save_clusters
 
-    uids = np.asarray(loaded.ds["uid"], dtype=str)
+    uids = np.asarray(ds_column(loaded.ds, "uid"), dtype=str)
     run = None if refit else find_clusters(ws, loaded.dataset_id, embedding_id=emb_id, k=args.k, seed=args.seed)
     if run is not None and args.k is None and budget is not None and run.params.get("k", 0) > max(
             2, budget // ROWS_PER_CLUSTER):
@@ -202,7 +204,7 @@ def _summaries(ws: Workspace, run_id: int, cl: Any, loaded: Any, X: np.ndarray, 
     vals = values
     if values is not None and not set(cl.uids.tolist()) <= set(np.asarray(values.uids, dtype=str).tolist()):
         vals = None
-    summ = summarize_clusters(cl, list(loaded.ds["text"]), list(loaded.ds["label"]), X, vals,
+    summ = summarize_clusters(cl, list(ds_column(loaded.ds, "text")), list(ds_column(loaded.ds, "label")), X, vals,
                               classes=loaded.classes)
     ws.update_run(run_id, result={"summaries": summ, "values_run_id": vid})
     return summ
@@ -279,7 +281,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
         raise DataError("--target-model applies to --strategy iterative")
 
     loaded = common.open_data(args, ws)
-    uids = np.asarray(loaded.ds["uid"], dtype=str)
+    uids = np.asarray(ds_column(loaded.ds, "uid"), dtype=str)
     y = _labels(loaded)
     decisions = ws.decisions(loaded.dataset_id)
     removed = [u for u, d in decisions.items() if d.action == "remove"]
@@ -338,7 +340,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
         if args.target_model:
             from core.selection.strategies import target_model_train_fn
 
-            train_fn = target_model_train_fn(list(loaded.ds["text"]), y, loaded.classes,
+            train_fn = target_model_train_fn(list(ds_column(loaded.ds, "text")), y, loaded.classes,
                                              model=None if args.target_model == "default" else args.target_model,
                                              seed=args.seed)
         sel = select_iterative(X, y, cl, budget=args.budget, values=values, judge=judge, rounds=args.rounds,

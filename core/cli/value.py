@@ -129,17 +129,19 @@ def _valid_split(args: argparse.Namespace, ws: Workspace, classes: list[str], pr
                        record=loaded.record, warnings=list(loaded.warnings))
     emb_id, Xv = common.get_embeddings(args, ws, lw, progress)
     yv = data.label_codes(loaded.ds, classes)
-    return Split(np.asarray(loaded.ds["uid"]).astype(str), np.asarray(Xv), yv), loaded.dataset_id
+    return Split(np.asarray(data.column(loaded.ds, "uid")).astype(str), np.asarray(Xv), yv), loaded.dataset_id
 
 
 def _embedded(args: argparse.Namespace, ws: Workspace, prog: Any):
+    """Open DATA and embed it; returns (loaded, embedding id, X, y, uids, e) where progress [0, e] was embedding."""
     from core import data
 
     loaded = common.open_data(args, ws)
-    emb_id, X = common.get_embeddings(args, ws, loaded, prog)
+    e = common.embedding_share(args, ws, loaded)
+    emb_id, X = common.get_embeddings(args, ws, loaded, prog.stage(0.0, e, "embedding"))
     y = data.label_codes(loaded.ds, loaded.classes)
-    uids = np.asarray(loaded.ds["uid"]).astype(str)
-    return loaded, emb_id, np.asarray(X), y, uids
+    uids = np.asarray(data.column(loaded.ds, "uid")).astype(str)
+    return loaded, emb_id, np.asarray(X), y, uids, e
 
 
 def _values_frame(values: Any):
@@ -210,8 +212,8 @@ def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
 def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
     from core.valuation import method_key, value_dataset
 
-    loaded, emb_id, X, y, uids = _embedded(args, ws, prog.stage(0.0, 0.1, "embedding"))
-    valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(0.1, 0.15, "embedding --valid"))
+    loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
+    valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
     opts = _method_options(args, key)
     if key == "consensus":
         if args.members:
@@ -243,7 +245,7 @@ def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
                                embedding_id=emb_id, job_id=getattr(args, "job", None))
     jobs.attach_run(ws, getattr(args, "job", None), run_id)
     ckpt = _Checkpointer(ws, run_id)
-    stage = prog.stage(0.15, 1.0)
+    stage = prog.stage(e + 0.05, 1.0)
 
     def on_progress(fraction: float, message: str, part: Any = None) -> None:
         if part is not None:
@@ -301,8 +303,8 @@ def cmd_audit(args: argparse.Namespace, ws: Workspace) -> int:
 def _audit(args: argparse.Namespace, ws: Workspace, keys: list[str], prog: Any) -> int:
     from core.valuation import audit_dataset
 
-    loaded, emb_id, X, y, uids = _embedded(args, ws, prog.stage(0.0, 0.1, "embedding"))
-    valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(0.1, 0.15, "embedding --valid"))
+    loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
+    valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
     params = {"flip": args.flip, "methods": keys, "seed": args.seed, "valid_dataset": valid_id}
     run_id = ws.create_run("audit", dataset_id=loaded.dataset_id, method=",".join(keys), params=params,
                            embedding_id=emb_id, job_id=getattr(args, "job", None))
@@ -311,7 +313,7 @@ def _audit(args: argparse.Namespace, ws: Workspace, keys: list[str], prog: Any) 
     try:
         rows, flipped, results = audit_dataset(X, y, uids, methods=keys, flip=args.flip, valid=valid,
                                                seed=args.seed, classes=loaded.classes,
-                                               on_progress=prog.stage(0.15, 1.0, "audit"))
+                                               on_progress=prog.stage(e + 0.05, 1.0, "audit"))
     except BaseException as e:
         status = "failed" if isinstance(e, Exception) else "cancelled"
         ws.update_run(run_id, status=status, result={"error": str(e)[:2000]}, seconds=time.perf_counter() - t0)
