@@ -3,8 +3,8 @@
 `Encoder` loads a tokenizer and an `AutoModel` once and embeds texts the way sentence-transformers does for
 all-MiniLM-L6-v2 (mean of the last hidden states over the attention mask, then L2 normalisation, truncation at the
 model's window), only faster: every text is tokenized once, texts are sorted by token count (not by characters) and
-padded per batch, so batches carry almost no padding. `precision="int8"` is a faster approximate path (dynamic int8
-quantisation of the linear layers); the default stays exact float32.
+padded per batch, so batches carry almost no padding, and batches run in parallel, one per core. `precision="int8"`
+is a faster approximate path (dynamic int8 quantisation of the linear layers); the default stays exact float32.
 
 `embed_texts` puts a cache in front of the encoder, keyed by (model key, sha1(text)): a second run loads no model,
 and a grown dataset embeds only its new texts. `ensure_embeddings` stores one (n, d) array per dataset and model
@@ -20,7 +20,9 @@ import re
 import tempfile
 import time
 import uuid
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
@@ -243,8 +245,9 @@ def _check_texts(texts: Sequence[Any]) -> list[str]:
 class Encoder:
     """A sentence encoder: tokenizer + transformers AutoModel, mean pooling over the attention mask, L2 norm.
 
-    Loaded once; `encode` may be called many times. Torch uses one thread per available core unless the
-    environment sets WINNOW_THREADS.
+    Loaded once; `encode` may be called many times. It runs one batch per available core in parallel (each on one
+    torch thread); WINNOW_THREADS sets another count. The Encoder is not meant to be shared by threads that call
+    `encode` at the same time.
 
     Args:
         model: See `resolve_model`. Default: the packaged all-MiniLM-L6-v2.
@@ -350,20 +353,41 @@ class Encoder:
         used = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         order = np.argsort(-used, kind="stable")  # longest first: a memory problem shows at once
         batch_size = max(1, int(batch_size))
-        torch.set_num_threads(self.threads)
+        starts = range(0, n, batch_size)
+
+        def run(start: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+            idx = order[start:start + batch_size]
+            width = int(used[idx[0]])
+            input_ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                row = ids[i]
+                input_ids[r, :len(row)] = row
+                mask[r, :len(row)] = 1
+            with torch.inference_mode():
+                return idx, self._forward(torch.from_numpy(input_ids), torch.from_numpy(mask))
+
+        # One batch per core, each on one torch thread: with MiniLM-sized matrices this beats splitting every
+        # matrix product across the cores (intra-op threads), and it degrades gracefully when other processes
+        # share the cores (spinning OpenMP teams collapse under oversubscription).
+        workers = min(self.threads, len(starts))
+        prev = torch.get_num_threads()
         done = 0
         try:
-            with torch.inference_mode():
-                for start in range(0, n, batch_size):
-                    idx = order[start:start + batch_size]
-                    width = int(used[idx[0]])
-                    input_ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
-                    mask = np.zeros((len(idx), width), dtype=np.int64)
-                    for r, i in enumerate(idx):
-                        row = ids[i]
-                        input_ids[r, :len(row)] = row
-                        mask[r, :len(row)] = 1
-                    out[idx] = self._forward(torch.from_numpy(input_ids), torch.from_numpy(mask))
+            if workers > 1:
+                torch.set_num_threads(1)
+                with ThreadPoolExecutor(workers, thread_name_prefix="winnow-embed") as pool:
+                    results = pool.map(run, starts)
+                    for idx, X in results:
+                        out[idx] = X
+                        done += len(idx)
+                        if on_progress is not None:
+                            on_progress(done / n, f"{done:,}/{n:,} texts", None)
+            else:
+                torch.set_num_threads(self.threads)
+                for start in starts:
+                    idx, X = run(start)
+                    out[idx] = X
                     done += len(idx)
                     if on_progress is not None:
                         on_progress(done / n, f"{done:,}/{n:,} texts", None)
@@ -372,6 +396,8 @@ class Encoder:
                 raise ModelError(f"out of memory embedding {n:,} texts with batch size {batch_size}; "
                                  "pass a smaller --batch-size") from e
             raise
+        finally:
+            torch.set_num_threads(prev)
         return out
 
     def _forward(self, input_ids: Any, mask: Any) -> NDArray[np.float32]:
@@ -495,10 +521,10 @@ def _int8_classes() -> tuple[Any, Any]:
             self.shared, self.start, self.stop = shared, start, stop
 
         def forward(self, x: Any) -> Any:
-            sh = self.shared
-            if sh.get("x") is not x:
-                sh["x"], sh["y"] = x, sh["fused"](x)
-            return sh["y"][..., self.start:self.stop]
+            last = self.shared["last"]  # threading.local: batches run in parallel threads
+            if getattr(last, "x", None) is not x:
+                last.x, last.y = x, self.shared["fused"](x)
+            return last.y[..., self.start:self.stop]
 
     _INT8_CLASSES = (Int8Linear, SharedSlice)
     return _INT8_CLASSES
@@ -525,7 +551,8 @@ def _quantize_int8(model: Any, ranges: dict[str, Any], n_outliers: int = _OUTLIE
             q, k, v = qkv
             W = torch.cat([q.weight, k.weight, v.weight])
             bias = None if q.bias is None else torch.cat([q.bias, k.bias, v.bias])
-            shared: dict[str, Any] = {"fused": Int8Linear(W, bias, outliers(f"{prefix}query", q.in_features))}
+            shared: dict[str, Any] = {"fused": Int8Linear(W, bias, outliers(f"{prefix}query", q.in_features)),
+                                      "last": threading.local()}
             edges = np.cumsum([0, q.out_features, k.out_features, v.out_features]).tolist()
             for i, n in enumerate(("query", "key", "value")):
                 setattr(parent, n, SharedSlice(shared, edges[i], edges[i + 1]))
