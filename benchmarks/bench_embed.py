@@ -74,7 +74,8 @@ def timed(fn, texts: list[str]) -> tuple[float, np.ndarray]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=5000, help="texts per data set (default 5000)")
-    ap.add_argument("--batch-size", type=int, default=64, help="Winnow's batch size (default 64)")
+    ap.add_argument("--batch-size", type=int, default=embed.BATCH_SIZE,
+                    help=f"Winnow's batch size (default {embed.BATCH_SIZE})")
     ap.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers' batch size (its default 32)")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per method; the fastest counts (default 2)")
     ap.add_argument("--seed", type=int, default=0)
