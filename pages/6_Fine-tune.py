@@ -131,11 +131,11 @@ st.code("python -m core " + shlex.join(argv), language=None, wrap_lines=True)
 if st.button("Start the comparison", key="finetune.start", type="primary", icon=":material/play_arrow:",
              disabled=(job is not None and job.active)):
     with ui.guard():
-        from core import finetune
+        from core import experiment
 
         if not specs:
             raise WinnowError("choose at least one subset")
-        finetune.parse_subsets(specs)  # fail fast on a malformed spec
+        experiment.parse_subsets(specs)  # fail fast on a malformed spec
         if eval_mode == "a labelled file" and not eval_path.strip():
             raise WinnowError("give the path of a labelled test file, or use the held-out split")
         ui.start_job("compare", ds_id, argv)

@@ -115,7 +115,7 @@ def _uids_from_file(path: str) -> list[str]:
 
 
 def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
-    from core import finetune
+    from core import experiment, finetune
 
     if args.data is None:
         args.data = args.train
@@ -124,11 +124,11 @@ def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
         spec = "full"
     else:
         loaded = open_data(args, ws)
-        pool = finetune._frame(loaded.ds)
+        pool = experiment._frame(loaded.ds)
         kind = args.train.split(":", 1)[0]
-        if kind in finetune.SUBSET_KINDS and not Path(args.train).exists():
-            spec = finetune.parse_subsets(args.train)[0]
-            uids = finetune.resolve_subset(ws, loaded.dataset_id, spec, pool, seed=args.seed).uids
+        if kind in experiment.SUBSET_KINDS and not Path(args.train).exists():
+            spec = experiment.parse_subsets(args.train)[0]
+            uids = experiment.resolve_subset(ws, loaded.dataset_id, spec, pool, seed=args.seed).uids
         else:
             if not Path(args.train).exists():
                 raise DataError(f"--train {args.train} is neither a subset file nor a subset spec ({SUBSET_HELP})")
@@ -140,7 +140,7 @@ def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
             spec = f"file:{args.train}"
         rows = pool.set_index("uid").loc[uids]
         texts, labels = rows["text"].tolist(), rows["label"].tolist()
-    test = finetune._load_eval(args.eval)
+    test = experiment._load_eval(args.eval)
     classes = sorted(set(loaded.classes) | set(test["label"]))
     kw = _train_kwargs(args)
     run_id = ws.create_run("finetune", dataset_id=loaded.dataset_id, method=spec,
@@ -170,9 +170,9 @@ def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, ws: Workspace) -> int:
-    from core import finetune
+    from core import experiment
 
-    specs = finetune.parse_subsets(args.subsets)  # fail fast, before a job starts
+    specs = experiment.parse_subsets(args.subsets)  # fail fast, before a job starts
     if args.background:
         argv = [a for a in sys.argv[1:] if a != "--background"]
         job_id = jobs.start(ws, argv[argv.index("compare"):], label="compare")
@@ -180,7 +180,7 @@ def cmd_compare(args: argparse.Namespace, ws: Workspace) -> int:
         return 0
     loaded = open_data(args, ws)
     bar = progress(args, ws, "compare")
-    run_id = finetune.compare(ws, loaded.dataset_id, subsets=specs, eval_path=args.eval, data=loaded.ds,
+    run_id = experiment.compare(ws, loaded.dataset_id, subsets=specs, eval_path=args.eval, data=loaded.ds,
                               seeds=args.seeds, eval_fraction=args.eval_fraction, resume=not args.restart,
                               job_id=args.job, on_progress=bar, **_train_kwargs(args))
     run = ws.run(run_id)

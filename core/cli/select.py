@@ -338,7 +338,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
     if strategy == "iterative":
         train_fn = None
         if args.target_model:
-            from core.selection.strategies import target_model_train_fn
+            from core.experiment import target_model_train_fn
 
             train_fn = target_model_train_fn(list(ds_column(loaded.ds, "text")), y, loaded.classes,
                                              model=None if args.target_model == "default" else args.target_model,

@@ -11,8 +11,9 @@ group's draw of m rows is its m highest keys. That makes a new budget or weight 
 `preview`) and the draws inside a cluster nested: a larger share adds rows to the cluster, never swaps them.
 
 Iterative refinement runs N rounds of about (b - pinned) / N rows: round 0 is kMQ with equal weights; after each
-round a classifier trained on everything selected so far (logistic regression by default, any `train_fn`, such as
-the fine-tuned target model, as the slow option) scores up to 50 not-yet-selected rows per cluster with
+round a classifier trained on everything selected so far (logistic regression by default; the caller may pass any
+`train_fn`, such as `core.experiment.target_model_train_fn`, the fine-tuned target model, as the slow option) scores
+up to 50 not-yet-selected rows per cluster with
 S = J(y_given) - sum_y p_model(y) J(y), J the judge (cross-fitted label confidence); the cluster score is the mean S
 shrunk toward the global mean, and the weights become w * exp(z(score) / T_w), renormalised (T_w = 1); the next
 round draws from the remaining pool. A cluster whose given labels the judge doubts loses weight.
@@ -620,30 +621,6 @@ def select_kmq(values: Values | NDArray[np.floating] | None, clusters: Clusters,
 def _lr_train_fn(X: NDArray[np.floating], y: NDArray[np.int64], n_classes: int, seed: int | None) -> TrainFn:
     def train(train_idx: NDArray[np.int64], score_idx: NDArray[np.int64]) -> NDArray[np.float64]:
         return fit_proba(X[train_idx], y[train_idx], X[score_idx], n_classes=n_classes, seed=seed)
-    return train
-
-
-def target_model_train_fn(texts: Sequence[str], y: Sequence[int], classes: Sequence[str], *,
-                          model: str | None = None, seed: int = 0, **finetune_options: Any) -> TrainFn:
-    """A `TrainFn` that fine-tunes the target model (core.finetune) on the selected rows: the slow, faithful path.
-
-    The fine-tuned model returns labels, not probabilities, so p_model is one-hot on its prediction.
-    """
-    from core import finetune
-
-    yy = np.asarray(y, dtype=np.int64)
-    names = list(classes)
-
-    def train(train_idx: NDArray[np.int64], score_idx: NDArray[np.int64]) -> NDArray[np.float64]:
-        res = finetune.train_and_evaluate([texts[i] for i in train_idx], [names[yy[i]] for i in train_idx],
-                                          [texts[i] for i in score_idx], [names[yy[i]] for i in score_idx],
-                                          classes=names, model=model, seed=seed, **finetune_options)
-        pred = np.asarray([names.index(str(p)) for p in res.predictions], dtype=np.int64)
-        P = np.zeros((len(score_idx), len(names)))
-        P[np.arange(len(score_idx)), pred] = 1.0
-        return P
-
-    train.__name__ = "target_model"
     return train
 
 

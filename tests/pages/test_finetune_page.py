@@ -73,7 +73,7 @@ def test_finetune_page_rejects_a_missing_test_file(demo_ws):
 
 
 def test_finetune_page_shows_results_and_history(demo_ws):
-    from core.finetune import summarize_compare
+    from core.experiment import summarize_compare
 
     ws, ds_id = demo_ws["ws"], demo_ws["dataset_id"]
     specs = ["full", "random:100"]
