@@ -6,8 +6,10 @@ starts the same command again, and the step picks up its last checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from core.errors import JobError
 from core.workspace import Workspace
@@ -217,3 +219,105 @@ def finish(ws: Workspace, job_id: str, status: str, message: str = "", error: st
     if error is not None:
         fields["error"] = error[-4000:]
     ws._job_update(job_id, **fields)
+
+
+# ---------------------------------------------------------------------------- one computation per input
+_COUNT = re.compile(r"([\d,]+)\s*/\s*([\d,]+)")
+
+
+def _lock_paths(ws: Workspace, name: str) -> tuple[Path, Path]:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:150]
+    folder = ws.path / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{safe}.lock", folder / f"{safe}.json"
+
+
+def _holder_line(ws: Workspace, state: dict[str, Any], what: str) -> str:
+    """'waiting for the embedding job 3f2a… (12,000/38,158)' from the holder's state (its job's message if any)."""
+    who = f"job {state['job']}" if state.get("job") else f"process {state.get('pid', '?')}"
+    done, total = state.get("done"), state.get("total")
+    if state.get("job"):
+        row = ws._job_row(state["job"])
+        m = _COUNT.search(row["message"]) if row is not None else None
+        if m is not None:
+            done, total = int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
+    count = f" ({done:,}/{total:,})" if isinstance(done, int) and isinstance(total, int) and total else ""
+    return f"waiting for the {what} job{count}; {who} computes it, this one reuses it"
+
+
+class SharedStep:
+    """The holder's handle inside `exclusive`: `track(on_progress)` mirrors its progress for waiting jobs."""
+
+    def __init__(self, state_path: Path, state: dict[str, Any]) -> None:
+        self.state_path, self.state, self.waited = state_path, state, 0.0
+        self._last = 0.0
+
+    def track(self, on_progress: Callable[..., None] | None) -> Callable[..., None]:
+        def fn(fraction: float, message: str = "", partial: Any = None) -> None:
+            m = _COUNT.search(message or "")
+            now = time.time()
+            if m is not None and now - self._last >= 0.5:
+                self._last = now
+                self.state.update(done=int(m.group(1).replace(",", "")), total=int(m.group(2).replace(",", "")))
+                with contextlib.suppress(OSError):
+                    tmp = self.state_path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(self.state))
+                    os.replace(tmp, self.state_path)
+            if on_progress is not None:
+                on_progress(fraction, message, partial)
+        return fn
+
+
+@contextlib.contextmanager
+def exclusive(ws: Workspace, name: str, *, what: str = "embedding", job_id: str | None = None,
+              on_wait: Callable[..., None] | None = None, poll: float = 0.5,
+              timeout: float | None = None) -> Iterator[SharedStep]:
+    """Run a step's block in one process at a time per `name` (e.g. one embedding per dataset and model).
+
+    Two jobs that need the same output (the value and the project job both embedding a dataset, or two tabs) must
+    not compute it twice: the first takes an OS file lock (`ws/locks/<name>.lock`, released by the kernel when the
+    process dies, so a killed job never leaves a stale lock); the second waits for it, reporting
+    "waiting for the embedding job (12,000/38,158)" through `on_wait(fraction, message)`, then runs the block,
+    which finds the output stored and reuses it.
+    """
+    import fcntl
+
+    lock_path, state_path = _lock_paths(ws, name)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        t0 = time.time()
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            try:
+                state = json.loads(state_path.read_text())
+            except (OSError, ValueError):
+                state = {}
+            line = _holder_line(ws, state, what)
+            if not told:
+                print(f"winnow: {line}", file=sys.stderr, flush=True)
+                told = True
+            if on_wait is not None:
+                done, total = state.get("done"), state.get("total")
+                on_wait((done / total) if isinstance(done, int) and total else 0.0, line, None)
+            if timeout is not None and time.time() - t0 > timeout:
+                raise JobError(f"still waiting for the {what} job after {timeout:.0f} s ({line}); "
+                               f"cancel it or remove {lock_path}")
+            time.sleep(poll)
+        state = {"job": job_id, "pid": os.getpid(), "since": time.time()}
+        with contextlib.suppress(OSError):
+            state_path.write_text(json.dumps(state))
+        step = SharedStep(state_path, state)
+        step.waited = time.time() - t0
+        try:
+            yield step
+        finally:
+            with contextlib.suppress(OSError):
+                state_path.unlink()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

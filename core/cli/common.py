@@ -62,11 +62,17 @@ def open_data(args: argparse.Namespace, ws: Workspace) -> Loaded:
 
 def get_embeddings(args: argparse.Namespace, ws: Workspace, loaded: Loaded,
                    on_progress: ProgressFn | None = None) -> tuple[int, np.ndarray]:
+    """The dataset's embeddings (workspace, else cache, else computed), computed by one process at a time: a step
+    that needs embeddings another job is computing waits for it and reuses them (`jobs.exclusive`)."""
     from core import data, embed
 
-    return embed.ensure_embeddings(ws, loaded.dataset_id, data.column(loaded.ds, "text"), model=getattr(args, "model", None),
-                                   precision=getattr(args, "precision", "float32"),
-                                   batch_size=getattr(args, "batch_size", 32), on_progress=on_progress)
+    model, precision = getattr(args, "model", None), getattr(args, "precision", "float32")
+    spec = embed.resolve_model(model, precision)
+    with jobs.exclusive(ws, f"embed-{loaded.dataset_id}-{spec.key}", what="embedding",
+                        job_id=getattr(args, "job", None), on_wait=on_progress) as step:
+        return embed.ensure_embeddings(ws, loaded.dataset_id, data.column(loaded.ds, "text"), model=model,
+                                       precision=precision, batch_size=getattr(args, "batch_size", 32),
+                                       on_progress=step.track(on_progress))
 
 
 def embedding_share(args: argparse.Namespace, ws: Workspace, loaded: Loaded, *, uncached: float = 0.6) -> float:
