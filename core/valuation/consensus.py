@@ -1,13 +1,20 @@
-"""Consensus: the rank average of several valuation methods (Winnow's own).
+"""Consensus: the weighted rank average of several valuation methods (Winnow's own).
 
 No single detector of harmful rows wins on every data set; the mean of each member's normalised rank (0 = the
-member's lowest value, 1 = its highest) did better than the best member on both data sets measured (DESIGN.md).
+member's lowest value, 1 = its highest) did better than the best member on both data sets of DESIGN.md, but lost to
+label quality on the demo tweets, where the members differ most. So by default the weights come from the
+self-check on the user's own data: a seeded share of labels is flipped in a copy, every member values the copy,
+and the weights are the point of a simplex grid whose weighted rank average finds those injected flips best
+(ROC-AUC). The weights are cross-fitted: rows fall into folds, and a row's weights are chosen on the other folds'
+injected flips only, so a row's own flip never trains its weight (`self_check_weights`).
+
 The result keeps every member's rank per row (`extra["rank_<member>"]`), so the app can say which signals call a
 row harmful. Values lie in [0, 1]: a rank, not a Shapley value (0.5 is the median row); higher = more helpful.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -28,25 +35,127 @@ def normalised_rank(values: NDArray[np.floating]) -> NDArray[np.float64]:
     return (first + (counts - 1) / 2.0)[inverse] / (n - 1.0)
 
 
-def combine(members: Sequence[Values], *, params: dict[str, Any] | None = None, seconds: float | None = None
-            ) -> Values:
-    """Rank-average member results over the same uids (aligned to the first member's order)."""
-    base = members[0]
+def member_ranks(members: Sequence[Values], uids: NDArray[np.str_] | None = None) -> dict[str, NDArray[np.float64]]:
+    """Each member's normalised ranks, aligned to `uids` (default: the first member's order)."""
+    base = members[0].uids if uids is None else np.asarray(uids)
     ranks = {}
     for v in members:
         pos = {u: i for i, u in enumerate(v.uids)}
-        idx = np.array([pos[u] for u in base.uids])
+        idx = np.array([pos[u] for u in base])
         ranks[v.method] = normalised_rank(v.values[idx])
+    return ranks
+
+
+def combine(members: Sequence[Values], *, params: dict[str, Any] | None = None, seconds: float | None = None,
+            weights: NDArray[np.floating] | None = None) -> Values:
+    """Rank-average member results over the same uids (aligned to the first member's order).
+
+    Args:
+        weights: None (equal weights), (members,) weights, or (n, members) weights per row (the cross-fitted
+            self-check weights); each row's weights sum to 1.
+    """
+    base = members[0]
+    ranks = member_ranks(members)
     R = np.vstack(list(ranks.values()))  # (members, n)
-    m = R.shape[0]
-    se = R.std(0, ddof=1) / np.sqrt(m) if m > 1 else np.full(R.shape[1], np.nan)
-    p = {"members": [v.method for v in members], "scale": "mean normalised rank in [0, 1]"}
+    m, n = R.shape
+    W = np.full((n, m), 1.0 / m) if weights is None else np.broadcast_to(np.asarray(weights, float), (n, m))
+    W = W / W.sum(1, keepdims=True)
+    mean = (W * R.T).sum(1)
+    if m > 1:  # standard error of a weighted mean over the members (effective number of members 1 / sum w^2)
+        var = (W * (R.T - mean[:, None]) ** 2).sum(1) / np.maximum(1.0 - (W**2).sum(1), 1e-12)
+        se = np.sqrt(var * (W**2).sum(1))
+    else:
+        se = np.full(n, np.nan)
+    p = {"members": [v.method for v in members],
+         "scale": "mean normalised rank in [0, 1]" if weights is None else "weighted mean normalised rank in [0, 1]"}
     p.update(params or {})
     p["member_params"] = {v.method: v.params for v in members}
-    return Values(uids=np.asarray(base.uids), values=R.mean(0), stderr=se, counts=np.full(R.shape[1], m, np.int64),
+    return Values(uids=np.asarray(base.uids), values=mean, stderr=se, counts=np.full(n, m, np.int64),
                   method="consensus", params=p,
                   seconds=float(sum(v.seconds for v in members)) if seconds is None else seconds,
                   extra={f"rank_{k}": r for k, r in ranks.items()})
+
+
+def simplex_grid(m: int, max_points: int = 300) -> NDArray[np.float64]:
+    """Weight vectors on the simplex (each sums to 1) with the finest step 1/s that gives at most `max_points`."""
+    from itertools import combinations
+    from math import comb
+
+    s = 1
+    while comb(s + 1 + m - 1, m - 1) <= max_points and s < 20:
+        s += 1
+    pts = []
+    for bars in combinations(range(s + m - 1), m - 1):  # stars and bars
+        edges = (-1, *bars, s + m - 1)
+        pts.append([edges[i + 1] - edges[i] - 1 for i in range(m)])
+    return np.asarray(pts, dtype=np.float64) / s
+
+
+def _aucs(scores: NDArray[np.float64], positive: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """ROC-AUC of each row of `scores` (k, n) for `positive` (Mann-Whitney with average ties)."""
+    from scipy.stats import rankdata
+
+    npos = int(positive.sum())
+    nneg = len(positive) - npos
+    if npos == 0 or nneg == 0:
+        return np.full(len(scores), np.nan)
+    r = rankdata(scores, axis=1)
+    return (r[:, positive].sum(1) - npos * (npos + 1) / 2.0) / (npos * nneg)
+
+
+@dataclass(frozen=True)
+class SelfCheckWeights:
+    """Cross-fitted consensus weights: `weights[f]` was chosen on the injected flips of every fold but f."""
+
+    members: tuple[str, ...]
+    folds: NDArray[np.int64]  # (n,) fold of each row
+    weights: NDArray[np.float64]  # (n_folds, members)
+    member_auc: dict[str, float]  # each member's ROC-AUC for the injected flips (all rows)
+    cross_fitted_auc: float  # the cross-fitted weighted consensus' ROC-AUC for the injected flips (all rows)
+
+    def row_weights(self) -> NDArray[np.float64]:
+        return self.weights[self.folds]
+
+    def describe(self) -> dict[str, Any]:
+        return {"members": list(self.members), "member_auc": self.member_auc,
+                "cross_fitted_auc": self.cross_fitted_auc,
+                "weights": dict(zip(self.members, np.round(self.weights.mean(0), 4).tolist())),
+                "weights_by_fold": np.round(self.weights, 4).tolist(), "n_folds": int(len(self.weights))}
+
+
+def self_check_weights(ranks: Mapping[str, NDArray[np.floating]], injected: NDArray[np.bool_], *, n_folds: int = 5,
+                       seed: int = 0) -> SelfCheckWeights:
+    """Cross-fitted weights of a rank average from each member's ranks on a copy with injected flips.
+
+    Args:
+        ranks: Member name -> normalised ranks (n,) of its values on the copy whose `injected` rows were flipped.
+        injected: (n,) True where the copy's label was flipped.
+        n_folds: Rows are split into this many folds (by the seed only); the weights of the rows of fold f
+            maximise the ROC-AUC of low weighted rank for the injected flips of the other folds (over a simplex
+            grid; ties go to the weights nearest to equal), so a row's own flip never trains its weight.
+
+    Returns:
+        The weights per fold, the fold of each row, each member's AUC and the cross-fitted consensus' AUC.
+    """
+    names = tuple(ranks)
+    R = np.vstack([np.asarray(ranks[k], dtype=np.float64) for k in names])  # (m, n)
+    injected = np.asarray(injected, dtype=bool)
+    m, n = R.shape
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(13,)))
+    folds = np.empty(n, dtype=np.int64)
+    folds[rng.permutation(n)] = np.arange(n) % n_folds  # from the seed and n only, never from the flips
+    grid = simplex_grid(m)
+    near_equal = -np.abs(grid - 1.0 / m).sum(1)  # tie-break: prefer weights near equal
+    W = np.empty((n_folds, m))
+    for f in range(n_folds):
+        tr = folds != f
+        auc = _aucs(-(grid @ R[:, tr]), injected[tr])
+        auc = np.nan_to_num(auc, nan=0.5)
+        best = np.lexsort((near_equal, np.round(auc, 6)))[-1]
+        W[f] = grid[best]
+    combined = (W[folds] * R.T).sum(1)
+    member_auc = {k: float(a) for k, a in zip(names, _aucs(-R, injected))}
+    return SelfCheckWeights(names, folds, W, member_auc, float(_aucs(-combined[None, :], injected)[0]))
 
 
 def consensus(train: Split, *, valid: Split, members: Sequence[str] = DEFAULT_MEMBERS,

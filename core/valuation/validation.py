@@ -9,7 +9,7 @@ rows at once.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,6 +20,9 @@ from core.valuation.base import ProgressFn, Split, Values
 
 NEEDS_VALID = frozenset({"ts_dshapley", "tmc_shapley", "knn_shapley", "loo"})
 ITERATIVE = frozenset({"ts_dshapley", "tmc_shapley"})  # take continue_from and pass partial Values
+CLEAN_THRESHOLD = 0.2
+"""Default of `clean_valid`: held-out validation rows whose given label gets a cross-fitted probability below this
+are left out of the validation set (they are still valued)."""
 
 
 def method_key(name: str) -> str:
@@ -131,7 +134,8 @@ def value_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
                   method: str = "ts_dshapley", valid: Split | None = None, seed: int = 0,
                   classes: Sequence[str] | None = None, valid_fraction: float = 0.1, max_valid: int = 2000,
                   suggest_removal: bool = False, continue_from: Values | None = None,
-                  on_progress: ProgressFn | None = None, **options: Any) -> Values:
+                  clean_valid: float | None = CLEAN_THRESHOLD, on_progress: ProgressFn | None = None,
+                  **options: Any) -> Values:
     """Value every row of a dataset with one method (the function the CLI and the app call).
 
     Args:
@@ -147,6 +151,10 @@ def value_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
             third of the user's validation rows, or else a stratified 5 % (at most 1,000 rows) of the data that is
             valued with the held-out rows.
         continue_from: Partial Values that an earlier call passed to `on_progress` (iterative methods).
+        clean_valid: Without `valid`: leave out of the held-out validation rows (and of the swapped phase's
+            validation rows) those whose given label gets an out-of-fold probability below this, from a 5-fold
+            cross-fitted logistic regression on all rows; they are still valued. None or 0: keep every row.
+            `params["valid_cleaning"]` records the rule and how many rows were left out. Unused with `valid`.
         on_progress: Progress callback; for iterative methods it receives partial Values over all rows.
         **options: The method's keyword options (e.g. n_passes=20); for "consensus": members=[...],
             member_options={...}.
@@ -188,13 +196,17 @@ def value_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
     if valid is not None and len(valid) > max_valid:
         valid = valid.take(stratified_sample(valid.y, max_valid, np.random.default_rng(_seed(seed, 3))))
 
+    clean = None
+    if valid is None and clean_valid and (key in NEEDS_VALID or key == "consensus"):
+        holdout_split(y, classes=classes)  # the data can hold out a split at all (else its clear error)
+        clean = ValidCleaner.fit(X, y, uids, threshold=clean_valid, seed=seed)
     if key == "consensus":
         res = _consensus(X, y, uids, valid=valid, seed=seed, classes=classes, valid_fraction=valid_fraction,
-                         max_valid=max_valid, on_progress=report, t0=t0, held=held, **options)
+                         max_valid=max_valid, on_progress=report, t0=t0, held=held, clean=clean, **options)
     else:
         res = _value_rows(key, full, valid=valid, held=held, seed=seed, classes=classes,
                           valid_fraction=valid_fraction, max_valid=max_valid, continue_from=continue_from,
-                          report=report, options=options)
+                          report=report, options=options, clean=clean)
     if suggest_removal and score_on is not None:
         from core.valuation.removal import suggest_removal as _suggest
 
@@ -210,9 +222,53 @@ def value_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
     return replace(res, seconds=time.perf_counter() - t0)
 
 
+@dataclass(frozen=True)
+class ValidCleaner:
+    """Drops validation rows whose label a cross-fitted classifier confidently contradicts.
+
+    `proba` holds out-of-fold class probabilities of every data row (a row's own label never trains its
+    prediction); a held-out row is kept as validation when the probability of its given label is at least
+    `threshold`. Every class keeps at least two rows (its most confident ones), so the validation set never
+    loses a class.
+    """
+
+    y: NDArray[np.int64]
+    proba: NDArray[np.float64]
+    threshold: float
+    n_folds: int
+
+    @classmethod
+    def fit(cls, X: NDArray[np.floating], y: NDArray[np.int64], uids: NDArray[np.str_], *, threshold: float,
+            seed: int, n_folds: int = 5) -> ValidCleaner:
+        from core.valuation.label_quality import out_of_fold_proba
+
+        proba = out_of_fold_proba(Split(uids, X, y), n_folds=n_folds, seed=_seed(seed, 10) % (2**32))
+        return cls(y, proba, float(threshold), n_folds)
+
+    def confidence(self, rows: NDArray[np.int64]) -> NDArray[np.float64]:
+        return self.proba[rows, self.y[rows]]
+
+    def filter(self, rows: NDArray[np.int64]) -> tuple[NDArray[np.int64], dict[str, int]]:
+        rows = np.asarray(rows, dtype=np.int64)
+        p = self.confidence(rows)
+        keep = p >= self.threshold
+        for c in np.unique(self.y[rows]):
+            mine = np.flatnonzero(self.y[rows] == c)
+            floor = min(2, len(mine))
+            if keep[mine].sum() < floor:
+                keep[mine[np.argsort(-p[mine], kind="stable")[:floor]]] = True
+        return np.sort(rows[keep]), {"rows": int(len(rows)), "dropped": int((~keep).sum())}
+
+    def describe(self) -> dict[str, Any]:
+        return {"rule": f"validation rows whose given label a {self.n_folds}-fold cross-fitted logistic regression "
+                        f"gives probability < {self.threshold:g} are left out of the validation set (still valued)",
+                "threshold": self.threshold}
+
+
 def _value_rows(key: str, full: Split, *, valid: Split | None, held: NDArray[np.int64], seed: int,
                 classes: Sequence[str] | None, valid_fraction: float, max_valid: int,
-                continue_from: Values | None, report: ProgressFn, options: dict[str, Any]) -> Values:
+                continue_from: Values | None, report: ProgressFn, options: dict[str, Any],
+                clean: ValidCleaner | None = None) -> Values:
     """Value all rows of `full` with one method; `held` rows join the swapped phase (they never validate)."""
     from core.valuation import METHODS
 
@@ -236,22 +292,34 @@ def _value_rows(key: str, full: Split, *, valid: Split | None, held: NDArray[np.
     tr_r, va_r = holdout_split(full.y[rest], fraction=valid_fraction, max_rows=max_valid, seed=seed,
                                classes=classes)
     tr, va = rest[tr_r], np.sort(np.concatenate([rest[va_r], held]))
-    T, V = full.take(tr), full.take(rest[va_r])
-    T_as_valid = T.take(stratified_sample(T.y, min(len(T), max_valid), np.random.default_rng(_seed(seed, 4))))
-    phases = [(tr, T, V, _seed(seed, 1)), (va, full.take(va), T_as_valid, _seed(seed, 2))]
+    plan = swap_plan(key, full.y, tr, rest[va_r], va, seed=seed, max_valid=max_valid,
+                     subset_size=options.get("subset_size", 100))
+    v_rows, v2_rows = rest[va_r], plan.valid
+    cleaning = None
+    if clean is not None:
+        v_rows, rep1 = clean.filter(v_rows)
+        v2_rows, rep2 = clean.filter(v2_rows)
+        cleaning = {**clean.describe(), "held_out": rep1, "swap_validation": rep2}
+    T, V = full.take(tr), full.take(v_rows)
+    phases = [(tr, tr, T, V, _seed(seed, 1)), (va, plan.train, full.take(plan.train), full.take(v2_rows),
+                                               _seed(seed, 2))]
     latest: list[Values | None] = [None, None]
     results: list[Values | None] = [None, None]
     weights = [len(tr) / n, len(va) / n]
-    base_params: dict[str, Any] = {"seed": seed, "validation": "holdout+swap", "n_valid": len(V),
-                                   "valid_fraction": valid_fraction, "max_valid": max_valid}
+    base_params: dict[str, Any] = {"seed": seed, "validation": "holdout+swap", "n_valid": len(va_r),
+                                   "valid_fraction": valid_fraction, "max_valid": max_valid,
+                                   "swap": plan.describe()}
+    if cleaning is not None:
+        base_params["valid_cleaning"] = cleaning
 
     def partial_all() -> Values:
-        parts = [(phases[i][0], latest[i]) for i in range(2)]
+        parts = [(phases[i][0], None if latest[i] is None else _subset_values(latest[i], full.uids[phases[i][0]]))
+                 for i in range(2)]
         phase_params = [None if v is None else v.params for v in latest]
         return _concat(parts, n, uids, method=key, params={**base_params, "phase_params": phase_params},
                        seconds=time.perf_counter() - t0)
 
-    for i, (rows, tr_split, va_split, s) in enumerate(phases):
+    for i, (rows, train_rows, tr_split, va_split, s) in enumerate(phases):
         kw = dict(options)
         if i == 1 and key == "ts_dshapley":
             kw["subset_size"] = _swap_subset_size(tr_split.y, options.get("subset_size", 100))
@@ -265,17 +333,59 @@ def _value_rows(key: str, full: Split, *, valid: Split | None, held: NDArray[np.
             else:
                 report(start + weights[i] * f, msg, None)
 
-        if key in ITERATIVE and continue_from is not None:
+        # a phase resumes only when its checkpoint holds every row it values (not the filler of the swapped phase)
+        if key in ITERATIVE and continue_from is not None and len(train_rows) == len(rows):
             pp = (continue_from.params.get("phase_params") or [None, None])[i]
             if pp is not None:
                 kw["continue_from"] = replace(_subset_values(continue_from, tr_split.uids), params=pp)
         results[i] = fn(tr_split, valid=va_split, seed=s, on_progress=prog, **kw)
         if latest[i] is None or key != "ts_dshapley":
             latest[i] = results[i]
-    res = _concat([(tr, results[0]), (va, results[1])], n, uids, method=key, params={}, seconds=0.0)
+    kept = [_subset_values(results[i], full.uids[phases[i][0]]) for i in range(2)]  # type: ignore[arg-type]
+    res = _concat([(tr, kept[0]), (va, kept[1])], n, uids, method=key, params={}, seconds=0.0)
     params = {**results[0].params, **base_params, "swap_params": results[1].params}  # type: ignore[union-attr]
-    params["n_valid"] = len(V)
+    params["n_valid"] = len(va_r)
     return replace(res, params=params, extra={k: v for k, v in res.extra.items() if not k.startswith("pass_")})
+
+
+SIZE_DEPENDENT = frozenset({"knn_shapley", "tmc_shapley", "loo"})
+"""Methods whose values shrink as the training set grows (they share one utility among all training rows): the
+held-out rows must be valued inside a training set as large as the one the other rows were valued in."""
+
+
+@dataclass(frozen=True)
+class SwapPlan:
+    """How the held-out rows are valued (the swapped-roles phase), as row indices into the data."""
+
+    train: NDArray[np.int64]  # rows the method values in the swapped phase (the held-out rows, plus filler)
+    valid: NDArray[np.int64]  # rows it is scored on (drawn from the first phase's training rows)
+    n_filler: int
+
+    def describe(self) -> dict[str, Any]:
+        return {"n_train": int(len(self.train)), "n_filler": int(self.n_filler), "n_valid": int(len(self.valid))}
+
+
+def swap_plan(key: str, y: NDArray[np.int64], tr: NDArray[np.int64], va: NDArray[np.int64],
+              swap_rows: NDArray[np.int64], *, seed: int, max_valid: int, subset_size: int = 100) -> SwapPlan:
+    """Rows of the swapped-roles phase, so that held-out rows get values on the same scale as the others.
+
+    Every row is valued in a training set of the same size against a validation set of the same size:
+    - size-dependent methods (KNN-Shapley, TMC-Shapley, leave-one-out: one utility shared among all training
+      rows, so a row's value shrinks like 1/n): the held-out rows join a filler of first-phase training rows up to
+      the first phase's training size, scored on |va| other first-phase rows (the filler's values are dropped);
+    - TS-DShapley values inside subsets of a fixed size m, so the held-out rows alone form the training rows (in
+      subsets of m), scored on a stratified sample of at most `max_valid` first-phase rows.
+    """
+    rng = np.random.default_rng(_seed(seed, 4))
+    if key in SIZE_DEPENDENT:
+        v2 = tr[stratified_sample(y[tr], min(len(va), len(tr) - 1), rng)]
+        pool = np.setdiff1d(tr, v2)
+        need = max(0, len(tr) - len(swap_rows))
+        fill = pool[stratified_sample(y[pool], min(need, len(pool)), np.random.default_rng(_seed(seed, 9)))] \
+            if need > 0 else np.zeros(0, np.int64)
+        return SwapPlan(np.sort(np.concatenate([swap_rows, fill])), np.sort(v2), len(fill))
+    v2 = tr[stratified_sample(y[tr], min(len(tr), max_valid), rng)]
+    return SwapPlan(np.asarray(swap_rows), np.sort(v2), 0)
 
 
 def _swap_subset_size(y: NDArray[np.int64], subset_size: int) -> int:
@@ -288,20 +398,48 @@ def _swap_subset_size(y: NDArray[np.int64], subset_size: int) -> int:
     return int(np.ceil(len(y) / counts.min()))
 
 
-def _consensus(X, y, uids, *, valid, seed, classes, valid_fraction, max_valid, on_progress, t0, held,
-               members: Sequence[str] | None = None, member_options: dict[str, dict[str, Any]] | None = None
-               ) -> Values:
-    from core.valuation.consensus import DEFAULT_MEMBERS, combine
+SELF_CHECK_FLIP = 0.1
+"""Share of labels the calibrated consensus flips in its self-check copy to learn its members' weights."""
+
+
+def _consensus(X, y, uids, *, valid, seed, classes, valid_fraction, max_valid, on_progress, t0, held, clean=None,
+               members: Sequence[str] | None = None, member_options: dict[str, dict[str, Any]] | None = None,
+               weights: str = "self_check", check_flip: float = SELF_CHECK_FLIP, check_folds: int = 5) -> Values:
+    """Members on the data; with weights="self_check" also on a copy with `check_flip` of its labels flipped,
+    whose injected flips choose the cross-fitted weights of the rank average (consensus.self_check_weights)."""
+    from core.valuation.audit import flip_labels
+    from core.valuation.consensus import DEFAULT_MEMBERS, combine, member_ranks, self_check_weights
 
     names = [method_key(m) for m in (members or DEFAULT_MEMBERS)]
     if "consensus" in names:
         raise DataError("consensus cannot be a member of itself")
-    results = []
-    for i, name in enumerate(names):
-        def sub(f: float, msg: str, partial: Any = None, i: int = i) -> None:
-            on_progress((i + f) / len(names), f"{name}: {msg}", None)
-        opts = dict((member_options or {}).get(name, {}))
-        results.append(_value_rows(name, Split(uids, X, y), valid=valid, held=held, seed=seed, classes=classes,
+    if weights not in ("self_check", "equal"):
+        raise DataError(f"consensus weights must be 'self_check' or 'equal' (got {weights!r})")
+    calibrate = weights == "self_check" and len(names) > 1
+    rounds = 2 if calibrate else 1
+
+    def run_members(labels: NDArray[np.int64], cleaner: ValidCleaner | None, r: int) -> list[Values]:
+        out = []
+        for i, name in enumerate(names):
+            def sub(f: float, msg: str, partial: Any = None, i: int = i) -> None:
+                what = "self-check copy: " if r == 1 else ""
+                on_progress((r * len(names) + i + f) / (rounds * len(names)), f"{what}{name}: {msg}", None)
+            opts = dict((member_options or {}).get(name, {}))
+            out.append(_value_rows(name, Split(uids, X, labels), valid=valid, held=held, seed=seed, classes=classes,
                                    valid_fraction=valid_fraction, max_valid=max_valid, continue_from=None,
-                                   report=sub, options=opts))
-    return combine(results, params={"seed": seed}, seconds=time.perf_counter() - t0)
+                                   report=sub, options=opts, clean=cleaner))
+        return out
+
+    results = run_members(y, clean, 0)
+    if not calibrate:
+        return combine(results, params={"seed": seed, "weights": "equal"}, seconds=time.perf_counter() - t0)
+    n_classes = len(classes) if classes is not None else int(np.max(y) + 1)
+    y_copy, injected = flip_labels(y, check_flip, n_classes=n_classes, seed=_seed(seed, 12))
+    clean_copy = None
+    if clean is not None:
+        clean_copy = ValidCleaner.fit(X, y_copy, uids, threshold=clean.threshold, seed=seed)
+    copy = run_members(y_copy, clean_copy, 1)
+    fit = self_check_weights(member_ranks(copy, uids), injected, n_folds=check_folds, seed=seed)
+    check = {"flip": check_flip, "n_injected": int(injected.sum()), **fit.describe()}
+    return combine(results, params={"seed": seed, "weights": "self_check", "self_check": check},
+                   seconds=time.perf_counter() - t0, weights=fit.row_weights())

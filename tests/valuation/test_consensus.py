@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.valuation import Values, consensus
-from core.valuation.consensus import combine, normalised_rank
+from core.valuation.consensus import combine, normalised_rank, self_check_weights, simplex_grid
 
 
 def _vals(uids, values, method):
@@ -32,3 +32,62 @@ def test_consensus_finds_flipped_rows(blobs, auc):
     assert auc(v.values, flipped) > 0.9
     assert set(v.extra) == {"rank_knn_shapley", "rank_label_quality", "rank_ts_dshapley"}
     assert ((v.values >= 0) & (v.values <= 1)).all()
+
+
+def _member_ranks(rng, injected, quality):
+    """Ranks of a member that ranks injected rows low with the given strength (0: random)."""
+    score = rng.normal(size=len(injected)) - quality * injected
+    return normalised_rank(score)
+
+
+def test_self_check_weights_are_cross_fitted_without_leakage():
+    rng = np.random.default_rng(0)
+    n = 1000
+    injected = np.zeros(n, dtype=bool)
+    injected[rng.choice(n, 100, replace=False)] = True
+    ranks = {"good": _member_ranks(rng, injected, 2.0), "weak": _member_ranks(rng, injected, 0.5),
+             "noise": _member_ranks(rng, injected, 0.0)}
+    fit = self_check_weights(ranks, injected, n_folds=5, seed=1)
+    assert fit.weights.shape == (5, 3) and np.allclose(fit.weights.sum(1), 1)
+    assert (fit.weights[:, 0] > fit.weights[:, 2]).all()  # the member that finds the flips weighs most
+    assert fit.member_auc["good"] > fit.member_auc["weak"] > fit.member_auc["noise"] - 0.1
+    assert fit.cross_fitted_auc >= fit.member_auc["good"] - 0.02
+    assert np.bincount(fit.folds).tolist() == [200] * 5 and all(injected[fit.folds == f].sum() > 5 for f in range(5))
+    # leakage: rewriting fold 0's injected flags and its rows' ranks changes no weight that fold 0's rows use...
+    f0 = fit.folds == 0
+    inj2 = injected.copy()
+    inj2[f0] = ~inj2[f0]
+    ranks2 = {k: r.copy() for k, r in ranks.items()}
+    ranks2["noise"][f0 & inj2] = 0.0  # now the noise member "finds" fold 0's new flips perfectly
+    fit2 = self_check_weights(ranks2, inj2, n_folds=5, seed=1)
+    np.testing.assert_array_equal(fit2.folds, fit.folds)  # folds depend on the seed and n only
+    np.testing.assert_array_equal(fit2.weights[0], fit.weights[0])
+    # ...while the other folds, which train on fold 0's flips, move weight to the member that now finds them
+    assert (fit2.weights[1:, 2] > fit.weights[1:, 2]).all()
+
+
+def test_combine_with_weights_per_row():
+    a = _vals(["x", "y", "z"], [0.1, 0.5, 0.9], "a")
+    b = _vals(["x", "y", "z"], [0.9, 0.5, 0.1], "b")
+    c = combine([a, b], weights=np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]))
+    np.testing.assert_allclose(c.values, [0.0, 0.5, 0.0])
+    np.testing.assert_allclose(combine([a, b], weights=np.array([3.0, 1.0])).values, [0.25, 0.5, 0.75])
+    np.testing.assert_allclose(simplex_grid(3).sum(1), 1.0)
+    assert len(simplex_grid(4)) == 286  # step 0.1
+
+
+def test_calibrated_consensus_learns_its_weights_on_the_data(make_pair, auc):
+    from core.valuation import value_dataset
+
+    train, _, flipped = make_pair(n=300, flip=0.15, seed=4)
+    v = value_dataset(train.X, train.y, train.uids, method="consensus", seed=0,
+                      members=["label-quality", "random"])
+    check = v.params["self_check"]
+    assert v.params["weights"] == "self_check" and check["n_injected"] == 30
+    assert check["weights"]["label_quality"] > 0.7 > check["weights"]["random"]
+    assert check["member_auc"]["label_quality"] > check["member_auc"]["random"] + 0.2
+    assert auc(v.values, flipped) > auc(v.extra["rank_random"], flipped) + 0.2
+    assert set(v.extra) == {"rank_label_quality", "rank_random"}
+    eq = value_dataset(train.X, train.y, train.uids, method="consensus", seed=0,
+                       members=["label-quality", "random"], weights="equal")
+    assert eq.params["weights"] == "equal" and auc(v.values, flipped) > auc(eq.values, flipped)

@@ -101,3 +101,32 @@ def test_consensus_through_value_dataset(blobs, auc):
                       members=["knn-shapley", "label-quality"])
     assert set(v.extra) == {"rank_knn_shapley", "rank_label_quality"}
     assert auc(v.values, flipped) > 0.9
+
+
+def test_cleaned_validation_split_drops_contradicted_rows_and_says_so(make_pair):
+    train, _, flipped = make_pair(n=600, flip=0.2, seed=5, spread=2.0)
+    v = value_dataset(train.X, train.y, train.uids, method="knn-shapley", seed=0)
+    rec = v.params["valid_cleaning"]
+    assert rec["threshold"] == 0.2 and "cross-fitted" in rec["rule"]
+    held, swap = rec["held_out"], rec["swap_validation"]
+    assert held["rows"] == 60 == v.params["n_valid"] and swap["rows"] == 60
+    _, va = holdout_split(train.y, seed=0)
+    assert held["dropped"] >= 0.6 * flipped[va].sum()  # most flipped validation rows are left out...
+    assert held["dropped"] <= flipped[va].sum() + 6  # ...and few clean ones
+    assert (v.counts > 0).all()  # the rows left out of the validation set are still valued
+    plain = value_dataset(train.X, train.y, train.uids, method="knn-shapley", seed=0, clean_valid=None)
+    assert "valid_cleaning" not in plain.params
+    assert not np.array_equal(plain.values, v.values)
+
+
+@pytest.mark.parametrize("method", ["ts_dshapley", "knn_shapley", "loo", "consensus"])
+def test_a_clean_validation_file_is_never_cleaned(blobs, method):
+    train, valid, _ = blobs
+    opts = {"ts_dshapley": TS, "consensus": {"members": ["knn-shapley", "ts-dshapley"],
+                                            "member_options": {"ts_dshapley": TS}}}.get(method, {})
+    a = value_dataset(train.X, train.y, train.uids, method=method, valid=valid, seed=0, **opts)
+    b = value_dataset(train.X, train.y, train.uids, method=method, valid=valid, seed=0, clean_valid=None, **opts)
+    c = value_dataset(train.X, train.y, train.uids, method=method, valid=valid, seed=0, clean_valid=0.9, **opts)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.values, c.values)
+    assert "valid_cleaning" not in a.params and a.params.get("validation", "file") == "file"
