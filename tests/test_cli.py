@@ -66,7 +66,7 @@ def test_decisions_add_list_undo_and_export(tmp_path, capsys):
     assert run(ws, "export", data, "--format", "jsonl", "--out", tmp_path / "out.jsonl") == 0
     back = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
     assert len(back) == 10 and "r1" not in set(back["uid"])
-    manifest = json.loads((tmp_path / "out.manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
     assert {r["uid"] for r in manifest["removals"]} == {"r1", "r2"}
     assert manifest["removals"][0]["reason"] == "mislabelled"
 

@@ -34,7 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "manifest of every removal, its reason and source.")
     add_data_args(p)
     p.add_argument("--format", choices=("csv", "jsonl", "parquet", "datasets"), default="csv")
-    p.add_argument("--out", required=True, help="output file (or folder for --format datasets)")
+    p.add_argument("--out", required=True, help="output file (or folder for --format datasets); the manifest goes "
+                                                "to OUT.manifest.json (a folder: OUT/manifest.json)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing file Winnow did not write (a folder holding other files is never "
+                        "emptied); an earlier, unchanged Winnow export is replaced without it")
+    p.add_argument("--neutralise-formulas", action="store_true",
+                   help="CSV only: prefix cells starting with = + - @ (or tab/CR) with ' so spreadsheets show them "
+                        "as text (OWASP CSV injection advice); off by default so the export stays exact")
     p.add_argument("--subset", default=None, metavar="RUN_ID|FILE",
                    help="a saved subset: its run id (`python -m core runs --kind selection`) or a CSV with a uid "
                         "column")
@@ -164,8 +171,13 @@ def cmd_export(args: argparse.Namespace, ws: Workspace) -> int:
         else:
             subset_run = _subset_from_file(ws, loaded, args.subset)
     res = export_dataset(ws, loaded.dataset_id, loaded.ds, fmt=args.format, out=args.out,
-                         subset_run_id=subset_run)
+                         subset_run_id=subset_run, overwrite=args.overwrite,
+                         neutralise_formulas=args.neutralise_formulas)
     print(f"wrote {res.rows_after:,} of {res.rows_before:,} rows to {res.path}")
+    if res.manifest.get("rows_relabelled"):
+        print(f"relabelled: {res.manifest['rows_relabelled']:,} rows carry their new label")
+    if res.manifest.get("formula_cells_neutralised"):
+        print(f"formula neutralisation: {res.manifest['formula_cells_neutralised']:,} cells prefixed with '")
     print(f"manifest: {res.manifest_path}")
     return 0
 

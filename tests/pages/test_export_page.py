@@ -16,13 +16,13 @@ def test_write_the_curated_set(app, demo_ws, tmp_path):
     assert app.json and json.loads(app.json[0].proto.body)["rows_after"] == 298  # the manifest preview
     assert app.get("download_button")
     app.selectbox(key="export.format").set_value("jsonl").run()
-    out = tmp_path / "out" / "curated.jsonl"
-    app.text_input(key="export.path").input(str(out)).run()
+    out = ws.path / "exports" / "curated.jsonl"  # the app writes only into the workspace's exports folder
+    app.text_input(key="export.path").input("curated.jsonl").run()
     app.button(key="export.write").click().run()
     assert not app.exception, app.exception
     df = pd.read_json(out, lines=True, dtype=False)
     assert len(df) == 298 and not set(df["uid"]) & set(uids[:3])
-    manifest = json.loads((out.parent / "curated.manifest.json").read_text())
+    manifest = json.loads((out.parent / "curated.jsonl.manifest.json").read_text())
     assert {r["uid"]: r["reason"] for r in manifest["removals"]} == {u: "spam" for u in uids[:3]}
     assert any(t.value.startswith("data:") for t in app.text)
 
@@ -37,9 +37,24 @@ def test_export_a_saved_subset(app, demo_ws, tmp_path):
     app.radio(key="export.what").set_value("A saved subset").run()
     assert app.selectbox(key="export.subset").value == run_id
     assert {m.label: m.value for m in app.metric}["Rows exported"] == "45"
-    out = tmp_path / "subset.csv"
-    app.text_input(key="export.path").input(str(out)).run()
+    out = ws.path / "exports" / "subset.csv"
+    app.text_input(key="export.path").input("subset.csv").run()
     app.button(key="export.write").click().run()
     assert not app.exception, app.exception
     df = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert list(df["uid"]) == uids[5:50]
+
+
+def test_the_app_writes_only_into_the_exports_folder(app, demo_ws, tmp_path):
+    ws = demo_ws["ws"]
+    victim = tmp_path / "victim.csv"
+    victim.write_text("precious\n")
+    app.switch_page("pages/7_Export.py").run()
+    for hostile in (str(victim), "../victim.csv", "sub/x.csv", "..", ".hidden.csv"):
+        app.text_input(key="export.path").input(hostile).run()
+        app.button(key="export.write").click().run()
+        assert not app.exception, app.exception
+        assert any("not a plain file name" in e.value for e in app.error), hostile
+    assert victim.read_text() == "precious\n"
+    assert not (ws.path / "victim.csv").exists() and not (ws.path / "exports" / "sub").exists()
+    assert not list((ws.path / "exports").glob("*")) if (ws.path / "exports").exists() else True
