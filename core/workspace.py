@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import WorkspaceError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released step; append a new one.
 _MIGRATIONS: list[str] = [
@@ -59,6 +59,34 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN parent_id INTEGER;
     ALTER TABLE jobs ADD COLUMN label TEXT NOT NULL DEFAULT '';
     ALTER TABLE jobs ADD COLUMN pid_start TEXT;
+    """,
+    # 2 -> 3: the decision in force on each row, kept by triggers in the same transaction as every event, so a
+    # reader scans one small table instead of replaying the log; indexes for undo and for the version
+    """
+    CREATE INDEX decisions_undoes ON decisions(undoes);
+    CREATE INDEX decisions_version ON decisions(dataset_id, id);
+    CREATE TABLE decision_state (
+        dataset_id INTEGER NOT NULL, uid TEXT NOT NULL, event_id INTEGER NOT NULL, action TEXT NOT NULL,
+        reason TEXT NOT NULL, note TEXT NOT NULL, source TEXT NOT NULL, time REAL NOT NULL,
+        PRIMARY KEY (dataset_id, uid));
+    INSERT INTO decision_state SELECT d.dataset_id, d.uid, d.id, d.action, d.reason, d.note, d.source, d.time
+        FROM decisions d JOIN (SELECT MAX(e.id) AS id FROM decisions e WHERE e.action!='undo'
+        AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes=e.id) GROUP BY e.dataset_id, e.uid) m
+        ON d.id=m.id WHERE d.action!='clear';
+    CREATE TRIGGER decision_in_force AFTER INSERT ON decisions WHEN NEW.action NOT IN ('undo', 'clear') BEGIN
+        INSERT OR REPLACE INTO decision_state VALUES (NEW.dataset_id, NEW.uid, NEW.id, NEW.action, NEW.reason,
+            NEW.note, NEW.source, NEW.time);
+    END;
+    CREATE TRIGGER decision_cleared AFTER INSERT ON decisions WHEN NEW.action='clear' BEGIN
+        DELETE FROM decision_state WHERE dataset_id=NEW.dataset_id AND uid=NEW.uid;
+    END;
+    CREATE TRIGGER decision_undone AFTER INSERT ON decisions WHEN NEW.action='undo' BEGIN
+        DELETE FROM decision_state WHERE dataset_id=NEW.dataset_id AND uid=NEW.uid;
+        INSERT INTO decision_state SELECT d.dataset_id, d.uid, d.id, d.action, d.reason, d.note, d.source, d.time
+            FROM decisions d WHERE d.id=(SELECT MAX(e.id) FROM decisions e WHERE e.dataset_id=NEW.dataset_id
+            AND e.uid=NEW.uid AND e.action!='undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes=e.id))
+            AND d.action!='clear';
+    END;
     """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -138,6 +166,17 @@ class DecisionEvent:
     source: str
     time: float
     undoes: int | None
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script, one at a time (a trigger's body keeps its inner semicolons)."""
+    buf = ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                yield buf
+            buf = ""
 
 
 def default_home() -> Path:
@@ -238,9 +277,8 @@ class Workspace:
         with self._write() as con:
             version = con.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
             for step in range(version, SCHEMA_VERSION):
-                for stmt in _MIGRATIONS[step].split(";"):
-                    if stmt.strip():
-                        con.execute(stmt)
+                for stmt in _statements(_MIGRATIONS[step]):
+                    con.execute(stmt)
                 con.execute(f"PRAGMA user_version={step + 1}")
 
     def schema_version(self) -> int:
@@ -530,22 +568,45 @@ class Workspace:
 
     def undo(self, event_id: int) -> int:
         """Undo one decision event; the row returns to its previous state. Returns the undo event's id."""
-        with self._write() as con:
-            ev = con.execute("SELECT * FROM decisions WHERE id=?", (int(event_id),)).fetchone()
-            if ev is None:
-                raise WorkspaceError(f"no decision event {event_id}; `python -m core decisions log` lists them")
-            if ev["action"] == "undo":
-                raise WorkspaceError(f"decision event {event_id} is itself an undo; undo the decision again instead")
-            done = con.execute("SELECT 1 FROM decisions WHERE undoes=?", (int(event_id),)).fetchone()
-            if done is not None:
-                raise WorkspaceError(f"decision event {event_id} is already undone")
-            cur = con.execute("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time, undoes)"
-                              " VALUES(?,?,?,?,?,?,?,?)",
-                              (ev["dataset_id"], ev["uid"], "undo", "", "", ev["source"], time.time(), int(event_id)))
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+        return self.undo_many([event_id])[0]
 
-    def undo_last(self, dataset_id: int) -> list[int]:
-        """Undo the most recent batch of decisions (the events written together at one time)."""
+    def undo_many(self, event_ids: Sequence[int]) -> list[int]:
+        """Undo several decision events in one transaction (all or none). Returns the undo events' ids.
+
+        Raises:
+            WorkspaceError: If an event does not exist, is itself an undo, or is already undone.
+        """
+        ids = [int(i) for i in event_ids]
+        if not ids:
+            return []
+        now = time.time()
+        with self._write() as con:
+            found: dict[int, sqlite3.Row] = {}
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk:chunk + 500]
+                marks = ",".join("?" * len(part))
+                for r in con.execute(f"SELECT d.*, EXISTS(SELECT 1 FROM decisions u WHERE u.undoes=d.id) AS done"
+                                     f" FROM decisions d WHERE d.id IN ({marks})", part):
+                    found[int(r["id"])] = r
+            for i in ids:
+                ev = found.get(i)
+                if ev is None:
+                    raise WorkspaceError(f"no decision event {i}; `python -m core decisions log` lists them")
+                if ev["action"] == "undo":
+                    raise WorkspaceError(f"decision event {i} is itself an undo; undo the decision again instead")
+                if ev["done"]:
+                    raise WorkspaceError(f"decision event {i} is already undone")
+            if len(set(ids)) != len(ids):
+                raise WorkspaceError("the same decision event was listed twice to undo")
+            first = con.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
+            con.executemany("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time, undoes)"
+                            " VALUES(?,?,?,?,?,?,?,?)",
+                            [(found[i]["dataset_id"], found[i]["uid"], "undo", "", "", found[i]["source"], now, i)
+                             for i in ids])
+            return [int(r[0]) for r in con.execute("SELECT id FROM decisions WHERE id>? ORDER BY id", (first,))]
+
+    def last_batch(self, dataset_id: int) -> list[int]:
+        """Event ids of the newest batch of decisions still in force (the events written together at one time)."""
         with self._read() as con:
             row = con.execute(
                 "SELECT time FROM decisions d WHERE dataset_id=? AND action!='undo' AND NOT EXISTS"
@@ -553,10 +614,13 @@ class Workspace:
                 (int(dataset_id),)).fetchone()
             if row is None:
                 return []
-            ids = [r[0] for r in con.execute(
+            return [int(r[0]) for r in con.execute(
                 "SELECT id FROM decisions d WHERE dataset_id=? AND time=? AND action!='undo' AND NOT EXISTS"
-                " (SELECT 1 FROM decisions u WHERE u.undoes=d.id)", (int(dataset_id), row[0]))]
-        return [self.undo(i) for i in ids]
+                " (SELECT 1 FROM decisions u WHERE u.undoes=d.id) ORDER BY id", (int(dataset_id), row[0]))]
+
+    def undo_last(self, dataset_id: int) -> list[int]:
+        """Undo the most recent batch of decisions (the events written together at one time), in one transaction."""
+        return self.undo_many(self.last_batch(dataset_id))
 
     def decision_log(self, dataset_id: int, uid: str | None = None) -> list[DecisionEvent]:
         q, args = "SELECT * FROM decisions WHERE dataset_id=?", [int(dataset_id)]
@@ -568,21 +632,60 @@ class Workspace:
                               reason=r["reason"], note=r["note"], source=r["source"], time=r["time"],
                               undoes=r["undoes"]) for r in rows]
 
+    def decision_version(self, dataset_id: int) -> int:
+        """The newest decision event id of a dataset (0 when none): changes with every decision and undo."""
+        with self._read() as con:
+            return int(con.execute("SELECT COALESCE(MAX(id), 0) FROM decisions WHERE dataset_id=?",
+                                   (int(dataset_id),)).fetchone()[0])
+
+    def current_decision_rows(self, dataset_id: int) -> tuple[int, list[tuple[Any, ...]]]:
+        """The decision in force on each row, with the version it was read at.
+
+        A row's decision is its newest event that is neither an undo nor undone; a "clear" there means none. The
+        `decision_state` table holds exactly that, kept by triggers in the transaction that writes each event.
+        Returns `(version, rows)`, each row `(uid, action, reason, note, source, time, event_id)` in event order.
+        """
+        with self._read() as con:
+            con.execute("BEGIN")  # one snapshot for the version and the rows
+            version = int(con.execute("SELECT COALESCE(MAX(id), 0) FROM decisions WHERE dataset_id=?",
+                                      (int(dataset_id),)).fetchone()[0])
+            cur = con.cursor()
+            cur.row_factory = None  # plain tuples: this read is on every page rerun
+            rows = cur.execute(
+                "SELECT uid, action, reason, note, source, time, event_id FROM decision_state WHERE dataset_id=?",
+                (int(dataset_id),)).fetchall()
+            con.execute("COMMIT")
+        rows.sort(key=lambda r: r[6])
+        return version, rows
+
+    def decision_changes(self, dataset_id: int, since: int) -> tuple[int, list[str], list[tuple[Any, ...]]]:
+        """What changed after event `since`: `(version, uids touched, their rows in force now)`, one snapshot.
+
+        Rows have the shape of `current_decision_rows`; a touched uid without a row has no decision any more.
+        """
+        with self._read() as con:
+            con.execute("BEGIN")
+            cur = con.cursor()
+            cur.row_factory = None
+            version = int(cur.execute("SELECT COALESCE(MAX(id), 0) FROM decisions WHERE dataset_id=?",
+                                      (int(dataset_id),)).fetchone()[0])
+            touched = [r[0] for r in cur.execute("SELECT DISTINCT uid FROM decisions WHERE dataset_id=? AND id>?",
+                                                 (int(dataset_id), int(since)))]
+            rows: list[tuple[Any, ...]] = []
+            for i in range(0, len(touched), 500):
+                part = touched[i:i + 500]
+                rows += cur.execute("SELECT uid, action, reason, note, source, time, event_id FROM decision_state"
+                                    f" WHERE dataset_id=? AND uid IN ({','.join('?' * len(part))})",
+                                    (int(dataset_id), *part)).fetchall()
+            con.execute("COMMIT")
+        return version, touched, rows
+
     def decisions(self, dataset_id: int) -> dict[str, Decision]:
-        """Current state per row: replay the log, skipping undone events; "clear" leaves no decision."""
-        log = self.decision_log(dataset_id)
-        undone = {e.undoes for e in log if e.action == "undo"}
-        state: dict[str, Decision] = {}
-        for e in log:
-            if e.action == "undo" or e.id in undone:
-                continue
-            if e.action == "clear":
-                state.pop(e.uid, None)
-            else:
-                state[e.uid] = Decision(uid=e.uid, action=e.action, reason=e.reason, note=e.note, source=e.source,
-                                        time=e.time, event_id=e.id)
-        # An undone event reveals the event before it: the replay above already does that, since it skips it.
-        return state
+        """Current decision per row (uid -> Decision); "clear" and undone events leave none. `core.decisions`
+        caches the same state by version, with sets and columns for the app."""
+        _, rows = self.current_decision_rows(dataset_id)
+        return {r[0]: Decision(uid=r[0], action=r[1], reason=r[2], note=r[3], source=r[4], time=r[5], event_id=r[6])
+                for r in rows}
 
     def decision_counts(self, dataset_id: int) -> dict[str, int]:
         counts = {a: 0 for a in ("remove", "keep", "relabel")}

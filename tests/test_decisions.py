@@ -1,0 +1,112 @@
+"""The single decision reader: the same state as replaying the log, cached by version, seen by every tab."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import decisions
+from core.errors import WorkspaceError
+from core.workspace import Workspace
+
+
+def _dataset(ws: Workspace, fp: str = "fp1") -> int:
+    return ws.register_dataset(name="toy", source="toy.csv", fingerprint=fp, n_rows=3, classes=["a", "b"],
+                               text_col="text", label_col="label", meta={})
+
+
+def test_state_has_sets_labels_counts_and_an_aligned_column(tmp_path):
+    ws = Workspace(tmp_path)
+    ds = _dataset(ws)
+    ws.decide(ds, ["u1", "u2"], "remove", reason="mislabelled", source="lasso")
+    ws.decide(ds, ["u3"], "keep", reason="fine")
+    ws.decide(ds, ["u4"], "relabel", reason="wrong label", note="b")
+    s = decisions.current(ws, ds)
+    assert s.removed == {"u1", "u2"} and s.pinned == {"u3"} and dict(s.relabels) == {"u4": "b"}
+    assert dict(s.counts) == {"remove": 2, "keep": 1, "relabel": 1}
+    assert list(s.column(["u4", "zz", "u1", "u3"])) == ["relabel", "", "remove", "keep"]
+    assert s.get("u1").reason == "mislabelled" and s.get("u1").source == "lasso" and s.get("zz") is None
+    assert s.as_dict() == ws.decisions(ds)
+    assert s.version == max(e.id for e in ws.decision_log(ds))
+
+
+def test_a_change_from_another_handle_is_seen_at_once_and_unchanged_state_is_reused(tmp_path):
+    tab1, tab2 = Workspace(tmp_path), Workspace(tmp_path)  # two tabs, or the app and the CLI
+    ds = _dataset(tab1)
+    tab1.decide(ds, ["u1"], "remove")
+    first = decisions.current(tab1, ds)
+    assert decisions.current(tab2, ds) is first  # same version: the cached state, not a recomputation
+    tab2.decide(ds, ["u2"], "remove")
+    assert decisions.current(tab1, ds).removed == {"u1", "u2"}
+    decisions.undo_last(tab1, ds)
+    assert decisions.current(tab2, ds).removed == {"u1"}
+
+
+def test_states_of_two_datasets_do_not_mix(tmp_path):
+    ws = Workspace(tmp_path)
+    a, b = _dataset(ws, "fa"), _dataset(ws, "fb")
+    ws.decide(a, ["x"], "remove")
+    ws.decide(b, ["y"], "keep")
+    assert decisions.current(ws, a).removed == {"x"} and decisions.current(ws, b).pinned == {"y"}
+    assert decisions.current(ws, a).pinned == frozenset()
+
+
+def test_undo_last_undoes_a_whole_batch_in_one_transaction_and_records_it(tmp_path):
+    ws = Workspace(tmp_path)
+    ds = _dataset(ws)
+    ws.decide(ds, ["keep-me"], "remove", reason="earlier")
+    ws.decide(ds, [f"u{i}" for i in range(2000)], "remove", reason="lasso", source="lasso")
+    undone = decisions.undo_last(ws, ds)
+    assert len(undone) == 2000
+    assert decisions.current(ws, ds).removed == {"keep-me"}
+    log = ws.decision_log(ds)
+    assert sum(e.action == "undo" for e in log) == 2000  # the undo is itself in the audit trail
+    assert decisions.undo_last(ws, ds) and decisions.current(ws, ds).removed == frozenset()
+    assert decisions.undo_last(ws, ds) == []
+
+
+def test_a_failing_batch_undo_writes_nothing(tmp_path):
+    ws = Workspace(tmp_path)
+    ds = _dataset(ws)
+    ids = ws.decide(ds, ["a", "b"], "remove")
+    ws.undo(ids[1])
+    before = len(ws.decision_log(ds))
+    with pytest.raises(WorkspaceError, match="already undone"):
+        ws.undo_many(ids)
+    assert len(ws.decision_log(ds)) == before and decisions.current(ws, ds).removed == {"a"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3"]),
+                          st.sampled_from(["remove", "keep", "relabel", "clear", "undo", "undo-batch"])),
+                max_size=25))
+def test_cached_state_always_equals_replaying_the_log(tmp_path_factory, ops):
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    ds = _dataset(ws)
+    for uid, action in ops:
+        if action == "undo-batch":
+            decisions.undo_last(ws, ds)
+        elif action == "undo":
+            live = [e for e in ws.decision_log(ds) if e.action != "undo"
+                    and not any(u.undoes == e.id for u in ws.decision_log(ds))]
+            if live:
+                ws.undo(live[-1].id)
+        else:
+            ws.decide(ds, [uid], action, note="b" if action == "relabel" else "")
+        # the reference: replay every event in order, skipping undos and undone events
+        log = ws.decision_log(ds)
+        undone = {e.undoes for e in log if e.action == "undo"}
+        expected: dict[str, str] = {}
+        for e in log:
+            if e.action == "undo" or e.id in undone:
+                continue
+            if e.action == "clear":
+                expected.pop(e.uid, None)
+            else:
+                expected[e.uid] = e.action
+        s = decisions.current(ws, ds)
+        assert dict(zip(s.frame["uid"], s.frame["action"])) == expected
+        assert list(s.column(["u1", "u2", "u3"])) == [expected.get(u, "") for u in ("u1", "u2", "u3")]
+        assert s.relabels == {u: "b" for u, a in expected.items() if a == "relabel"}
+        assert np.all(s.frame["event_id"].diff().dropna() > 0)
