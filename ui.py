@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import streamlit as st
 
-from core import jobs
+from core import decisions, jobs
 from core.errors import WinnowError
 from core.workspace import DatasetRecord, Workspace
 
@@ -152,7 +152,7 @@ def sidebar() -> None:
         run = active_values_run(rec.id)
         st.caption("Active valuation")
         st.text(f"run {run.id}: {run.method}" if run else "none yet (see Value)")
-        counts = ws.decision_counts(rec.id)
+        counts = decisions.current(ws, rec.id).counts
         st.caption("Decisions")
         st.text(f"{counts['remove']:,} removed · {counts['keep']:,} kept · {counts['relabel']:,} relabel")
 

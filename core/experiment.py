@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from core import finetune
+from core import decisions, finetune
 from core.errors import DataError
 from core.finetune import DEFAULT_EVAL_FRACTION, DEFAULT_EVAL_MAX, EVAL_SPLIT_SEED, FinetuneProgress
 from core.selection import select_kmq
@@ -120,7 +120,7 @@ def resolve_subset(ws: Workspace | None, dataset_id: int | None, spec: str, pool
     elif kind == "curated":
         if ws is None or dataset_id is None:
             raise DataError("the curated subset needs a workspace dataset (its decisions)")
-        removed = {u for u, d in ws.decisions(dataset_id).items() if d.action == "remove"}
+        removed = decisions.current(ws, dataset_id).removed
         chosen = uids[~np.isin(uids, np.fromiter(removed, dtype=object, count=len(removed)).astype(str))] \
             if removed else uids
         note = f"{len(uids) - len(chosen)} rows removed by decisions"

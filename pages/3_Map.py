@@ -15,6 +15,7 @@ import streamlit as st
 
 import ui
 from core import curation
+from core import decisions as core_decisions
 
 ws = ui.workspace()
 WS = str(ws.path)
@@ -130,7 +131,7 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
             pick_c = f3.multiselect("Clusters", ids, key="map.clusters", placeholder="all clusters")
             if pick_c:
                 mask &= np.isin(inp["cluster"], pick_c)
-    decisions = curation.decision_column(ws.decisions(ds_id), uids)
+    decisions = core_decisions.current(ws, ds_id).column(uids)
     if hide_removed:
         mask &= decisions != "remove"
     pos = np.flatnonzero(mask)

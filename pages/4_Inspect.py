@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import curation
+from core import curation, decisions
 
 PAGE_SIZE = 10
 REASONS = ["mislabelled", "ambiguous", "noise / off-topic", "duplicate", "other"]
@@ -47,13 +47,13 @@ with ui.guard():
     agree_runs = ui.agreement_runs(rec.id, run)
     ranks = ui.agreement_frame(WS, rec.id, tuple(sorted(agree_runs.items()))) if agree_runs else pd.DataFrame()
     members = list(ranks.columns)
-    decisions = ws.decisions(rec.id)
+    state = decisions.current(ws, rec.id)
 
     st.caption(f"values: {run.method} (run {run.id}) · lowest value first · "
-               f"{sum(1 for d in decisions.values() if d.action == 'remove'):,} removed so far")
+               f"{state.counts['remove']:,} removed so far")
     c1, c2 = st.columns([2, 3])
     hide = c1.toggle("Hide rows already decided", value=True, key="inspect.hide_decided")
-    decided = np.array([u in decisions for u in uids], dtype=bool)
+    decided = state.column(uids) != ""
     order = curation.harmful_order(values, exclude=decided if hide else None)
     order = order[~np.isnan(values[order])]
     n_pages = max(1, math.ceil(len(order) / PAGE_SIZE))
@@ -83,7 +83,7 @@ with ui.guard():
     nb_idx, nb_sim = curation.nearest_neighbours(X, rows, k=5) if X is not None else (None, None)
     rank_of = {int(r): i for i, r in enumerate(curation.harmful_order(values))}
     n_valued = int((~np.isnan(values)).sum())
-    first_open = next((int(r) for r in rows if uids[r] not in decisions), None)
+    first_open = next((int(r) for r in rows if state.get(uids[r]) is None), None)
 
     for j, r in enumerate(rows):
         r = int(r)
@@ -108,8 +108,7 @@ with ui.guard():
                     facts.append("rank per method (0 % = lowest): " + ", ".join(
                         f"{m.removeprefix('rank_')} {_fmt(row_ranks[m], '.0%')}" for m in members))
                 st.text("\n".join(facts))
-                if uid in decisions:
-                    d = decisions[uid]
+                if (d := state.get(uid)) is not None:
                     st.text(f"decision: {d.action}" + (f" ({d.note})" if d.note else "")
                             + (f" — {d.reason}" if d.reason else "") + f" · via {d.source}")
             focus = r == first_open

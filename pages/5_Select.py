@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
+from core import decisions
 from core.errors import WinnowError
 from core.selection import STRATEGIES
 from core.workspace import Workspace
@@ -61,9 +62,8 @@ def _plan(ws_path: str, dataset_id: int, strategy: str, clusters_run_id: int | N
     w = Workspace(ws_path)
     uids, y = _labels(ws_path, dataset_id)
     classes = w.dataset(dataset_id).classes
-    dec = w.decisions(dataset_id)
-    removed = [u for u, d in dec.items() if d.action == "remove"]
-    pinned = [u for u, d in dec.items() if d.action == "keep"]
+    state = decisions.current(w, dataset_id)
+    removed, pinned = sorted(state.removed), sorted(state.pinned)
     cl = load_clusters(w, clusters_run_id) if clusters_run_id is not None else None
     if cl is not None and not np.array_equal(cl.uids.astype(str), uids):
         raise WinnowError(f"clusters run {clusters_run_id} does not match this dataset's rows; cluster again")
@@ -102,9 +102,8 @@ def _saved_uids(ws_path: str, run_id: int) -> np.ndarray:
 
 
 def _decisions_key(dataset_id: int) -> tuple[str, int, int]:
-    dec = ws.decisions(dataset_id)
-    removed = sorted(u for u, d in dec.items() if d.action == "remove")
-    pinned = sorted(u for u, d in dec.items() if d.action == "keep")
+    state = decisions.current(ws, dataset_id)
+    removed, pinned = sorted(state.removed), sorted(state.pinned)
     h = hashlib.sha1(("\n".join(removed) + "\0" + "\n".join(pinned)).encode()).hexdigest()[:16]
     return h, len(removed), len(pinned)
 

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
+from core import decisions
 from core.errors import WinnowError
 
 ws = ui.workspace()
@@ -36,7 +37,7 @@ def _budget_text(mode: str, frac: float, count: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ subsets
-dec = ws.decision_counts(ds_id)
+dec = decisions.current(ws, ds_id).counts
 selections = ws.runs("selection", dataset_id=ds_id, status="done")
 values_run = ui.active_values_run(ds_id)
 

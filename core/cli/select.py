@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from core.cli import common
+from core import decisions
 from core.errors import DataError, WorkspaceError
 from core.valuation.base import Values
 from core.workspace import Workspace
@@ -283,9 +284,8 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
     loaded = common.open_data(args, ws)
     uids = np.asarray(ds_column(loaded.ds, "uid"), dtype=str)
     y = _labels(loaded)
-    decisions = ws.decisions(loaded.dataset_id)
-    removed = [u for u, d in decisions.items() if d.action == "remove"]
-    pinned = [u for u, d in decisions.items() if d.action == "keep"]
+    state = decisions.current(ws, loaded.dataset_id)
+    removed, pinned = sorted(state.removed), sorted(state.pinned)
 
     # values: a file, a run, else the newest valuation run (unless --no-values)
     values: Values | None = None
