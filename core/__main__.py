@@ -15,14 +15,10 @@ import warnings
 from typing import Sequence
 
 from core import __version__
-from core.errors import WinnowError, WinnowWarning
+from core.errors import Cancelled, WinnowError, WinnowWarning
 
 # Every module here has register(subparsers); each sub-command sets func=cmd(args, ws) -> int.
 COMMAND_MODULES = ("core.cli.data", "core.cli.value", "core.cli.select", "core.cli.finetune", "core.cli.project")
-
-
-class _Cancelled(BaseException):
-    pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,14 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs.mark_running(ws, args.job)
 
             def _on_term(signum: int, frame: object) -> None:
-                raise _Cancelled()
+                raise Cancelled()
 
             signal.signal(signal.SIGTERM, _on_term)
         rc = int(args.func(args, ws) or 0)
         if args.job:
             jobs.finish(ws, args.job, "done" if rc == 0 else "failed", "finished" if rc == 0 else f"exit {rc}")
         return rc
-    except _Cancelled:
+    except Cancelled:
         if ws is not None and args.job:
             jobs.finish(ws, args.job, "cancelled", "cancelled")
         print("winnow: cancelled", file=sys.stderr)

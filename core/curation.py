@@ -90,7 +90,7 @@ def align_column(frame: pd.DataFrame, column: str, uids: Sequence[str], fill: An
 
 
 def align_values(frame: pd.DataFrame, uids: Sequence[str]) -> pd.DataFrame:
-    """A values run's frame (uid, value, stderr, counts, extras) reindexed to `uids` (NaN where missing)."""
+    """A values run's frame (uid, value, stderr, count, extras) reindexed to `uids` (NaN where missing)."""
     pos = _positions(frame["uid"], uids)
     out = frame.reset_index(drop=True).reindex(pos).reset_index(drop=True)
     out["uid"] = [str(u) for u in uids]

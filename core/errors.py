@@ -24,3 +24,8 @@ class JobError(WinnowError):
 
 class WinnowWarning(UserWarning):
     """Degenerate but valid input or results (duplicates, truncated texts, fewer clusters than asked)."""
+
+
+class Cancelled(BaseException):
+    """A step was stopped on purpose (the job was cancelled: SIGTERM). A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` swallows it; runs it interrupts are recorded as cancelled, not failed."""

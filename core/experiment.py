@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core import decisions, finetune
-from core.errors import DataError
+from core.errors import Cancelled, DataError
 from core.finetune import DEFAULT_EVAL_FRACTION, DEFAULT_EVAL_MAX, EVAL_SPLIT_SEED, FinetuneProgress
 from core.selection import select_kmq
 from core.selection.store import load_clusters
@@ -352,7 +352,7 @@ def compare(
                           seconds=prev + time.perf_counter() - t0)
             report((i + 1) / n_total, f"[{i + 1}/{n_total}] {key} finished: accuracy {res.accuracy:.4f}")
     except BaseException as e:
-        cancelled = isinstance(e, KeyboardInterrupt) or type(e).__name__ == "_Cancelled"
+        cancelled = isinstance(e, (KeyboardInterrupt, Cancelled))
         ws.update_run(run_id, status="cancelled" if cancelled else "failed",
                       result={"error": "" if cancelled else str(e), "n_done": len(done)})
         raise

@@ -8,12 +8,12 @@ and the parameters, so the map reads them instead of recomputing.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
+from core import runs
 from core.workspace import RunRecord, Workspace
 
 Method = Literal["auto", "umap", "pca"]
@@ -182,15 +182,11 @@ def ensure_projection(ws: Workspace, dataset_id: int, embedding_id: int, X: NDAr
         if not np.isnan(coords).any():
             return hit.id, coords
     key = projection_params(n, **params)
-    run_id = ws.create_run("projection", dataset_id=dataset_id, method=key["method"], params=key,
-                           embedding_id=embedding_id, job_id=job_id)
-    t0 = time.time()
-    try:
+    with runs.recorded(ws, "projection", dataset_id=dataset_id, method=key["method"], params=key,
+                       embedding_id=embedding_id, job_id=job_id) as run:
         coords = project(X, strata=strata, on_progress=on_progress,
                          **{k: v for k, v in key.items() if k != "method"}, method=key["method"])
-    except BaseException as e:
-        ws.update_run(run_id, status="failed", result={"error": f"{type(e).__name__}: {e}"})
-        raise
-    ws.save_run_frame(run_id, pd.DataFrame({"uid": [str(u) for u in uids], "x": coords[:, 0], "y": coords[:, 1]}))
-    ws.update_run(run_id, status="done", seconds=time.time() - t0, result={"rows": n})
-    return run_id, coords
+        ws.save_run_frame(run.id, pd.DataFrame({"uid": [str(u) for u in uids], "x": coords[:, 0],
+                                                "y": coords[:, 1]}))
+        run.done({"rows": n})
+    return run.id, coords

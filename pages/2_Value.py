@@ -53,10 +53,7 @@ def _run_name(r: Any) -> str:
 
 
 def _values(run_id: int) -> pd.DataFrame:
-    df = ui.run_frame(ws_path, run_id)
-    if "count" not in df.columns and "counts" in df.columns:
-        df = df.rename(columns={"counts": "count"})
-    return df
+    return ui.run_frame(ws_path, run_id)
 
 
 def _opt(run: Any, name: str) -> Any:

@@ -41,7 +41,7 @@ with ui.guard():
     vf = curation.align_values(ui.run_frame(WS, run.id), uids)
     values = vf["value"].to_numpy(np.float64)
     stderr = vf["stderr"].to_numpy(np.float64) if "stderr" in vf else np.full(len(uids), np.nan)
-    counts = vf["counts"].to_numpy(np.float64) if "counts" in vf else np.full(len(uids), np.nan)
+    counts = vf["count"].to_numpy(np.float64) if "count" in vf else np.full(len(uids), np.nan)
     emb_id = run.embedding_id if run.embedding_id is not None else getattr(ui.active_embedding(rec.id), "id", None)
     preds = ui.predictions(rec.id, emb_id) if emb_id is not None else None
     agree_runs = ui.agreement_runs(rec.id, run)

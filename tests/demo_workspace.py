@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,15 +60,17 @@ def build_workspace(path: Path, *, n: int | None = 300, values: bool = True, pro
     curation.ensure_predictions(ws, emb_id, X, uids, labels, loaded.classes)
     out["projection_id"] = proj_id
     if values:
+        from core import runs
+        from core.valuation import store
         from core.valuation.validation import value_dataset
 
         y = data.label_codes(loaded.ds, loaded.classes)
         v = value_dataset(X, y, np.asarray(uids), method="knn_shapley", seed=0, classes=loaded.classes)
-        frame = v.to_frame()
-        hostile = frame["uid"] == out["hostile_uid"]
-        frame.loc[hostile, "value"] = float(frame["value"].min()) - 0.01  # first card on Inspect
-        run_id = ws.create_run("values", dataset_id=ds_id, method=v.method, params=v.params, embedding_id=emb_id)
-        ws.save_run_frame(run_id, frame)
-        ws.update_run(run_id, status="done", seconds=v.seconds)
-        out["values_id"] = run_id
+        lowered = v.values.copy()
+        lowered[v.uids == out["hostile_uid"]] = float(v.values.min()) - 0.01  # first card on Inspect
+        with runs.recorded(ws, "values", dataset_id=ds_id, method=v.method, params=v.params,
+                           embedding_id=emb_id) as run:
+            store.save_values(ws, run.id, replace(v, values=lowered))
+            run.done(seconds=v.seconds)
+        out["values_id"] = run.id
     return out

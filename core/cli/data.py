@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from core import jobs
+from core import jobs, runs
 from core.data import column as data_column
 from core.cli.common import add_data_args, add_embed_args, get_embeddings, open_data, print_table, progress, when
 from core.errors import DataError, WinnowError
@@ -205,10 +205,9 @@ def _subset_from_file(ws: Workspace, loaded, path: str) -> int:
     if unknown:
         raise DataError(f"{path}: {len(unknown)} uids are not in {loaded.record.name} (e.g. {', '.join(unknown[:5])});"
                         " was the subset made from another dataset?")
-    run_id = ws.create_run("selection", dataset_id=loaded.dataset_id, method="file", params={"file": path},
-                           status="done")
-    ws.save_run_frame(run_id, pd.DataFrame({"uid": uids, "cluster": -1, "reason": f"listed in {path}"}))
-    return run_id
+    with runs.recorded(ws, "selection", dataset_id=loaded.dataset_id, method="file", params={"file": path}) as run:
+        ws.save_run_frame(run.id, pd.DataFrame({"uid": uids, "cluster": -1, "reason": f"listed in {path}"}))
+    return run.id
 
 
 def _check_uids(loaded, uids: list[str]) -> None:

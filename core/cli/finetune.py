@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from core import jobs
+from core import jobs, runs
 from core.cli.common import add_data_args, open_data, print_table, progress
 from core.errors import DataError
 from core.workspace import Workspace
@@ -143,21 +143,17 @@ def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
     test = experiment._load_eval(args.eval)
     classes = sorted(set(loaded.classes) | set(test["label"]))
     kw = _train_kwargs(args)
-    run_id = ws.create_run("finetune", dataset_id=loaded.dataset_id, method=spec,
-                           params={**kw, "seed": args.seed, "train": args.train, "eval": args.eval},
-                           job_id=args.job)
-    jobs.attach_run(ws, args.job, run_id)
-    bar = progress(args, ws, "finetune")
-    try:
+    with runs.recorded(ws, "finetune", dataset_id=loaded.dataset_id, method=spec,
+                       params={**kw, "seed": args.seed, "train": args.train, "eval": args.eval},
+                       job_id=args.job) as run:
+        bar = progress(args, ws, "finetune")
         res = finetune.train_and_evaluate(texts, labels, test["text"].tolist(), test["label"].tolist(),
                                           classes=classes, seed=args.seed, save_dir=args.save_model,
                                           on_progress=bar, **kw)
-    except BaseException as e:
-        ws.update_run(run_id, status="failed", result={"error": str(e)})
-        raise
-    bar.close(f"accuracy {res.accuracy:.4f}")
+        bar.close(f"accuracy {res.accuracy:.4f}")
+        run.done(res.to_dict(), seconds=res.train_seconds)
+    run_id = run.id
     out = dict(res.to_dict(), run_id=run_id, subset=spec, dataset_id=loaded.dataset_id)
-    ws.update_run(run_id, status="done", result=res.to_dict(), seconds=res.train_seconds)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2))

@@ -13,8 +13,9 @@ import numpy as np
 
 from core.cli import common
 from core import decisions
-from core.errors import DataError, WorkspaceError
+from core.errors import DataError
 from core.valuation.base import Values
+from core.valuation.store import latest_values, load_values
 from core.workspace import Workspace
 
 STRATEGY_FLAGS = ("random", "stratified", "top-value", "drop-negative", "kmq", "iterative")
@@ -94,19 +95,6 @@ def parse_weights(text: str | None) -> dict[int, float]:
     return out
 
 
-def values_from_frame(df: Any, source: str) -> Values:
-    cols = {c.lower(): c for c in df.columns}
-    if "uid" not in cols or "value" not in cols:
-        raise DataError(f"{source} needs columns uid and value (found: {', '.join(map(str, df.columns))})")
-    uids = df[cols["uid"]].astype(str).to_numpy()
-    vals = np.asarray(df[cols["value"]], dtype=np.float64)
-    if len(set(uids.tolist())) != len(uids):
-        raise DataError(f"{source} repeats uids; one value per uid")
-    n = len(uids)
-    return Values(uids=uids, values=vals, stderr=np.full(n, np.nan), counts=np.ones(n, dtype=np.int64),
-                  method=Path(source).stem if source.endswith(".csv") else source)
-
-
 def read_values_file(path: str) -> Values:
     import pandas as pd
 
@@ -117,23 +105,11 @@ def read_values_file(path: str) -> Values:
         df = pd.read_csv(p, dtype={"uid": str})
     except Exception as e:  # noqa: BLE001 - pandas raises many kinds
         raise DataError(f"cannot read values file {path}: {e}") from None
-    try:
-        return values_from_frame(df, str(path))
-    except ValueError as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"values file {path}: the value column is not numeric ({e})") from None
+    return Values.from_frame(df, method=p.stem, source=f"values file {path}")
 
 
 def values_from_run(ws: Workspace, run_id: int) -> tuple[Values, Any]:
-    run = ws.run(run_id)
-    if run.kind != "values":
-        raise DataError(f"run {run_id} is a {run.kind} run, not a valuation run; `python -m core runs` lists them")
-    if run.status != "done":
-        raise DataError(f"valuation run {run_id} is {run.status}; resume or rerun it first")
-    vals = values_from_frame(ws.load_run_frame(run_id), f"run {run_id}")
-    return Values(uids=vals.uids, values=vals.values, stderr=vals.stderr, counts=vals.counts, method=run.method,
-                  params=dict(run.params)), run
+    return load_values(ws, run_id), ws.run(run_id)
 
 
 def suggested_removal(run: Any) -> int | None:
@@ -184,16 +160,6 @@ def _ensure_clusters(args: argparse.Namespace, ws: Workspace, loaded: Any, emb_i
     return run_id, cl, True
 
 
-def _latest_values(ws: Workspace, dataset_id: int) -> tuple[Values | None, Any]:
-    run = ws.latest_run("values", dataset_id=dataset_id)
-    if run is None:
-        return None, None
-    try:
-        return values_from_run(ws, run.id)
-    except (DataError, WorkspaceError):
-        return None, None
-
-
 def _summaries(ws: Workspace, run_id: int, cl: Any, loaded: Any, X: np.ndarray, values: Values | None,
                values_run: Any) -> list[dict[str, Any]]:
     from core.selection import summarize_clusters
@@ -225,7 +191,7 @@ def _cluster(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
     emb_id, X = common.get_embeddings(args, ws, loaded, prog.stage(0.0, 0.5, "embed"))
     run_id, cl, fitted = _ensure_clusters(args, ws, loaded, emb_id, X, prog.stage(0.5, 0.9, "k-means"),
                                           refit=args.refit)
-    values, values_run = _latest_values(ws, loaded.dataset_id)
+    values, values_run = latest_values(ws, loaded.dataset_id)
     summ = _summaries(ws, run_id, cl, loaded, X, values, values_run)
     prog.close(f"{cl.k} clusters")
     if getattr(args, "job", None):
@@ -295,7 +261,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
     elif args.run is not None:
         values, values_run = values_from_run(ws, args.run)
     elif not args.no_values:
-        values, values_run = _latest_values(ws, loaded.dataset_id)
+        values, values_run = latest_values(ws, loaded.dataset_id)
     if values is not None:
         from core.selection import align_values
 

@@ -5,14 +5,15 @@ import argparse
 import inspect
 import json
 import sys
-import time
 from typing import Any
 
 import numpy as np
 
-from core import jobs
+from core import runs
 from core.cli import common
 from core.errors import DataError
+from core.valuation import store
+from core.valuation.base import COLUMNS
 from core.workspace import Workspace
 
 # flag -> (dest, type, help). Only the options a method's signature takes are passed on.
@@ -144,59 +145,6 @@ def _embedded(args: argparse.Namespace, ws: Workspace, prog: Any):
     return loaded, emb_id, np.asarray(X), y, uids, e
 
 
-def _values_frame(values: Any):
-    import pandas as pd
-
-    df = pd.DataFrame({"uid": values.uids, "value": values.values, "stderr": values.stderr,
-                       "count": values.counts})
-    for k, v in values.extra.items():
-        df[k] = v
-    return df
-
-
-def _partial_from_checkpoint(ws: Workspace, run_id: int):
-    """The partial Values saved by an interrupted run, or None."""
-    from core.valuation import Values
-
-    ck = ws.checkpoints(run_id).get("partial")
-    if not ck:
-        return None
-    try:
-        df = ws.read_frame(ck["relpath"])
-    except (OSError, ValueError):
-        return None
-    extra = {c: df[c].to_numpy(dtype=np.float64) for c in df.columns if c.startswith("pass_")}
-    return Values(uids=df["uid"].to_numpy().astype(str), values=df["value"].to_numpy(np.float64),
-                  stderr=df["stderr"].to_numpy(np.float64), counts=df["count"].to_numpy(np.int64),
-                  method=ck.get("method", ""), params=ck.get("params", {}), seconds=float(ck.get("seconds", 0.0)),
-                  extra=extra)
-
-
-class _Checkpointer:
-    """Saves partial Values of an iterative method at most every `every` seconds (and the first time)."""
-
-    def __init__(self, ws: Workspace, run_id: int, every: float = 2.0) -> None:
-        self.ws, self.run_id, self.every, self.last = ws, run_id, every, 0.0
-
-    def __call__(self, partial: Any, fraction: float) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every and fraction < 1.0:
-            return
-        self.last = now
-        rel = f"artefacts/checkpoints/values-{self.run_id}.parquet"
-        self.ws.write_frame(rel, _values_frame(partial))
-        self.ws.save_checkpoint(self.run_id, "partial", {"relpath": rel, "method": partial.method,
-                                                         "params": partial.params, "seconds": partial.seconds,
-                                                         "fraction": fraction})
-
-
-def _summary(values: Any) -> dict[str, Any]:
-    v = values.values
-    return {"n_rows": len(v), "mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)),
-            "n_negative": int((v < 0).sum()), "median_stderr": float(np.nanmedian(values.stderr))
-            if np.isfinite(values.stderr).any() else None}
-
-
 # ------------------------------------------------------------------------------------------------- value
 def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
     from core.valuation import method_key
@@ -235,46 +183,36 @@ def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
                                                               params=run_params)
     partial = None
     if resumable is not None:
-        run_id = resumable.id
-        partial = _partial_from_checkpoint(ws, run_id)
-        ws.update_run(run_id, status="running")
-        done = ws.checkpoints(run_id).get("partial", {}).get("fraction", 0.0)
-        print(f"resuming run {run_id} from its checkpoint ({done:.0%} done)", file=sys.stderr)
-    else:
-        run_id = ws.create_run("values", dataset_id=loaded.dataset_id, method=key, params=run_params,
-                               embedding_id=emb_id, job_id=getattr(args, "job", None))
-    jobs.attach_run(ws, getattr(args, "job", None), run_id)
-    ckpt = _Checkpointer(ws, run_id)
-    stage = prog.stage(e + 0.05, 1.0)
+        partial, done = store.load_partial(ws, resumable.id)
+        print(f"resuming run {resumable.id} from its checkpoint ({done:.0%} done)", file=sys.stderr)
+    with runs.recorded(ws, "values", dataset_id=loaded.dataset_id, method=key, params=run_params,
+                       embedding_id=emb_id, job_id=getattr(args, "job", None),
+                       resume=None if resumable is None else resumable.id) as run:
+        run_id = run.id
+        ckpt = store.Checkpointer(ws, run_id)
+        stage = prog.stage(e + 0.05, 1.0)
 
-    def on_progress(fraction: float, message: str, part: Any = None) -> None:
-        if part is not None:
-            ckpt(part, fraction)
-        stage(fraction, message)
+        def on_progress(fraction: float, message: str, part: Any = None) -> None:
+            if part is not None:
+                ckpt(part, fraction)
+            stage(fraction, message)
 
-    t0 = time.perf_counter()
-    try:
         values = value_dataset(X, y, uids, method=key, valid=valid, seed=args.seed, classes=loaded.classes,
                                suggest_removal=args.suggest_removal, continue_from=partial,
                                valid_fraction=args.valid_fraction,
                                on_progress=on_progress, **opts)
-    except BaseException as e:
-        status = "failed" if isinstance(e, Exception) else "cancelled"
-        ws.update_run(run_id, status=status, result={"error": str(e)[:2000]}, seconds=time.perf_counter() - t0)
-        raise
-    df = _values_frame(values)
-    ws.save_run_frame(run_id, df)
-    (ws.path / "artefacts" / "checkpoints" / f"values-{run_id}.parquet").unlink(missing_ok=True)
-    result: dict[str, Any] = {**_summary(values), "method_params": values.params,
-                              "resumed": resumable is not None}
-    removal = values.params.get("removal")
-    if removal:
-        result["suggested_removal"] = removal["n_remove_total"]
-        result["removal"] = removal
-    ws.update_run(run_id, status="done", result=result, seconds=values.seconds)
+        store.save_values(ws, run_id, values)
+        store.drop_partial(ws, run_id)
+        result: dict[str, Any] = {**store.summary(values), "method_params": values.params,
+                                  "resumed": resumable is not None}
+        removal = values.params.get("removal")
+        if removal:
+            result["suggested_removal"] = removal["n_remove_total"]
+            result["removal"] = removal
+        run.done(result, seconds=values.seconds)
     prog.close(f"run {run_id} done")
     if args.out:
-        df[["uid", "value", "stderr", "count"]].to_csv(args.out, index=False)
+        values.to_frame()[list(COLUMNS)].to_csv(args.out, index=False)
     print(f"run {run_id}: {key.replace('_', '-')} valued {len(values):,} rows in {values.seconds:.1f} s; "
           f"{result['n_negative']:,} below 0" + (f"; wrote {args.out}" if args.out else ""))
     if removal:
@@ -306,26 +244,19 @@ def _audit(args: argparse.Namespace, ws: Workspace, keys: list[str], prog: Any) 
     loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
     valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
     params = {"flip": args.flip, "methods": keys, "seed": args.seed, "valid_dataset": valid_id}
-    run_id = ws.create_run("audit", dataset_id=loaded.dataset_id, method=",".join(keys), params=params,
-                           embedding_id=emb_id, job_id=getattr(args, "job", None))
-    jobs.attach_run(ws, getattr(args, "job", None), run_id)
-    t0 = time.perf_counter()
-    try:
+    with runs.recorded(ws, "audit", dataset_id=loaded.dataset_id, method=",".join(keys), params=params,
+                       embedding_id=emb_id, job_id=getattr(args, "job", None)) as run:
+        run_id = run.id
         rows, flipped, results = audit_dataset(X, y, uids, methods=keys, flip=args.flip, valid=valid,
                                                seed=args.seed, classes=loaded.classes,
                                                on_progress=prog.stage(e + 0.05, 1.0, "audit"))
-    except BaseException as e:
-        status = "failed" if isinstance(e, Exception) else "cancelled"
-        ws.update_run(run_id, status=status, result={"error": str(e)[:2000]}, seconds=time.perf_counter() - t0)
-        raise
-    import pandas as pd
+        import pandas as pd
 
-    df = pd.DataFrame({"uid": uids, "flipped": flipped})
-    for k, v in results.items():
-        df[f"value_{k}"] = v.values
-    ws.save_run_frame(run_id, df)
-    ws.update_run(run_id, status="done", result={"rows": rows, "n_flipped": int(flipped.sum()),
-                                                 "n_rows": len(uids)}, seconds=time.perf_counter() - t0)
+        df = pd.DataFrame({"uid": uids, "flipped": flipped})
+        for k, v in results.items():
+            df[f"value_{k}"] = v.values
+        ws.save_run_frame(run_id, df)
+        run.done({"rows": rows, "n_flipped": int(flipped.sum()), "n_rows": len(uids)})
     prog.close(f"audit run {run_id} done")
     print(f"audit run {run_id}: {int(flipped.sum()):,} of {len(uids):,} labels flipped ({args.flip:.0%}, "
           f"seed {args.seed}); ROC-AUC of low value for the flipped rows, precision among the "

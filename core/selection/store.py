@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from core import runs
 from core.errors import WorkspaceError
 from core.selection.clusters import Clusters
 from core.selection.quality import cross_fitted_proba
@@ -24,18 +25,17 @@ def save_clusters(ws: Workspace, dataset_id: int, clusters: Clusters, *, embeddi
     params = {"embedding_id": embedding_id, "k": clusters.k, "seed": clusters.seed,
               "k_requested": clusters.params.get("k_requested"), "k_grid": clusters.params.get("k_grid"),
               "sample_size": clusters.params.get("sample_size")}
-    run_id = ws.create_run("clusters", dataset_id=dataset_id, method=clusters.method, params=params,
-                           embedding_id=embedding_id, job_id=job_id)
     import pandas as pd
 
-    ws.save_run_frame(run_id, pd.DataFrame({"uid": clusters.uids.astype(str), "cluster": clusters.labels}))
-    rel = f"artefacts/clusters/{run_id}_centroids.npy"
-    ws.write_array(rel, clusters.centroids)
-    result = {"k": clusters.k, "silhouette": {str(k): v for k, v in clusters.silhouette.items()},
-              "sizes": clusters.sizes.tolist(), "centroids": rel, "method": clusters.method,
-              "summaries": list(summaries or []), "params": clusters.params}
-    ws.update_run(run_id, status="done", result=result, seconds=clusters.seconds)
-    return run_id
+    with runs.recorded(ws, "clusters", dataset_id=dataset_id, method=clusters.method, params=params,
+                       embedding_id=embedding_id, job_id=job_id) as run:
+        ws.save_run_frame(run.id, pd.DataFrame({"uid": clusters.uids.astype(str), "cluster": clusters.labels}))
+        rel = f"artefacts/clusters/{run.id}_centroids.npy"
+        ws.write_array(rel, clusters.centroids)
+        run.done({"k": clusters.k, "silhouette": {str(k): v for k, v in clusters.silhouette.items()},
+                  "sizes": clusters.sizes.tolist(), "centroids": rel, "method": clusters.method,
+                  "summaries": list(summaries or []), "params": clusters.params}, seconds=clusters.seconds)
+    return run.id
 
 
 def load_clusters(ws: Workspace, run_id: int) -> Clusters:
@@ -81,14 +81,14 @@ def save_selection(ws: Workspace, dataset_id: int, selection: Selection, *, embe
                   clusters_run_id=clusters_run_id, embedding_id=embedding_id)
     if note:
         params["note"] = note
-    run_id = ws.create_run("selection", dataset_id=dataset_id, method=selection.strategy, params=params,
-                           embedding_id=embedding_id, job_id=job_id, parent_id=clusters_run_id)
-    ws.save_run_frame(run_id, selection.to_frame())
-    cl = selection.clusters[selection.clusters >= 0]
-    per_cluster = {str(c): int(v) for c, v in zip(*np.unique(cl, return_counts=True))} if len(cl) else {}
-    ws.update_run(run_id, status="done", seconds=selection.seconds,
-                  result={"n": len(selection), "history": selection.history, "per_cluster": per_cluster})
-    return run_id
+    with runs.recorded(ws, "selection", dataset_id=dataset_id, method=selection.strategy, params=params,
+                       embedding_id=embedding_id, job_id=job_id, parent_id=clusters_run_id) as run:
+        ws.save_run_frame(run.id, selection.to_frame())
+        cl = selection.clusters[selection.clusters >= 0]
+        per_cluster = {str(c): int(v) for c, v in zip(*np.unique(cl, return_counts=True))} if len(cl) else {}
+        run.done({"n": len(selection), "history": selection.history, "per_cluster": per_cluster},
+                 seconds=selection.seconds)
+    return run.id
 
 
 def load_selection(ws: Workspace, run_id: int) -> Selection:

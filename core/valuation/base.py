@@ -12,6 +12,8 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from core.errors import DataError
+
 
 @dataclass(frozen=True)
 class Split:
@@ -73,12 +75,42 @@ class Values:
                        seconds=self.seconds + other.seconds)
 
     def to_frame(self):  # -> pandas.DataFrame
+        """The saved form: columns `COLUMNS` (uid, value, stderr, count), then one column per extra."""
         import pandas as pd
 
-        df = pd.DataFrame({"uid": self.uids, "value": self.values, "stderr": self.stderr, "counts": self.counts})
+        df = pd.DataFrame({"uid": self.uids, "value": self.values, "stderr": self.stderr, "count": self.counts})
         for k, v in self.extra.items():
             df[k] = v
         return df
+
+    @classmethod
+    def from_frame(cls, df: Any, *, method: str = "", params: dict[str, Any] | None = None, seconds: float = 0.0,
+                   source: str = "values") -> Values:
+        """Values from a frame with columns uid and value (any case); stderr (default NaN) and count (default 1)
+        when present; every other column is an extra. DataError naming `source` when a column is missing, not
+        numeric, or a uid repeats."""
+        cols = {str(c).lower(): c for c in df.columns}
+        if "uid" not in cols or "value" not in cols:
+            raise DataError(f"{source} needs columns uid and value (found: {', '.join(map(str, df.columns))})")
+        uids = df[cols["uid"]].astype(str).to_numpy()
+        if len(set(uids.tolist())) != len(uids):
+            raise DataError(f"{source} repeats uids; one value per uid")
+        n = len(uids)
+        try:
+            values = np.asarray(df[cols["value"]], dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{source}: the value column is not numeric ({e})") from None
+        stderr = np.asarray(df[cols["stderr"]], dtype=np.float64) if "stderr" in cols else np.full(n, np.nan)
+        count = cols.get("count", cols.get("counts"))  # "counts": frames written before the schema was one
+        counts = np.asarray(df[count], dtype=np.int64) if count is not None else np.ones(n, dtype=np.int64)
+        known = {cols[c] for c in ("uid", "value", "stderr", "count", "counts") if c in cols}
+        extra = {str(c): df[c].to_numpy() for c in df.columns if c not in known}
+        return cls(uids=uids, values=values, stderr=stderr, counts=counts, method=method, params=dict(params or {}),
+                   seconds=float(seconds), extra=extra)
+
+
+COLUMNS = ("uid", "value", "stderr", "count")
+"""The column schema of saved values (`Values.to_frame`, the CLI's --out, run frames), extras after these."""
 
 
 ProgressFn = Callable[[float, str, "Values | None"], None]

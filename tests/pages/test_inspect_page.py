@@ -51,3 +51,24 @@ def test_without_values_points_to_the_value_page(app, demo_ws):
     assert not app.exception, app.exception
     assert any("No valuation yet" in i.value for i in app.info)
     assert not app.code
+
+
+def test_a_run_recorded_by_the_cli_shows_its_estimate_count(app, demo_ws, monkeypatch):
+    """The value step saves its frame in the one schema the page reads: each card names its real estimate count."""
+    from core.__main__ import main
+    from core.cli import common
+
+    ws, ds_id = demo_ws["ws"], demo_ws["dataset_id"]
+    emb = ws.embeddings(ds_id)[0]
+    monkeypatch.setattr(common, "get_embeddings", lambda args, ws, loaded, on_progress=None:
+                        (emb.id, ws.read_array(emb.relpath)))
+    assert main(["--workspace", str(ws.path), "value", f"ws:{ds_id}", "--method", "knn-shapley"]) == 0
+    run = ws.latest_run("values", dataset_id=ds_id)
+    assert run.id != demo_ws["values_id"]
+    ws.set_setting(f"active_values.{ds_id}", run.id)
+    app.switch_page("pages/4_Inspect.py").run()
+    assert not app.exception, app.exception
+    facts = [t for t in shown_text(app) if "estimates)" in t]
+    assert len(facts) == 10 and not any("(– estimates)" in t for t in facts)
+    n_valid = run.result["method_params"]["n_valid"]
+    assert any(f"({n_valid} estimates)" in t for t in facts)

@@ -1,0 +1,96 @@
+"""A valuation run's values in the workspace: saved with the run in the `Values.to_frame` schema, loaded back as
+`Values`, and the partial values of an interrupted iterative run kept as a checkpoint to resume from."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from core.errors import DataError, WorkspaceError
+from core.valuation.base import Values
+from core.workspace import RunRecord, Workspace
+
+
+def save_values(ws: Workspace, run_id: int, values: Values) -> None:
+    """Write `values` as the run's frame (uid, value, stderr, count, extras)."""
+    ws.save_run_frame(run_id, values.to_frame())
+
+
+def load_values(ws: Workspace, run_id: int) -> Values:
+    """The Values of a finished valuation run, with the run's method and parameters.
+
+    Raises:
+        DataError: The run is not a valuation run, or not finished.
+        WorkspaceError: No such run, or its frame is missing.
+    """
+    run = ws.run(run_id)
+    if run.kind != "values":
+        raise DataError(f"run {run_id} is a {run.kind} run, not a valuation run; `python -m core runs` lists them")
+    if run.status != "done":
+        raise DataError(f"valuation run {run_id} is {run.status}; resume or rerun it first")
+    return Values.from_frame(ws.load_run_frame(run_id), method=run.method, params=dict(run.params),
+                             seconds=float(run.seconds or 0.0), source=f"run {run_id}")
+
+
+def latest_values(ws: Workspace, dataset_id: int) -> tuple[Values | None, RunRecord | None]:
+    """The newest finished valuation run of a dataset and its Values, or (None, None) when there is none usable."""
+    run = ws.latest_run("values", dataset_id=dataset_id)
+    if run is None:
+        return None, None
+    try:
+        return load_values(ws, run.id), run
+    except (DataError, WorkspaceError):
+        return None, None
+
+
+def _partial_path(run_id: int) -> str:
+    return f"artefacts/checkpoints/values-{int(run_id)}.parquet"
+
+
+def save_partial(ws: Workspace, run_id: int, values: Values, fraction: float) -> None:
+    """Keep an unfinished run's partial Values (and how far it got) to resume from."""
+    rel = _partial_path(run_id)
+    ws.write_frame(rel, values.to_frame())
+    ws.save_checkpoint(run_id, "partial", {"relpath": rel, "method": values.method, "params": values.params,
+                                           "seconds": values.seconds, "fraction": fraction})
+
+
+def load_partial(ws: Workspace, run_id: int) -> tuple[Values | None, float]:
+    """(the partial Values an interrupted run saved, the fraction done), or (None, 0.0) when none is readable."""
+    ck = ws.checkpoints(run_id).get("partial")
+    if not ck:
+        return None, 0.0
+    try:
+        df = ws.read_frame(ck["relpath"])
+    except (OSError, ValueError, WorkspaceError):
+        return None, 0.0
+    return (Values.from_frame(df, method=ck.get("method", ""), params=ck.get("params", {}),
+                              seconds=float(ck.get("seconds", 0.0)), source=f"checkpoint of run {run_id}"),
+            float(ck.get("fraction", 0.0)))
+
+
+def drop_partial(ws: Workspace, run_id: int) -> None:
+    (ws.path / _partial_path(run_id)).unlink(missing_ok=True)
+
+
+class Checkpointer:
+    """Saves partial Values of an iterative method at most every `every` seconds (and the first and last time)."""
+
+    def __init__(self, ws: Workspace, run_id: int, every: float = 2.0) -> None:
+        self.ws, self.run_id, self.every, self.last = ws, run_id, every, 0.0
+
+    def __call__(self, partial: Values, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and fraction < 1.0:
+            return
+        self.last = now
+        save_partial(self.ws, self.run_id, partial, fraction)
+
+
+def summary(values: Values) -> dict[str, Any]:
+    """The figures recorded with a finished valuation run (rows, mean, range, rows below 0, median stderr)."""
+    import numpy as np
+
+    v = values.values
+    return {"n_rows": len(v), "mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)),
+            "n_negative": int((v < 0).sum()), "median_stderr": float(np.nanmedian(values.stderr))
+            if np.isfinite(values.stderr).any() else None}
