@@ -56,6 +56,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):  #
 _default_showwarning = warnings.showwarning
 
 
+def _one_line(msg: str) -> str:
+    """A message on one line: line breaks (e.g. quoted from a column name) shown as \\n."""
+    return msg.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     parser = build_parser()
@@ -92,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs.finish(ws, args.job, "failed", str(e), error=str(e))
         if args.debug:
             traceback.print_exc()
-        print(f"winnow: error: {e}", file=sys.stderr)
+        print(f"winnow: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except Exception as e:  # a bug: keep its traceback
         if ws is not None and args.job:

@@ -21,6 +21,7 @@ import re
 import shutil
 import uuid
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -325,8 +326,9 @@ def _read_bytes(path: Path) -> bytes:
     if path.suffix.lower() in _COMPRESSED:
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise DataError(f"{path.name} is not a valid gzip file ({e}); decompress it or fix the name") from e
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path.name} is not a valid gzip file or is damaged ({_first_line(e)}); decompress "
+                            "it with another tool to check it, re-create it, or fix the name") from e
     return data
 
 
@@ -387,7 +389,7 @@ def _pick_columns(columns: Sequence[str], text_col: str | None, label_col: str |
                   where: str) -> tuple[str, str, str | None]:
     """Find (text, label, id) columns: explicit names (exact, then case-insensitive) or the common names."""
     cols = [str(c) for c in columns]
-    found = ", ".join(cols) if cols else "no columns"
+    found = ", ".join(c if c.isprintable() else repr(c) for c in cols) if cols else "no columns"
 
     def explicit(name: str, flag: str, what: str) -> str:
         if name in cols:
@@ -402,9 +404,12 @@ def _pick_columns(columns: Sequence[str], text_col: str | None, label_col: str |
         if len(cands) == 1:
             return cands[0]
         if not cands:
+            odd = [c for c in cols if not c.isprintable()]
+            hint = (f"; or rename the column {odd[0]!r} in the header: its name holds a line break or control "
+                    "character" if odd else "")
             raise DataError(
                 f"{where} has no {what} column (looked for {', '.join(names)}; found: {found}); "
-                f"pass {flag} NAME"
+                f"pass {flag} NAME{hint}"
             )
         opts = " or ".join(f"{flag} {c}" for c in cands)
         raise DataError(
@@ -991,6 +996,15 @@ def _build(raw: _Raw, where: str) -> tuple[datasets.Dataset, list[str], list[str
 
     df = raw.df.reset_index(drop=True)
     note = _row_note(raw.fmt)
+    if raw.json_values is not None:  # a text or a label must be one value, not an array or object
+        for col, what in ((raw.text_col, "text"), (raw.label_col, "label")):
+            nested = [i for i, v in enumerate(raw.json_values[col]) if isinstance(v, (list, dict))]
+            if nested:
+                kind = "array" if isinstance(raw.json_values[col][nested[0]], list) else "object"
+                raise DataError(
+                    f"{where}: column {col!r} holds a JSON {kind} instead of one {what} at {_rows_text(nested)}"
+                    f"{note}; give each row a single {what} value (a string)"
+                )
     # text
     texts = _text_strings(df[raw.text_col])
     blank = _missing(texts) | np.asarray([t is None or not _visible(t) for t in texts], dtype=bool)
@@ -1170,7 +1184,7 @@ def _emit(msgs: Sequence[str]) -> None:
 
 
 def load_dataset(source: str, *, text_col: str | None = None, label_col: str | None = None,
-                 encoding: str | None = None, split: str | None = None) -> LoadResult:
+                 encoding: str | None = None, split: str | None = None, skip_bad_rows: bool = False) -> LoadResult:
     """Load and validate labelled text data.
 
     Args:
@@ -1182,6 +1196,8 @@ def load_dataset(source: str, *, text_col: str | None = None, label_col: str | N
         label_col: The label column; default: the one named label, labels, sentiment, category or class.
         encoding: Text encoding of CSV/TSV/JSON files; default utf-8 (utf-8-sig or utf-16 when a BOM says so).
         split: Split of a DatasetDict folder, a hub dataset or SST-2; default ``train``.
+        skip_bad_rows: Leave out CSV/TSV rows with more fields than the header (with a warning naming them)
+            instead of stopping with an error.
 
     Returns:
         The dataset (uid, text, label, metadata...) and facts about it. Warnings (duplicate texts, conflicting
@@ -1192,7 +1208,8 @@ def load_dataset(source: str, *, text_col: str | None = None, label_col: str | N
             label, fewer than two classes, undecodable bytes, duplicate ids, or an unreachable hub dataset.
     """
     src = _resolve(source, split)
-    res = _load(src, text_col=text_col, label_col=label_col, encoding=encoding, split=split)
+    res = _load(src, text_col=text_col, label_col=label_col, encoding=encoding, split=split,
+                skip_bad_rows=skip_bad_rows)
     _emit(res.warnings)
     return res
 
@@ -1262,7 +1279,7 @@ def _record_warnings(record: Any) -> list[str]:
 
 def open_dataset(ws: Workspace, source: str, *, text_col: str | None = None, label_col: str | None = None,
                  encoding: str | None = None, split: str | None = None, limit: int | None = None,
-                 seed: int = 0) -> Loaded:
+                 seed: int = 0, skip_bad_rows: bool = False) -> Loaded:
     """Load a dataset through the workspace: instant when the same source and options were loaded before.
 
     The fingerprint (sha1 of the file's bytes and the options, including `limit` and `seed`) is computed first;
@@ -1313,12 +1330,14 @@ def open_dataset(ws: Workspace, source: str, *, text_col: str | None = None, lab
 
     src = _resolve(s, split)
     fp = _limited_fingerprint(
-        _fingerprint(src, text_col=text_col, label_col=label_col, encoding=encoding, split=split), limit, seed
+        _fingerprint(src, text_col=text_col, label_col=label_col, encoding=encoding, split=split,
+                     skip_bad_rows=skip_bad_rows), limit, seed
     )
     hit = _warm(ws, fp)
     if hit is not None:
         return hit
-    res = _load(src, text_col=text_col, label_col=label_col, encoding=encoding, split=split)
+    res = _load(src, text_col=text_col, label_col=label_col, encoding=encoding, split=split,
+                skip_bad_rows=skip_bad_rows)
     return _register(ws, res, fp, limit=limit, seed=seed)
 
 

@@ -25,6 +25,9 @@ def add_data_args(p: argparse.ArgumentParser, *, positional: bool = True) -> Non
     g.add_argument("--split", default=None, help="split of a DatasetDict folder or hub dataset (default: train)")
     g.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use a stratified sample of N rows (seeded; handy for a quick try)")
+    g.add_argument("--skip-bad-rows", action="store_true",
+                   help="leave out CSV/TSV rows with more fields than the header (a warning names them) "
+                        "instead of stopping")
 
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:
@@ -54,7 +57,8 @@ def open_data(args: argparse.Namespace, ws: Workspace) -> Loaded:
 
     loaded = data.open_dataset(ws, args.data, text_col=getattr(args, "text_col", None),
                                label_col=getattr(args, "label_col", None), encoding=getattr(args, "encoding", None),
-                               split=getattr(args, "split", None), limit=getattr(args, "limit", None))
+                               split=getattr(args, "split", None), limit=getattr(args, "limit", None),
+                               skip_bad_rows=getattr(args, "skip_bad_rows", False))
     ws.set_setting("active_dataset", loaded.dataset_id)
     return Loaded(dataset_id=loaded.dataset_id, ds=loaded.ds, classes=list(loaded.classes), record=loaded.record,
                   warnings=list(loaded.warnings))
