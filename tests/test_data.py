@@ -333,7 +333,7 @@ def test_uids_stable_across_loads_and_reorderings(tmp_path):
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(st.text(min_size=1, max_size=12).filter(lambda s: s.strip() and "\r" not in s),
+@given(rows=st.lists(st.tuples(st.text(min_size=1, max_size=12).filter(lambda s: data._visible(s) and "\r" not in s),
                                st.sampled_from(["p", "q", "r"])), min_size=2, max_size=12),
        seed=st.integers(0, 1000))
 def test_uid_multiset_survives_any_permutation(tmp_path, rows, seed):
@@ -550,7 +550,7 @@ def test_csv_module_quotes_survive(tmp_path):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(texts=st.lists(st.text(min_size=1, max_size=20).filter(str.strip), min_size=2, max_size=6),
+@given(texts=st.lists(st.text(min_size=1, max_size=20).filter(data._visible), min_size=2, max_size=6),
        fmt=st.sampled_from(["csv", "tsv", "jsonl", "json"]))
 def test_nasty_texts_round_trip_exactly(tmp_path, texts, fmt):
     df = pd.DataFrame({"text": texts, "label": ["a", "b"] * (len(texts) // 2) + ["a"] * (len(texts) % 2)})
@@ -571,3 +571,20 @@ def test_jsonl_with_unicode_line_separators_inside_strings(tmp_path):
     p = tmp_path / "u.jsonl"
     p.write_text('{"text": "a\u2028b\x85c", "label": "x"}\r\n{"text": "d", "label": "y"}\n', encoding="utf-8")
     assert load(p).ds["text"][:] == ["a\u2028b\x85c", "d"]
+
+
+def test_zero_width_only_texts_are_blank(tmp_path):
+    p = tmp_path / "zw.csv"
+    p.write_text("text,label\nok,a\n\u200b\u200d,b\nfine,a\n\ufeff \u2060,b\n", encoding="utf-8")
+    msg = error(p)
+    assert "2 empty or whitespace-only" in msg and "zero-width" in msg and "rows 2, 4" in msg
+
+
+def test_duplicate_id_error_quotes_the_files_own_values(tmp_path):
+    p = tmp_path / "ids.csv"
+    p.write_text("id,text,label\n3.0,a,x\n1,b,y\n3,c,x\n")
+    msg = error(p)
+    assert "'3.0' at row 1" in msg and "'3' at row 3" in msg
+    p.write_text("id,text,label\n3.0,a,x\n1,b,y\n3.0,c,x\n")
+    msg = error(p)
+    assert "'3.0' at rows 1, 3" in msg and "'3'" not in msg.replace("'3.0'", "")
