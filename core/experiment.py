@@ -11,9 +11,10 @@ fine-tune on a value- or diversity-selected subset and compare with the full set
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,9 +23,10 @@ from numpy.typing import NDArray
 from core import decisions, finetune
 from core.errors import Cancelled, DataError
 from core.finetune import DEFAULT_EVAL_FRACTION, DEFAULT_EVAL_MAX, EVAL_SPLIT_SEED, FinetuneProgress
-from core.selection import select_kmq
-from core.selection.store import load_clusters
+from core.selection import select_clean_kmq, select_iterative, select_kmq
+from core.selection.store import judge_proba, load_clusters
 from core.selection.strategies import TrainFn, resolve_budget
+from core.valuation.base import Values
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -77,10 +79,13 @@ def parse_subsets(text: str | Sequence[str]) -> list[str]:
         kind = p.split(":", 1)[0]
         if kind not in SUBSET_KINDS:
             raise DataError(f"unknown subset {p!r}; use one of: full, random:B, curated, selection:RUN_ID, "
-                            "top-value:B:VALUES_RUN_ID, kmq:B (B = a row count, a fraction like 0.5, or 30%)")
-        if kind in ("random", "kmq") and p.count(":") != 1 or kind == "selection" and p.count(":") != 1 \
-                or kind == "top-value" and p.count(":") != 2 or kind in ("full", "curated") and ":" in p:
-            raise DataError(f"malformed subset {p!r}; e.g. random:0.5, selection:12, top-value:0.7:5, kmq:2000")
+                            "top-value:B:VALUES_RUN_ID, kmq:B, clean-kmq:B[:VALUES_RUN_ID], iterative:B "
+                            "(B = a row count, a fraction like 0.5, or 30%)")
+        if kind in ("random", "kmq", "iterative") and p.count(":") != 1 or kind == "selection" and p.count(":") != 1 \
+                or kind == "top-value" and p.count(":") != 2 or kind in ("full", "curated") and ":" in p \
+                or kind == "clean-kmq" and p.count(":") not in (1, 2):
+            raise DataError(f"malformed subset {p!r}; e.g. random:0.5, selection:12, top-value:0.7:5, kmq:2000, "
+                            "clean-kmq:2000, iterative:2000")
         if p not in out:
             out.append(p)
     if not out:
@@ -88,7 +93,15 @@ def parse_subsets(text: str | Sequence[str]) -> list[str]:
     return out
 
 
-SUBSET_KINDS = ("full", "random", "curated", "selection", "top-value", "kmq")
+SUBSET_KINDS = ("full", "random", "curated", "selection", "top-value", "kmq", "clean-kmq", "iterative")
+PROTOCOLS = ("equal-steps", "equal-epochs", "convergence")
+DEFAULT_PROTOCOL = "equal-steps"
+# Demo defaults, sized for about 10 minutes on 2 CPU cores with MiniLM (see `estimate_seconds`): a capped training
+# pool, 2 seeds, 1 epoch's worth of equal steps, a 1,000-row held-out split.
+DEMO_POOL_MAX = 2000
+DEMO_EVAL_MAX = 1000
+DEMO_SEEDS = 2
+DEMO_EPOCHS = 1
 
 
 def _budget(text: str, n: int) -> int:
@@ -96,13 +109,21 @@ def _budget(text: str, n: int) -> int:
 
 
 def resolve_subset(ws: Workspace | None, dataset_id: int | None, spec: str, pool: pd.DataFrame, *,
-                   seed: int = 0) -> SubsetRows:
+                   seed: int = 0, test_uids: Sequence[str] | None = None,
+                   decisions_view: _DecisionView | None = None) -> SubsetRows:
     """The training rows of one subset spec, drawn from `pool` (the data minus the test rows).
 
     Specs: ``full``; ``random:B`` (B rows drawn uniformly, a new draw per seed); ``curated`` (the pool minus rows
     whose current decision is "remove"); ``selection:RUN_ID`` (a saved subset: the uids of that run's frame);
     ``top-value:B:VALUES_RUN_ID`` (the B highest-valued rows of a valuation run); ``kmq:B`` (kMQ on the newest
-    clusters run of the dataset). B is a count (500), a fraction (0.5) or a percentage (30%) of the pool.
+    clusters run of the dataset); ``clean-kmq:B[:VALUES_RUN_ID]`` (clean, then diversify: drop the significantly
+    harmful rows of the valuation run, default the newest, then kMQ); ``iterative:B`` (Diversify and Conquer's
+    iterative refinement, logistic-regression judge). B is a count (500), a fraction (0.5) or a percentage (30%)
+    of the pool, so every budget spec gets exactly B rows.
+
+    A saved selection keeps its size: its rows that fall in the held-out split (`test_uids`) are replaced by as
+    many rows drawn at random from the pool (scaled down when the pool is capped), so it trains on as many rows as
+    a random subset of its size.
 
     Raises:
         DataError: Unknown or malformed spec, a budget beyond the pool, or a subset with no rows in the pool.
@@ -120,7 +141,7 @@ def resolve_subset(ws: Workspace | None, dataset_id: int | None, spec: str, pool
     elif kind == "curated":
         if ws is None or dataset_id is None:
             raise DataError("the curated subset needs a workspace dataset (its decisions)")
-        removed = decisions.current(ws, dataset_id).removed
+        removed = (decisions_view or _decisions(ws, dataset_id)).removed
         chosen = uids[~np.isin(uids, np.fromiter(removed, dtype=object, count=len(removed)).astype(str))] \
             if removed else uids
         note = f"{len(uids) - len(chosen)} rows removed by decisions"
@@ -134,9 +155,19 @@ def resolve_subset(ws: Workspace | None, dataset_id: int | None, spec: str, pool
             frame = frame[frame["selected"].astype(bool)]
         want = frame["uid"].astype(str).to_numpy()
         chosen = uids[np.isin(uids, want)]
+        lost = int(np.isin(np.asarray(test_uids if test_uids is not None else [], dtype=str), want).sum())
         dropped = len(set(want)) - len(chosen)
-        if dropped:
-            note = f"{dropped} rows of the selection are test rows or not in the data and were left out"
+        if lost and len(chosen):
+            n_all = len(uids) + len(test_uids or [])
+            share = len(chosen) / max(len(set(want)) - lost, 1)  # < 1 when the pool is capped
+            top = min(int(round(lost * share)), len(uids) - len(chosen))
+            extra = _top_up(ws, dataset_id, uids[~np.isin(uids, want)],
+                            [u for u in (test_uids or []) if u in set(want)], top, seed)
+            chosen = np.sort(np.concatenate([chosen, extra]))
+            note = (f"{lost} of its rows fell in the held-out split and were replaced by {len(extra)} rows of the "
+                    f"same clusters drawn at random from the training pool ({n_all} rows)")
+        elif dropped:
+            note = f"{dropped} rows of the selection are not in the training pool and were left out"
     elif kind == "top-value":
         budget, _, run = rest.partition(":")
         if ws is None:
@@ -152,13 +183,39 @@ def resolve_subset(ws: Workspace | None, dataset_id: int | None, spec: str, pool
         order = np.lexsort((np.arange(len(v)), -v))
         chosen = np.sort(uids[order[:b]])
         note = f"the {b} highest values of run {run}"
-    elif kind == "kmq":
-        chosen, note = _kmq_subset(ws, dataset_id, rest, pool, seed)
+    elif kind in ("kmq", "clean-kmq", "iterative"):
+        chosen, note = _cluster_subset(kind, ws, dataset_id, rest, pool, seed)
     else:
         raise DataError(f"unknown subset {spec!r}")
     if len(chosen) == 0:
         raise DataError(f"subset {spec!r} has no rows left for training (the test rows are excluded)")
     return SubsetRows(spec, [str(u) for u in chosen], note)
+
+
+def _top_up(ws: Workspace | None, dataset_id: int | None, candidates: np.ndarray, lost: Sequence[str], n: int,
+            seed: int) -> np.ndarray:
+    """Up to `n` rows drawn from `candidates` to stand in for the `lost` rows: per cluster of the newest clusters run
+    as many as were lost there (fewer where the cluster has no rows left), so a cluster-shaped selection keeps its
+    shape; uniformly when the dataset has no clusters."""
+    rng = np.random.default_rng([seed, 7907])
+    cluster_of = _cluster_of(ws, dataset_id) if ws is not None and dataset_id is not None else {}
+    picked: list[str] = []
+    left = np.asarray(candidates, dtype=str)
+    if cluster_of:
+        want = _counts([cluster_of.get(u, -1) for u in lost])
+        cand_cl = np.array([cluster_of.get(u, -1) for u in left])
+        for c, k in want.items():
+            pool_c = left[cand_cl == c]
+            k = min(int(round(k * n / max(len(lost), 1))), len(pool_c), n - len(picked))
+            if k > 0:
+                picked.extend(rng.choice(pool_c, size=k, replace=False).tolist())
+        return np.asarray(picked, dtype=str)  # a cluster with no rows left stays short: its shape matters more
+    return rng.choice(left, size=min(n, len(left)), replace=False).astype(str)
+
+
+def _counts(xs: Sequence[int]) -> dict[int, int]:
+    vals, counts = np.unique(np.asarray(xs, dtype=np.int64), return_counts=True)
+    return {int(v): int(c) for v, c in zip(vals, counts)}
 
 
 def _run_id(text: str, spec: str) -> int:
@@ -168,16 +225,17 @@ def _run_id(text: str, spec: str) -> int:
         raise DataError(f"subset {spec!r}: {text!r} is not a run id (an integer)") from None
 
 
-def _kmq_subset(ws: Workspace | None, dataset_id: int | None, budget: str, pool: pd.DataFrame,
-                seed: int) -> tuple[np.ndarray, str]:
+def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, rest: str, pool: pd.DataFrame,
+                    seed: int) -> tuple[np.ndarray, str]:
+    """kmq / clean-kmq / iterative on the dataset's newest clusters, restricted to the pool (exactly B rows)."""
     if ws is None or dataset_id is None:
-        raise DataError("a kmq subset needs a workspace dataset with clusters")
+        raise DataError(f"a {kind} subset needs a workspace dataset with clusters")
     run = ws.latest_run("clusters", dataset_id=dataset_id)
     if run is None:
         raise DataError(f"dataset {dataset_id} has no clusters yet; run `python -m core cluster` first")
     clusters = load_clusters(ws, run.id)
     uids = pool["uid"].to_numpy().astype(str)
-    test = np.setdiff1d(clusters.uids.astype(str), uids)
+    outside = list(np.setdiff1d(clusters.uids.astype(str), uids))  # test rows and rows beyond the pool cap
     X = None
     if run.embedding_id is not None:
         rec = ws.embedding_by_id(run.embedding_id)
@@ -186,13 +244,60 @@ def _kmq_subset(ws: Workspace | None, dataset_id: int | None, budget: str, pool:
             X = None
     classes = sorted(set(pool["label"]))
     lab = dict(zip(pool["uid"], pool["label"]))
-    y = None
-    if X is not None:
-        # rows outside the pool (the test rows) get any label: they are removed and never drawn
-        y = np.array([classes.index(lab[u]) if u in lab else 0 for u in clusters.uids.astype(str)])
+    # rows outside the pool get any label: they are removed and never drawn
+    y = np.array([classes.index(lab[u]) if u in lab else 0 for u in clusters.uids.astype(str)])
+    budget, _, values_run = rest.partition(":")
     b = _budget(budget, len(uids))
-    sel = select_kmq(None, clusters, budget=b, removed=list(test), seed=seed, X=X, y=y, classes=classes)
-    return np.sort(sel.uids.astype(str)), f"kMQ on clusters run {run.id} (k={clusters.k}), seed {seed}"
+    where = f"clusters run {run.id} (k={clusters.k}), seed {seed}"
+    if kind == "kmq":
+        judge = None if X is None else judge_proba(ws, X, y, n_classes=len(classes), embedding_id=run.embedding_id,
+                                                   seed=seed)
+        sel = select_kmq(None, clusters, budget=b, removed=outside, seed=seed, y=y, classes=classes, judge=judge)
+        return np.sort(sel.uids.astype(str)), f"kMQ on {where}"
+    if kind == "iterative":
+        if X is None:
+            raise DataError(f"iterative subsets need the embeddings of clusters run {run.id}; cluster again")
+        judge = judge_proba(ws, X, y, n_classes=len(classes), embedding_id=run.embedding_id, seed=seed)
+        sel = select_iterative(X, y, clusters, budget=b, judge=judge, removed=outside, seed=seed, classes=classes)
+        return np.sort(sel.uids.astype(str)), f"iterative refinement (logistic-regression judge) on {where}"
+    vrun = ws.run(_run_id(values_run, f"clean-kmq:{rest}")) if values_run else ws.latest_run(
+        "values", dataset_id=dataset_id)
+    if vrun is None or vrun.status != "done":
+        raise DataError(f"clean-kmq needs a finished valuation run of dataset {dataset_id}; run `python -m core "
+                        "value` first or name one: clean-kmq:B:RUN_ID")
+    values = _values_of(ws, vrun)
+    n_remove = None
+    if not (np.asarray(values.counts) >= 2).any():  # no standard errors: fall back to the suggested removal
+        n_remove = _suggested_removal(vrun)
+        if n_remove is None:
+            raise DataError(f"valuation run {vrun.id} ({vrun.method}) has no standard errors and no suggested "
+                            "removal: clean-kmq cannot tell harmful rows; use a sampling method (ts_dshapley)")
+        n_remove = int(round(n_remove * len(uids) / max(len(values), 1)))
+    keep = np.isin(values.uids.astype(str), clusters.uids.astype(str))
+    values = replace(values, uids=values.uids[keep], values=values.values[keep], stderr=values.stderr[keep],
+                     counts=values.counts[keep])
+    sel = select_clean_kmq(values, clusters, budget=b, n_remove=n_remove, removed=outside, seed=seed, y=y,
+                           classes=classes)
+    return np.sort(sel.uids.astype(str)), (f"clean ({sel.params['n_dropped']} rows dropped: {sel.params['rule']}, "
+                                           f"values run {vrun.id}), then kMQ on {where}")
+
+
+def _values_of(ws: Workspace, run: Any) -> Values:
+    """A valuation run's values (the valuation store's one schema)."""
+    from core.valuation.store import load_values
+
+    return load_values(ws, run.id)
+
+
+def _suggested_removal(run: Any) -> int | None:
+    res = run.result or {}
+    for key in ("suggested_removal", "n_remove"):
+        if isinstance(res.get(key), (int, float)):
+            return int(res[key])
+    d = res.get("removal")
+    if isinstance(d, dict) and isinstance(d.get("n_remove"), (int, float)):
+        return int(d["n_remove"])
+    return None
 
 
 def _load_eval(path: str) -> pd.DataFrame:
@@ -207,13 +312,83 @@ def _load_data(ws: Workspace, dataset_id: int) -> pd.DataFrame:
     return _frame(open_dataset(ws, f"ws:{dataset_id}").ds)
 
 
+# --------------------------------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class _DecisionView:
+    removed: frozenset[str]
+    relabels: dict[str, str]
+
+
+def _decisions(ws: Workspace | None, dataset_id: int | None) -> _DecisionView:
+    """The rows decided "remove" and the relabels (uid -> new label) of a dataset, from the one decision reader."""
+    if ws is None or dataset_id is None:
+        return _DecisionView(frozenset(), {})
+    state = decisions.current(ws, dataset_id)
+    return _DecisionView(frozenset(str(u) for u in state.removed),
+                         {str(u): str(lab) for u, lab in state.relabels.items()})
+
+
+def apply_relabels(df: pd.DataFrame, relabels: Mapping[str, str]) -> pd.DataFrame:
+    """The frame with every relabelled row's label replaced by its new label (training and held-out rows alike)."""
+    if not relabels:
+        return df
+    out = df.copy()
+    new = out["uid"].map(relabels)
+    out["label"] = new.where(new.notna(), out["label"]).astype(str)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- statistics
+
+LEVEL = 0.95
+MAJORITY_MARGIN = 0.02  # a model within 2 points of the majority-class rate learned (almost) nothing
+MIN_CLUSTER_TEST_ROWS = 5  # a cluster counts as "in the evaluation split" from this many test rows
+
+
+def t_interval(xs: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+    """(mean, half-width) of the two-sided Student-t interval of the mean; half-width nan with fewer than 2 values."""
+    from scipy import stats
+
+    a = np.asarray(list(xs), dtype=np.float64)
+    if len(a) == 0:
+        return float("nan"), float("nan")
+    if len(a) < 2:
+        return float(a.mean()), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
+    return float(a.mean()), half
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> dict[str, Any] | None:
+    """Mean and t-interval of a[s] - b[s] over the seeds s both have (a paired design); None without shared seeds."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    mean, half = t_interval([a[s] - b[s] for s in seeds], level)
+    return {"mean": mean, "half": half, "low": mean - half, "high": mean + half, "n": len(seeds)}
+
+
+def _per_seed(checkpoints: Mapping[str, Any], spec: str, metric: str = "accuracy") -> dict[int, float]:
+    return {int(v.get("seed", k.rsplit("|", 1)[1])): float(v[metric])
+            for k, v in checkpoints.items() if k.rsplit("|", 1)[0] == spec}
+
+
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
     a = np.asarray(xs, dtype=float)
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
+def _json_num(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
 def summarize_compare(checkpoints: Mapping[str, Any], subsets: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per subset: runs, rows, mean and sample std of accuracy and macro-F1 over seeds."""
+    """One row per subset: runs, rows, mean, sample std and 95 % t-interval of accuracy and macro-F1 over seeds, and
+    the paired difference in accuracy against ``full`` and against the first ``random:`` subset (per seed, the same
+    initialisation and held-out split) with its interval. Interval half-widths are None with one seed."""
+    ref_random = next((s for s in subsets if s.startswith("random:")), None)
+    per = {spec: _per_seed(checkpoints, spec) for spec in subsets}
     rows = []
     for spec in subsets:
         runs = [v for k, v in checkpoints.items() if k.rsplit("|", 1)[0] == spec]
@@ -221,12 +396,383 @@ def summarize_compare(checkpoints: Mapping[str, Any], subsets: Sequence[str]) ->
             continue
         acc_m, acc_s = _mean_std([r["accuracy"] for r in runs])
         f1_m, f1_s = _mean_std([r["macro_f1"] for r in runs])
+        _, acc_h = t_interval([r["accuracy"] for r in runs])
+        _, f1_h = t_interval([r["macro_f1"] for r in runs])
         n_rows = sorted({int(r["n_rows"]) for r in runs})
-        rows.append({"subset": spec, "runs": len(runs), "rows": n_rows[0] if len(n_rows) == 1 else n_rows,
-                     "n_train": int(np.mean([r["n_train"] for r in runs])),
-                     "accuracy_mean": acc_m, "accuracy_std": acc_s, "macro_f1_mean": f1_m, "macro_f1_std": f1_s,
-                     "train_seconds": float(np.mean([r["train_seconds"] for r in runs]))})
+        row: dict[str, Any] = {
+            "subset": spec, "runs": len(runs), "rows": n_rows[0] if len(n_rows) == 1 else n_rows,
+            "n_train": int(np.mean([r["n_train"] for r in runs])),
+            "steps": int(np.mean([r.get("steps", 0) for r in runs])),
+            "accuracy_mean": acc_m, "accuracy_std": acc_s, "accuracy_ci": _json_num(acc_h),
+            "macro_f1_mean": f1_m, "macro_f1_std": f1_s, "macro_f1_ci": _json_num(f1_h),
+            "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+            "majority": _json_num(float(np.mean([r["majority"] for r in runs]))) if all(
+                "majority" in r for r in runs) else None,
+        }
+        for name, ref in (("full", "full"), ("random", ref_random)):
+            if ref is None or ref == spec or ref not in per:
+                continue
+            d = paired_difference(per[spec], per[ref])
+            if d is not None:
+                row[f"vs_{name}"] = {k: _json_num(v) if k != "n" else v for k, v in d.items()}
+        rows.append(row)
     return rows
+
+
+def _points(d: Mapping[str, Any]) -> str:
+    half = d.get("half")
+    return f"{100 * d['mean']:+.1f}" + ("" if half is None else f" ± {100 * half:.1f}") + " points"
+
+
+def verdict_line(table: Sequence[Mapping[str, Any]]) -> str:
+    """One plain sentence: does the best curated subset beat the full set (or random), with its paired interval?"""
+    if not table:
+        return "no fine-tune has finished yet"
+    specs = [r["subset"] for r in table]
+    ref = "full" if "full" in specs else next((s for s in specs if s.startswith("random:")), None)
+    if ref is None:
+        return "no full or random subset to compare against: add full (or random:B) for a verdict"
+    key = "vs_full" if ref == "full" else "vs_random"
+    cands = [r for r in table if r["subset"] != ref and key in r
+             and not (ref == "full" and r["subset"].startswith("random:"))]
+    if not cands:
+        return "only the reference subset has results so far"
+    best = max(cands, key=lambda r: r[key]["mean"])
+    d, name, other = best[key], best["subset"], "full" if ref == "full" else "random"
+    n = d["n"]
+    if n < 2 or d.get("half") is None:
+        return (f"{name} vs {other}: {100 * d['mean']:+.1f} points with one seed; no difference can be detected "
+                "from one seed: run 2 or more")
+    if d["low"] > 0:
+        return f"{name} beats {other} by {_points(d)[1:]} over {n} seeds (paired 95 % interval)"
+    if d["high"] < 0:
+        return f"{name} is worse than {other} by {_points(d)[1:]} over {n} seeds (paired 95 % interval)"
+    return f"no difference between {name} and {other} detectable with {n} seeds ({_points(d)}, paired 95 % interval)"
+
+
+def compare_warnings(table: Sequence[Mapping[str, Any]], checkpoints: Mapping[str, Any]) -> list[str]:
+    """Plain warnings that make a comparison meaningless or weaker: one seed, models at the majority-class rate,
+    a subset that misses a class or a cluster which the evaluation split contains."""
+    out: list[str] = []
+    if table and all(r["runs"] < 2 for r in table):
+        out.append("one seed per subset: spreads and intervals are meaningless and differences may be noise; "
+                   "use 2 or more seeds")
+    near = [r for r in table if r.get("majority") is not None
+            and r["accuracy_mean"] <= r["majority"] + MAJORITY_MARGIN]
+    if table and len(near) == len(table):
+        out.append(f"every model is within {100 * MAJORITY_MARGIN:.0f} points of the majority-class rate "
+                   f"({100 * table[0]['majority']:.1f} %): they learned little, so the comparison says nothing; "
+                   "train more steps or epochs, or check the labels")
+    else:
+        out.extend(f"{r['subset']} is within {100 * MAJORITY_MARGIN:.0f} points of the majority-class rate "
+                   f"({100 * r['majority']:.1f} %): it learned little" for r in near)
+    seen: set[str] = set()
+    for key in sorted(checkpoints):
+        m = checkpoints[key]
+        spec = key.rsplit("|", 1)[0]
+        for c in m.get("missing_classes") or []:
+            msg = (f"{spec} has no rows of class {c!r}, which the evaluation split contains: its model cannot "
+                   "predict that class")
+            if msg not in seen:
+                seen.add(msg)
+                out.append(msg)
+        missing = m.get("missing_clusters") or {}
+        if missing:
+            top = sorted(missing.items(), key=lambda kv: -kv[1])[:5]
+            msg = (f"{spec} has no rows of {len(missing)} cluster(s) that the evaluation split contains ("
+                   + ", ".join(f"cluster {c}: {n} test rows" for c, n in top)
+                   + "): its score there is a guess")
+            if spec not in seen:
+                seen.add(spec)
+                out.append(msg)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- estimate
+
+CALIBRATION_STEPS = 8
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Measured speed of fine-tuning on this machine, for one model, max length, batch size and device."""
+
+    train_examples_per_second: float
+    predict_examples_per_second: float
+    load_seconds: float  # model load and set-up per fine-tune
+    device: str
+    key: str
+    measured_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def throughput_key(*, model: str | None, max_length: int, batch_size: int | None, threads: int | None,
+                   device: str | None) -> str:
+    import platform
+
+    return "|".join(str(x) for x in (platform.node(), model or "default", max_length, batch_size or "auto",
+                                     threads or "auto", device or "auto"))
+
+
+def cached_throughput(ws: Workspace, **key: Any) -> Throughput | None:
+    """The last measured throughput for these options on this machine, or None."""
+    got = ws.get_setting(f"throughput.{throughput_key(**key)}")
+    return Throughput(**got) if isinstance(got, dict) else None
+
+
+def measure_throughput(ws: Workspace | None, texts: Sequence[str], labels: Sequence[str], *, model: str | None = None,
+                       max_length: int = 128, batch_size: int | None = 32, threads: int | None = None,
+                       device: str | None = None, steps: int = CALIBRATION_STEPS, refresh: bool = False) -> Throughput:
+    """Time a short fine-tune (`steps` optimizer steps on rows of the data, then a prediction pass) and cache it
+    in the workspace (setting ``throughput.<machine|model|max length|batch|threads|device>``).
+
+    Args:
+        texts, labels: Rows of the data to calibrate on (their lengths matter); at least two classes.
+    """
+    opts = dict(model=model, max_length=max_length, batch_size=batch_size, threads=threads, device=device)
+    if ws is not None and not refresh:
+        got = cached_throughput(ws, **opts)
+        if got is not None:
+            return got
+    classes = sorted({str(v) for v in labels})
+    if len(classes) < 2 or len(texts) < 16:
+        raise DataError("calibration needs at least 16 rows of 2 or more classes")
+    bs = 32 if batch_size is None else int(batch_size)
+    rng = np.random.default_rng(0)
+    n_train = min(len(texts), steps * bs)
+    idx = rng.choice(len(texts), size=n_train, replace=False)
+    n_pred = min(len(texts), 4 * bs)
+    pidx = rng.choice(len(texts), size=n_pred, replace=False)
+    t0 = time.perf_counter()
+    res = finetune.train_and_evaluate([texts[i] for i in idx], [str(labels[i]) for i in idx],
+                                      [texts[i] for i in pidx], [str(labels[i]) for i in pidx], classes=classes,
+                                      model=model, epochs=1, batch_size=batch_size, max_length=max_length,
+                                      valid_fraction=0.0, threads=threads, device=device,
+                                      max_steps=max(1, steps), require_test_classes=False)
+    wall = time.perf_counter() - t0
+    train_s = res.steps * bs / max(res.examples_per_second, 1e-9)
+    out = Throughput(train_examples_per_second=float(res.examples_per_second),
+                     predict_examples_per_second=float(res.n_test / max(res.eval_seconds, 1e-9)),
+                     load_seconds=float(max(0.0, wall - train_s - res.eval_seconds)), device=res.device,
+                     key=throughput_key(**opts), measured_at=time.time())
+    if ws is not None:
+        ws.set_setting(f"throughput.{out.key}", out.to_dict())
+    return out
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """What one (subset, seed) fine-tune will do under a protocol."""
+
+    n_rows: int
+    n_train: int
+    n_valid: int
+    steps: int
+    checks: int  # validation passes (at most)
+    train_examples: int
+
+
+def protocol_options(protocol: str, valid_fraction: float | None, early_stopping_patience: int) -> tuple[float, int]:
+    """(valid_fraction, patience) a protocol uses: no validation split for equal steps or epochs unless one is
+    asked for; early stopping on a 10 % split for convergence."""
+    if protocol not in PROTOCOLS:
+        raise DataError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    if protocol == "convergence":
+        vf = 0.1 if valid_fraction is None else float(valid_fraction)
+        if vf <= 0 or early_stopping_patience < 1:
+            raise DataError("the convergence protocol needs a validation split (--valid-fraction > 0) and "
+                            "--patience 1 or more")
+        return vf, int(early_stopping_patience)
+    return (0.0 if valid_fraction is None else float(valid_fraction)), int(early_stopping_patience)
+
+
+def plan_runs(sizes: Mapping[str, int], *, protocol: str, epochs: int, batch_size: int,
+              valid_fraction: float) -> dict[str, RunShape]:
+    """Per subset (rows) the training rows, validation rows, optimizer steps and examples of one fine-tune.
+
+    equal-steps: every subset trains `epochs` passes' worth of steps of the largest subset; equal-epochs: `epochs`
+    passes over its own rows; convergence: at most `epochs` passes, fewer after early stopping (an upper bound).
+    """
+    def split(n: int) -> tuple[int, int]:
+        v = int(round(valid_fraction * n)) if valid_fraction > 0 and n >= 20 else 0
+        return n - v, v
+
+    shapes = {s: split(int(n)) for s, n in sizes.items()}
+    largest = max((t for t, _ in shapes.values()), default=0)
+    out: dict[str, RunShape] = {}
+    for s, (n_train, n_valid) in shapes.items():
+        per_epoch = max(1, math.ceil(n_train / batch_size))
+        if protocol == "equal-steps":
+            steps = epochs * max(1, math.ceil(largest / batch_size))
+            examples = min(steps * batch_size, (steps // per_epoch) * n_train
+                           + (steps % per_epoch) * batch_size)
+            checks = math.ceil(steps / max(1, math.ceil(largest / batch_size))) if n_valid else 0
+        else:
+            steps = epochs * per_epoch
+            examples = epochs * n_train
+            checks = epochs if n_valid else 0
+        out[s] = RunShape(int(sizes[s]), n_train, n_valid, int(steps), int(checks), int(examples))
+    return out
+
+
+def estimate_seconds(sizes: Mapping[str, int], *, seeds: int, n_test: int, throughput: Throughput, protocol: str,
+                     epochs: int, batch_size: int, valid_fraction: float) -> dict[str, Any]:
+    """The estimated duration of a comparison: per fine-tune, set-up + training examples / training speed +
+    (validation rows x passes + test rows) / prediction speed, summed over subsets x seeds.
+
+    Returns:
+        {"total": seconds, "per_subset": {spec: seconds of one fine-tune}, "train_examples": total, "upper_bound":
+        True for the convergence protocol (early stopping may finish sooner)}.
+    """
+    shapes = plan_runs(sizes, protocol=protocol, epochs=epochs, batch_size=batch_size, valid_fraction=valid_fraction)
+    per = {}
+    for s, sh in shapes.items():
+        per[s] = (throughput.load_seconds + sh.train_examples / throughput.train_examples_per_second
+                  + (sh.n_valid * sh.checks + n_test) / throughput.predict_examples_per_second)
+    return {"total": float(seeds * sum(per.values())), "per_subset": per,
+            "train_examples": int(seeds * sum(sh.train_examples for sh in shapes.values())),
+            "upper_bound": protocol == "convergence"}
+
+
+def _pool_size(n_rows: int, *, has_eval_file: bool, eval_fraction: float, eval_max: int,
+               pool_max: int | None) -> tuple[int, int]:
+    """(training pool rows, held-out test rows) before any subset is drawn."""
+    n_test = 0 if has_eval_file else min(int(round(eval_fraction * n_rows)), eval_max)
+    pool = n_rows - n_test
+    return (min(pool, pool_max) if pool_max else pool), n_test
+
+
+def subset_sizes(ws: Workspace, dataset_id: int, specs: Sequence[str], *, n_rows: int, pool: int) -> dict[str, int]:
+    """The rows each spec will train on, from counts only (nothing is drawn): what the estimate needs."""
+    removed = len(_decisions(ws, dataset_id).removed)
+    out = {}
+    for spec in specs:
+        kind, _, rest = spec.partition(":")
+        if kind == "full":
+            out[spec] = pool
+        elif kind == "curated":
+            out[spec] = max(1, pool - int(round(removed * pool / max(n_rows, 1))))
+        elif kind == "selection":
+            run = ws.run(_run_id(rest, spec))
+            n = int((run.result or {}).get("n") or len(ws.load_run_frame(run.id)))
+            out[spec] = min(pool, n if pool >= n_rows - min(n_rows, DEFAULT_EVAL_MAX)
+                            else int(round(n * pool / max(n_rows, 1))))
+        else:
+            out[spec] = min(pool, _budget(rest.split(":", 1)[0], pool))
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    """12 s, 4.5 min, 2.3 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def calibrate(ws: Workspace, dataset_id: int, *, data: Any = None, model: str | None = None, max_length: int = 128,
+              batch_size: int | None = 32, threads: int | None = None, device: str | None = None,
+              refresh: bool = False) -> Throughput:
+    """Measure (once, then cached) the fine-tuning speed on rows of this dataset: `measure_throughput`."""
+    opts = dict(model=model, max_length=max_length, batch_size=batch_size, threads=threads, device=device)
+    if not refresh:
+        got = cached_throughput(ws, **opts)
+        if got is not None:
+            return got
+    df = _frame(data) if data is not None else _load_data(ws, dataset_id)
+    sample = df.sample(n=min(len(df), 512), random_state=0)
+    return measure_throughput(ws, sample["text"].tolist(), sample["label"].tolist(), refresh=True, **opts)
+
+
+def estimate_compare(ws: Workspace, dataset_id: int, subsets: Sequence[str] | str, *, n_rows: int | None = None,
+                     data: Any = None, seeds: int = DEMO_SEEDS, epochs: int = DEMO_EPOCHS,
+                     protocol: str = DEFAULT_PROTOCOL, pool_max: int | None = DEMO_POOL_MAX,
+                     eval_path: str | None = None, eval_fraction: float = DEFAULT_EVAL_FRACTION,
+                     eval_max: int = DEFAULT_EVAL_MAX, model: str | None = None, batch_size: int | None = 32,
+                     max_length: int = 128, valid_fraction: float | None = None, early_stopping_patience: int = 1,
+                     threads: int | None = None, device: str | None = None, measure: bool = True,
+                     **_ignored: Any) -> dict[str, Any]:
+    """How long a comparison would take, before it starts: subset sizes from counts, the protocol's steps, and this
+    machine's measured speed (`calibrate`; with measure=False only a cached measurement is used).
+
+    Returns:
+        {"total": seconds or None (no measurement yet), "line": one sentence, "sizes", "shapes", "per_subset",
+        "pool", "n_test", "throughput" (dict or None)}.
+    """
+    from core.device import batch_size_for, select_device
+
+    specs = parse_subsets(subsets)
+    vf, _ = protocol_options(protocol, valid_fraction, early_stopping_patience)
+    if n_rows is None:
+        n_rows = int(ws.dataset(dataset_id).n_rows)
+    n_eval_file = None
+    if eval_path is not None:
+        n_eval_file = len(_load_eval(str(eval_path)))
+    pool, n_test = _pool_size(n_rows, has_eval_file=eval_path is not None, eval_fraction=eval_fraction,
+                              eval_max=eval_max, pool_max=pool_max)
+    n_test = n_eval_file if n_eval_file is not None else n_test
+    sizes = subset_sizes(ws, dataset_id, specs, n_rows=n_rows, pool=pool)
+    bs = batch_size_for(select_device(device, threads=threads), batch_size, max_length=max_length)
+    shapes = plan_runs(sizes, protocol=protocol, epochs=epochs, batch_size=bs, valid_fraction=vf)
+    opts = dict(model=model, max_length=max_length, batch_size=batch_size, threads=threads, device=device)
+    tp = calibrate(ws, dataset_id, data=data, **opts) if measure else cached_throughput(ws, **opts)
+    out: dict[str, Any] = {"sizes": sizes, "shapes": {s: asdict(v) for s, v in shapes.items()}, "pool": pool,
+                           "n_test": n_test, "throughput": None if tp is None else tp.to_dict(), "total": None,
+                           "per_subset": {}}
+    runs = len(specs) * seeds
+    if tp is None:
+        out["line"] = (f"{len(specs)} subset(s) × {seeds} seed(s) = {runs} fine-tunes on a {pool:,}-row pool; "
+                       "measure this machine's speed for an estimate")
+        return out
+    est = estimate_seconds(sizes, seeds=seeds, n_test=n_test, throughput=tp, protocol=protocol, epochs=epochs,
+                           batch_size=bs, valid_fraction=vf)
+    out.update(total=est["total"], per_subset=est["per_subset"])
+    bound = "at most " if est["upper_bound"] else "about "
+    out["line"] = (f"estimated {bound}{format_duration(est['total'])}: {runs} fine-tunes ({len(specs)} subsets × "
+                   f"{seeds} seeds), {est['train_examples']:,} training examples at "
+                   f"{tp.train_examples_per_second:.0f} examples/s on {tp.device} (measured), {n_test:,} test rows")
+    return out
+
+
+def table_rows(table: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The result table as text cells for the CLI and the benchmark: mean ± 95 % interval, paired differences in
+    points with their intervals, "n/a" (never None) where a value does not exist."""
+    def cell(mean: float, half: float | None, scale: float = 1.0, fmt: str = ".4f") -> str:
+        return f"{scale * mean:{fmt}}" + ("" if half is None else f" ± {scale * half:{fmt}}")
+
+    out = []
+    for r in table:
+        row = {"subset": r["subset"], "rows": str(r["rows"]), "steps": str(r.get("steps", "")),
+               "seeds": str(r["runs"]), "accuracy (95% CI)": cell(r["accuracy_mean"], r.get("accuracy_ci")),
+               "macro-F1 (95% CI)": cell(r["macro_f1_mean"], r.get("macro_f1_ci"))}
+        for name in ("full", "random"):
+            d = r.get(f"vs_{name}")
+            row[f"vs {name} (points)"] = "n/a" if d is None else _points(d).replace(" points", "")
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- compare
+
+
+def _cap_pool(pool: pd.DataFrame, pool_max: int | None, seed: int) -> pd.DataFrame:
+    """A stratified sample of `pool_max` rows of the pool (seeded), or the pool itself."""
+    if not pool_max or len(pool) <= pool_max:
+        return pool
+    y = np.unique(pool["label"].to_numpy(), return_inverse=True)[1]
+    _, keep = finetune._stratified_split(y, pool_max / len(pool), np.random.default_rng([seed, 104729]))
+    return pool.iloc[np.sort(keep)].reset_index(drop=True)
+
+
+def _cluster_of(ws: Workspace, dataset_id: int) -> dict[str, int]:
+    run = ws.latest_run("clusters", dataset_id=dataset_id)
+    if run is None:
+        return {}
+    frame = ws.load_run_frame(run.id)
+    return dict(zip(frame["uid"].astype(str), frame["cluster"].astype(int)))
 
 
 def compare(
@@ -239,72 +785,101 @@ def compare(
     data: Any = None,
     seeds: int | Sequence[int] = 3,
     epochs: int = 3,
+    protocol: str = DEFAULT_PROTOCOL,
+    pool_max: int | None = None,
     model: str | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = 32,
     lr: float = 5e-5,
     max_length: int = 128,
-    valid_fraction: float = 0.1,
+    valid_fraction: float | None = None,
     early_stopping_patience: int = 1,
     eval_fraction: float = DEFAULT_EVAL_FRACTION,
     eval_max: int = DEFAULT_EVAL_MAX,
     threads: int | None = None,
+    device: str | None = None,
     resume: bool = True,
     job_id: str | None = None,
     on_progress: FinetuneProgress | None = None,
 ) -> int:
-    """Fine-tune every (subset x seed) and record mean and spread per subset as a "compare" run.
+    """Fine-tune every (subset x seed) under a fair protocol and record means, intervals and paired differences.
+
+    Fairness: per seed s, one held-out split (seed s) and one training pool (the rest, capped at `pool_max` rows by
+    a stratified draw) serve every subset, so a budget of B gives B rows to every subset; the model's initialisation
+    and batch order are seeded by s for every subset too (paired seeds). Relabel decisions replace the labels of
+    their rows everywhere (training subsets and held-out rows). The protocol fixes the training length:
+    ``equal-steps`` (every subset takes as many optimizer steps as `epochs` passes over the largest subset),
+    ``equal-epochs`` (`epochs` passes over each subset's own rows) or ``convergence`` (at most `epochs` passes,
+    early stopping on a validation split carved the same way from each subset).
 
     Each finished fine-tune is saved as checkpoint ``"<subset>|<seed>"`` (its metrics) and as a child "finetune"
     run; a new call with the same parameters resumes the newest unfinished run with them and trains only what is
-    missing. The test set is `eval_path` / `eval_data` if given, else a stratified `eval_fraction` of the data (at
-    most `eval_max` rows, the same for every subset and seed) that is excluded from every training subset.
+    missing.
 
     Args:
         ws: The workspace.
         dataset_id: The registered dataset the subsets come from.
         subsets: Subset specs (see `resolve_subset`), a list or one comma-separated string.
-        eval_path: A labelled test file (anything `core.data.load_dataset` reads).
+        eval_path: A labelled test file (anything `core.data.load_dataset` reads): the same for every seed.
         eval_data: The test set as a Dataset/DataFrame (uid, text, label); overrides `eval_path`.
-        data: The dataset's rows (Dataset/DataFrame with uid, text, label) when already loaded; else reopened
-            from the workspace.
+        data: The dataset's rows (Dataset/DataFrame with uid, text, label) when already loaded; else reopened.
         seeds: A count n (seeds 0..n-1) or the seeds themselves.
-        epochs, model, batch_size, lr, max_length, valid_fraction, early_stopping_patience, threads: Passed to
+        epochs: Passes (see the protocol).
+        protocol: "equal-steps" (default), "equal-epochs" or "convergence".
+        pool_max: Cap on the training pool (rows), drawn per seed with stratification; None = no cap.
+        valid_fraction: Validation share carved from each subset; None = 0 for equal steps/epochs, 0.1 for
+            convergence.
+        model, batch_size, lr, max_length, early_stopping_patience, threads, device: Passed to
             `finetune.train_and_evaluate`.
         resume: Continue an unfinished run with the same parameters (default); False always starts afresh.
         job_id: The background job running this (its run id and progress are recorded).
-        on_progress: (fraction, message) over the whole experiment.
+        on_progress: (fraction, message) over the whole experiment; messages carry an ETA.
 
     Returns:
-        The compare run id; its result holds ``table`` (one row per subset: runs, rows, accuracy and macro-F1
-        mean and std) and its run frame one row per (subset, seed).
+        The compare run id; its result holds ``table`` (see `summarize_compare`), ``verdict``, ``warnings`` and
+        ``estimate_seconds``; its run frame one row per (subset, seed).
 
     Raises:
-        DataError: Bad subset specs, an empty subset, test labels absent from a subset, an empty test set.
+        DataError: Bad subset specs or protocol, an empty subset, an empty test set.
         ModelError: The model cannot be loaded.
     """
     import pandas as pd
 
     from core import jobs
+    from core.device import batch_size_for, select_device
 
     specs = parse_subsets(subsets)
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seed_list:
-        raise DataError("no seeds given; use --seeds 3 or more for a mean and spread")
-    df = _frame(data) if data is not None else _load_data(ws, dataset_id)
+        raise DataError("no seeds given; use --seeds 2 or more for an interval")
+    vf, patience = protocol_options(protocol, valid_fraction, early_stopping_patience)
+    if pool_max is not None and pool_max < 2:
+        raise DataError(f"the training pool cap must be at least 2 rows (got {pool_max})")
+    dec = _decisions(ws, dataset_id)
+    df = apply_relabels(_frame(data) if data is not None else _load_data(ws, dataset_id), dec.relabels)
+    fixed_test = None
     if eval_data is not None or eval_path is not None:
-        test = _frame(eval_data) if eval_data is not None else _load_eval(str(eval_path))
-        pool = df
-        eval_desc: Any = {"file": str(eval_path)} if eval_data is None else {"given": len(test)}
+        fixed_test = _frame(eval_data) if eval_data is not None else _load_eval(str(eval_path))
+        eval_desc: Any = {"file": str(eval_path)} if eval_data is None else {"given": len(fixed_test)}
     else:
-        pool_idx, test_idx = held_out_split(df["label"].tolist(), fraction=eval_fraction, max_rows=eval_max)
+        eval_desc = {"held_out": eval_fraction, "max": eval_max, "seed": "per seed"}
+
+    def split(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if fixed_test is not None:
+            return _cap_pool(df, pool_max, seed), fixed_test
+        pool_idx, test_idx = held_out_split(df["label"].tolist(), fraction=eval_fraction, max_rows=eval_max,
+                                            seed=seed)
         if len(test_idx) == 0:
             raise DataError(f"the data has too few rows ({len(df)}) to hold out a test set; pass --eval FILE")
-        pool, test = df.iloc[pool_idx].reset_index(drop=True), df.iloc[test_idx].reset_index(drop=True)
-        eval_desc = {"held_out": eval_fraction, "max": eval_max, "seed": EVAL_SPLIT_SEED}
-    classes = sorted(set(df["label"]) | set(test["label"]))
-    params = {"subsets": specs, "seeds": seed_list, "epochs": epochs, "model": model, "batch_size": batch_size,
-              "lr": lr, "max_length": max_length, "valid_fraction": valid_fraction,
-              "early_stopping_patience": early_stopping_patience, "eval": eval_desc}
+        return (_cap_pool(df.iloc[pool_idx].reset_index(drop=True), pool_max, seed),
+                df.iloc[test_idx].reset_index(drop=True))
+
+    classes = sorted(set(df["label"]) | (set(fixed_test["label"]) if fixed_test is not None else set()))
+    dev = select_device(device, threads=threads)
+    bs = batch_size_for(dev, batch_size, max_length=max_length)
+    params = {"subsets": specs, "seeds": seed_list, "epochs": epochs, "protocol": protocol, "pool_max": pool_max,
+              "model": model, "batch_size": batch_size, "lr": lr, "max_length": max_length, "valid_fraction": vf,
+              "early_stopping_patience": patience, "eval": eval_desc, "relabels": len(dec.relabels),
+              "removed": len(dec.removed)}
     existing = ws.find_resumable("compare", dataset_id=dataset_id, method="compare", params=params) \
         if resume else None
     if existing is not None:
@@ -314,54 +889,111 @@ def compare(
         run_id = ws.create_run("compare", dataset_id=dataset_id, method="compare", params=params, job_id=job_id)
     jobs.attach_run(ws, job_id, run_id)
     done = ws.checkpoints(run_id)
-    todo = [(s, seed) for s in specs for seed in seed_list]
-    n_total = len(todo)
     t0 = time.perf_counter()
     prev = float(existing.seconds or 0.0) if existing is not None else 0.0
     report = on_progress or (lambda f, m: None)
-    lab = dict(zip(pool["uid"], zip(pool["text"], pool["label"])))
+    cluster_of = _cluster_of(ws, dataset_id)
+    n_total = len(specs) * len(seed_list)
     try:
-        resolved: dict[str, SubsetRows] = {}
+        # resolve every subset of every seed first: sizes fix the step budget, the estimate and the ETA
+        report(0.0, f"drawing {n_total} subsets from the training pool")
+        plans: dict[int, tuple[pd.DataFrame, pd.DataFrame, dict[str, SubsetRows], dict[str, RunShape]]] = {}
+        for seed in seed_list:
+            pool, test = split(seed)
+            rows = {spec: resolve_subset(ws, dataset_id, spec, pool, seed=seed, test_uids=test["uid"].tolist(),
+                                         decisions_view=dec) for spec in specs}
+            shapes = plan_runs({s: len(r.uids) for s, r in rows.items()}, protocol=protocol, epochs=epochs,
+                               batch_size=bs, valid_fraction=vf)
+            plans[seed] = (pool, test, rows, shapes)
+        n_test = len(next(iter(plans.values()))[1])
+        tp = cached_throughput(ws, model=model, max_length=max_length, batch_size=batch_size, threads=threads,
+                               device=device)
+        sizes0 = {s: len(r.uids) for s, r in plans[seed_list[0]][2].items()}
+        estimate = None if tp is None else estimate_seconds(
+            sizes0, seeds=len(seed_list), n_test=n_test, throughput=tp, protocol=protocol, epochs=epochs,
+            batch_size=bs, valid_fraction=vf)["total"]
+        # work weights for the progress fraction and ETA: training examples plus the prediction passes
+        todo = [(s, seed) for seed in seed_list for s in specs]
+        weight = {(s, seed): plans[seed][3][s].train_examples + (plans[seed][3][s].n_valid
+                                                                 * plans[seed][3][s].checks + n_test) / 3.0
+                  for s, seed in todo}
+        total_w = sum(weight.values()) or 1.0
+        done_w = sum(weight[(s, seed)] for s, seed in todo if f"{s}|{seed}" in done)
+        start_w = done_w
+        t_work = time.perf_counter()
+
+        def eta(frac_w: float) -> str:
+            spent = time.perf_counter() - t_work
+            worked = frac_w - start_w
+            if worked <= 0 or spent < 1:
+                return "" if estimate is None else f" · estimate {format_duration(estimate)}"
+            return f" · ETA {format_duration(spent * (total_w - frac_w) / worked)}"
+
         for i, (spec, seed) in enumerate(todo):
             key = f"{spec}|{seed}"
             if key in done:
                 continue
-            cache_key = spec if not spec.startswith(("random:", "kmq:")) else key
-            if cache_key not in resolved:
-                resolved[cache_key] = resolve_subset(ws, dataset_id, spec, pool, seed=seed)
-            sub = resolved[cache_key]
+            pool, test, rows, shapes = plans[seed]
+            sub, shape = rows[spec], shapes[spec]
+            lab = dict(zip(pool["uid"], zip(pool["text"], pool["label"])))
             texts = [lab[u][0] for u in sub.uids]
             labels = [lab[u][1] for u in sub.uids]
+            base_w = done_w
 
-            def step(frac: float, msg: str, _i: int = i, _key: str = key) -> None:
-                report((_i + frac) / n_total, f"[{_i + 1}/{n_total}] {_key}: {msg}")
+            def step(frac: float, msg: str, _i: int = i, _key: str = key, _w: float = weight[(spec, seed)],
+                     _base: float = base_w) -> None:
+                f = (_base + frac * _w) / total_w
+                report(f, f"[{_i + 1}/{n_total}] {_key}: {msg}{eta(_base + frac * _w)}")
 
-            report(i / n_total, f"[{i + 1}/{n_total}] {key}: {len(texts)} rows")
-            res = finetune.train_and_evaluate(texts, labels, test["text"].tolist(), test["label"].tolist(),
-                                     classes=classes, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
-                                     max_length=max_length, seed=seed, valid_fraction=valid_fraction,
-                                     early_stopping_patience=early_stopping_patience, threads=threads,
-                                     on_progress=step)
-            metrics = dict(res.summary(), subset=spec, seed=seed, n_rows=len(sub.uids), note=sub.note)
+            report(done_w / total_w, f"[{i + 1}/{n_total}] {key}: {len(texts)} rows, {shape.steps} steps"
+                   + eta(done_w))
+            res = finetune.train_and_evaluate(
+                texts, labels, test["text"].tolist(), test["label"].tolist(), classes=classes, model=model,
+                epochs=epochs, batch_size=bs, lr=lr, max_length=max_length, seed=seed, valid_fraction=vf,
+                early_stopping_patience=patience, threads=threads, device=device,
+                max_steps=shape.steps if protocol == "equal-steps" else None,
+                eval_every=(max(1, math.ceil(max(s.n_train for s in shapes.values()) / bs))
+                            if protocol == "equal-steps" else None),
+                require_test_classes=False, on_progress=step)
+            test_classes = set(test["label"])
+            missing_classes = sorted(test_classes - set(labels))
+            missing_clusters: dict[str, int] = {}
+            if cluster_of:
+                t_counts = pd.Series([cluster_of.get(u, -1) for u in test["uid"]]).value_counts()
+                have = {cluster_of.get(u, -1) for u in sub.uids}
+                missing_clusters = {str(c): int(n) for c, n in t_counts.items()
+                                    if c >= 0 and n >= MIN_CLUSTER_TEST_ROWS and c not in have}
+            majority = float(test["label"].value_counts(normalize=True).iloc[0])
+            metrics = dict(res.summary(), subset=spec, seed=seed, n_rows=len(sub.uids), note=sub.note,
+                           majority=majority, missing_classes=missing_classes, missing_clusters=missing_clusters,
+                           protocol=protocol)
             ws.save_checkpoint(run_id, key, metrics)
             done[key] = metrics
+            done_w += weight[(spec, seed)]
             child = ws.create_run("finetune", dataset_id=dataset_id, method=spec,
-                                  params=dict(res.params, subset=spec), parent_id=run_id, job_id=job_id)
+                                  params=dict(res.params, subset=spec, protocol=protocol), parent_id=run_id,
+                                  job_id=job_id)
             ws.update_run(child, status="done", result=res.to_dict(), seconds=res.train_seconds)
-            ws.update_run(run_id, result={"table": summarize_compare(done, specs), "n_done": len(done)},
+            table = summarize_compare(done, specs)
+            ws.update_run(run_id, result={"table": table, "n_done": len(done), "n_test": n_test,
+                                          "estimate_seconds": estimate, "verdict": verdict_line(table),
+                                          "warnings": compare_warnings(table, done), "device": res.device},
                           seconds=prev + time.perf_counter() - t0)
-            report((i + 1) / n_total, f"[{i + 1}/{n_total}] {key} finished: accuracy {res.accuracy:.4f}")
+            report(done_w / total_w, f"[{i + 1}/{n_total}] {key} finished: accuracy {res.accuracy:.4f}"
+                   + eta(done_w))
     except BaseException as e:
         cancelled = isinstance(e, (KeyboardInterrupt, Cancelled))
         ws.update_run(run_id, status="cancelled" if cancelled else "failed",
                       result={"error": "" if cancelled else str(e), "n_done": len(done)})
         raise
     table = summarize_compare(done, specs)
-    frame = pd.DataFrame([{k: v for k, v in m.items() if k != "per_class"} for m in done.values()])
+    frame = pd.DataFrame([{k: v for k, v in m.items() if not isinstance(v, (dict, list))} for m in done.values()])
     ws.save_run_frame(run_id, frame)
+    devices = sorted({str(m.get("device", "cpu")) for m in done.values()})
     ws.update_run(run_id, status="done", seconds=prev + time.perf_counter() - t0,
-                  result={"table": table, "n_done": len(done), "n_test": len(test), "classes": classes,
-                          "error": ""})
+                  result={"table": table, "n_done": len(done), "n_test": n_test, "classes": classes,
+                          "verdict": verdict_line(table), "warnings": compare_warnings(table, done),
+                          "estimate_seconds": estimate, "device": ", ".join(devices), "error": ""})
     report(1.0, "done")
     return run_id
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.device import Device, autocast, batch_size_for, seeded, select_device
 from core.errors import DataError, ModelError
 
 FinetuneProgress = Callable[[float, str], None]
@@ -48,14 +49,18 @@ class FinetuneResult:
         macro_f1: Unweighted mean F1 over the classes seen in the test labels or predictions.
         per_class: Class name -> precision, recall, F1 and support on the test set.
         loss_curve: (optimizer step, mean training loss since the previous point).
-        valid_curve: (epoch, validation loss, validation accuracy) after each epoch; empty without validation.
-        epochs_run: Epochs actually trained (fewer than asked after early stopping).
-        best_epoch: Epoch whose weights were kept and tested (the last one without validation).
+        valid_curve: (evaluation, validation loss, validation accuracy) after each pass over the rows (or every
+            `eval_every` steps); empty without validation.
+        epochs_run: Validation evaluations done (= epochs trained by default; fewer than asked after early
+            stopping); without validation, passes over the rows.
+        best_epoch: Evaluation whose weights were kept and tested (the last one without validation).
         train_seconds: Wall time of the training loop (tokenisation and validation passes included).
         examples_per_second: Training examples processed per second of pure training steps.
         n_train: Rows trained on (after the validation split was carved out).
         n_valid: Rows of the validation split (0 if none).
         n_test: Rows of the test set.
+        steps: Optimizer steps taken.
+        device: Where it trained, e.g. "cpu (2 threads)" or "cuda (NVIDIA H200, bf16)".
         params: The options used (JSON-safe), the model path included.
     """
 
@@ -74,6 +79,8 @@ class FinetuneResult:
     n_test: int = 0
     eval_seconds: float = 0.0
     predictions: list[str] = field(default_factory=list, repr=False)
+    steps: int = 0
+    device: str = "cpu"
 
     def to_dict(self, *, with_predictions: bool = False) -> dict[str, Any]:
         """JSON-safe dict (tuples become lists); predictions only when asked."""
@@ -96,6 +103,8 @@ class FinetuneResult:
             "best_epoch": self.best_epoch,
             "train_seconds": self.train_seconds,
             "examples_per_second": self.examples_per_second,
+            "steps": self.steps,
+            "device": self.device,
             "per_class": {k: asdict(v) for k, v in self.per_class.items()},
         }
 
@@ -257,9 +266,11 @@ def _default_threads() -> int:
 
 
 def _predict(net, ids: list[list[int]], pad_id: int, batch_size: int, y: np.ndarray | None = None,
-             ) -> tuple[np.ndarray, float]:
+             device: Device | None = None) -> tuple[np.ndarray, float]:
     """Predicted codes (n,) and mean cross-entropy against `y` (nan when y is None); length-sorted batches."""
     import torch
+
+    dev = device or Device("cpu")
 
     lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
@@ -270,11 +281,14 @@ def _predict(net, ids: list[list[int]], pad_id: int, batch_size: int, y: np.ndar
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             inp, mask = _collate(ids, rows, pad_id)
-            logits = net(input_ids=inp, attention_mask=mask).logits
-            pred[rows] = logits.argmax(-1).numpy()
+            if dev.is_cuda:
+                inp, mask = inp.to(dev.name, non_blocking=True), mask.to(dev.name, non_blocking=True)
+            with autocast(dev):
+                logits = net(input_ids=inp, attention_mask=mask).logits.float()
+            pred[rows] = logits.argmax(-1).cpu().numpy()
             if y is not None:
                 loss_sum += float(torch.nn.functional.cross_entropy(
-                    logits, torch.as_tensor(y[rows]), reduction="sum"))
+                    logits, torch.as_tensor(y[rows], device=logits.device), reduction="sum"))
     return pred, (loss_sum / max(len(ids), 1) if y is not None else float("nan"))
 
 
@@ -287,7 +301,7 @@ def train_and_evaluate(
     classes: Sequence[str],
     model: str | os.PathLike[str] | None = None,
     epochs: int = 3,
-    batch_size: int = 32,
+    batch_size: int | None = 32,
     lr: float = 5e-5,
     max_length: int = 128,
     seed: int = 0,
@@ -296,6 +310,10 @@ def train_and_evaluate(
     warmup_ratio: float = 0.06,
     weight_decay: float = 0.01,
     threads: int | None = None,
+    max_steps: int | None = None,
+    eval_every: int | None = None,
+    device: str | None = None,
+    require_test_classes: bool = True,
     save_dir: str | os.PathLike[str] | None = None,
     on_progress: FinetuneProgress | None = None,
 ) -> FinetuneResult:
@@ -311,8 +329,9 @@ def train_and_evaluate(
         eval_texts, eval_labels: The test set.
         classes: Class names; the head's outputs, in this order (id2label).
         model: A local model folder or a cached hub name; None = the packaged all-MiniLM-L6-v2.
-        epochs: Maximum epochs (the schedule is planned over all of them).
-        batch_size: Training batch size; the test pass uses twice that.
+        epochs: Maximum epochs (the schedule is planned over all of them); ignored when `max_steps` is given.
+        batch_size: Training batch size; the test pass uses twice that. None: 32 on CPU, from free memory on
+            CUDA (`core.device.batch_size_for`).
         lr: Peak AdamW learning rate of the linear warmup/decay schedule.
         max_length: Tokens per text after truncation.
         seed: Seeds the head's initialisation, dropout, the validation split and the batch order.
@@ -321,6 +340,14 @@ def train_and_evaluate(
         early_stopping_patience: Epochs without validation improvement before stopping; 0 never stops early.
         threads: torch CPU threads; None = the cores this process may use minus those busy with other work
             (1-minute load average), at least 1. Restored afterwards.
+        max_steps: Train exactly this many optimizer steps (passes over the rows repeat as needed; the schedule
+            is planned over them): the *equal steps* protocol of `core.experiment.compare`. None: `epochs` passes.
+        eval_every: Score the validation split every this many steps (default: once per pass over the rows);
+            early stopping counts these evaluations.
+        device: "cpu", "cuda", "cuda:N" or None (CUDA when available, else CPU; see `core.device`). CPU results
+            are unchanged by the GPU path; on CUDA, bf16 autocast where supported.
+        require_test_classes: Raise when a test class never occurs in the training rows (default); False trains
+            anyway (the head still has every class; `core.experiment.compare` warns instead).
         save_dir: If given, the fine-tuned model, its tokenizer and metrics.json are written there.
         on_progress: Called with (fraction, message) every few steps; an exception raised in it aborts training.
 
@@ -346,11 +373,13 @@ def train_and_evaluate(
         raise DataError("no classes given")
     if epochs < 1:
         raise DataError(f"epochs must be at least 1 (got {epochs})")
+    if max_steps is not None and max_steps < 1:
+        raise DataError(f"max_steps must be at least 1 (got {max_steps})")
     classes = [str(c) for c in classes]
     y_all = _codes(train_labels, classes, "training")
     y_test = _codes(eval_labels, classes, "test")
     missing = sorted(set(y_test.tolist()) - set(y_all.tolist()))
-    if missing:
+    if missing and require_test_classes:
         names = [classes[i] for i in missing]
         raise DataError(f"test labels {names} never occur in the training subset ({len(y_all)} rows); "
                         "add rows of these classes or drop them from the test set")
@@ -364,20 +393,23 @@ def train_and_evaluate(
     else:
         tr_idx, va_idx = np.arange(len(y_all)), np.array([], dtype=np.int64)
 
+    n_threads = int(threads) if threads else _default_threads()
+    dev = select_device(device, threads=n_threads)
+    batch_size = batch_size_for(dev, batch_size, max_length=max_length)
     params: dict[str, Any] = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_length": max_length, "seed": seed,
         "valid_fraction": valid_fraction, "early_stopping_patience": early_stopping_patience,
         "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "classes": classes,
+        "max_steps": max_steps, "eval_every": eval_every, "device": dev.label,
     }
-    n_threads = int(threads) if threads else _default_threads()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(n_threads)
     params["threads"] = n_threads
-    t_start = time.perf_counter()
     try:
-        with torch.random.fork_rng(devices=[]):  # seeds torch without leaking into the caller's RNG state
-            torch.manual_seed(seed)
+        with seeded(dev, seed):  # seeds torch without leaking into the caller's RNG state
             tokenizer, net, model_path = _load_model(model, classes)
+            if dev.is_cuda:
+                net.to(dev.name)
             params["model"] = model_path
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             if getattr(net.config, "pad_token_id", None) is None:
@@ -394,7 +426,9 @@ def train_and_evaluate(
             opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                      {"params": no_decay, "weight_decay": 0.0}], lr=lr, **_fused())
             steps_per_epoch = math.ceil(len(ids_train) / batch_size)
-            total_steps = steps_per_epoch * epochs
+            total_steps = int(max_steps) if max_steps is not None else steps_per_epoch * epochs
+            n_passes = math.ceil(total_steps / steps_per_epoch)
+            check_every = int(eval_every) if eval_every else steps_per_epoch
             warmup = int(round(warmup_ratio * total_steps))
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _linear_warmup(warmup, total_steps))
 
@@ -406,19 +440,42 @@ def train_and_evaluate(
             best: tuple[float, float] | None = None
             best_state: dict[str, Any] | None = None
             best_epoch, bad_epochs, epochs_run = 0, 0, 0
-            y_train_t = torch.as_tensor(y_train)
-            for epoch in range(1, epochs + 1):
+            y_train_t = torch.as_tensor(y_train, device=dev.name if dev.is_cuda else None)
+            n_checks = 0  # validation evaluations so far; `best_epoch` and `epochs_run` count them
+            stop = False
+
+            def check() -> bool:
+                """Score the validation split; True when early stopping says stop."""
+                nonlocal best, best_state, best_epoch, bad_epochs, n_checks
+                n_checks += 1
+                pred_v, loss_v = _predict(net, ids_valid, pad_id, batch_size * 2, y_valid, dev)
+                acc_v = float((pred_v == y_valid).mean())
+                valid_curve.append((n_checks, loss_v, acc_v))
+                net.train()
+                if best is None or (acc_v, -loss_v) > best:
+                    best, best_epoch, bad_epochs = (acc_v, -loss_v), n_checks, 0
+                    best_state = copy.deepcopy(net.state_dict()) if step < total_steps else None
+                    return False
+                bad_epochs += 1
+                return early_stopping_patience > 0 and bad_epochs >= early_stopping_patience
+
+            for epoch in range(1, n_passes + 1):
                 net.train()
                 for rows in length_grouped_batches(lengths, batch_size, rng):
                     t0 = time.perf_counter()
                     inp, mask = _collate(ids_train, rows, pad_id)
-                    out = net(input_ids=inp, attention_mask=mask)
-                    loss = torch.nn.functional.cross_entropy(out.logits, y_train_t[rows])
+                    if dev.is_cuda:
+                        inp, mask = inp.to(dev.name, non_blocking=True), mask.to(dev.name, non_blocking=True)
+                    with autocast(dev):
+                        out = net(input_ids=inp, attention_mask=mask)
+                    loss = torch.nn.functional.cross_entropy(out.logits.float(), y_train_t[rows])
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                     opt.step()
                     sched.step()
                     opt.zero_grad(set_to_none=True)
+                    if dev.is_cuda:
+                        torch.cuda.synchronize(dev.name)
                     step_seconds += time.perf_counter() - t0
                     seen += len(rows)
                     step += 1
@@ -428,34 +485,28 @@ def train_and_evaluate(
                         loss_curve.append((step, run_loss / run_n))
                         run_loss, run_n = 0.0, 0
                         if on_progress is not None:
-                            on_progress(step / total_steps, f"epoch {epoch}/{epochs} step {step}/{total_steps} "
-                                                           f"loss {loss_curve[-1][1]:.4f}")
+                            on_progress(step / total_steps, f"epoch {epoch}/{n_passes} step {step}/{total_steps} "
+                                                           f"loss {loss_curve[-1][1]:.4f} on {dev.name}")
+                    if len(ids_valid) and (step % check_every == 0 or step == total_steps):
+                        stop = check()
+                    if step >= total_steps or stop:
+                        break
                 if run_n:
                     loss_curve.append((step, run_loss / run_n))
                     run_loss, run_n = 0.0, 0
                 epochs_run = epoch
                 if len(ids_valid) == 0:
                     best_epoch = epoch
-                    continue
-                pred_v, loss_v = _predict(net, ids_valid, pad_id, batch_size * 2, y_valid)
-                acc_v = float((pred_v == y_valid).mean())
-                valid_curve.append((epoch, loss_v, acc_v))
-                if best is None or (acc_v, -loss_v) > best:
-                    best, best_epoch, bad_epochs = (acc_v, -loss_v), epoch, 0
-                    if epoch < epochs:
-                        best_state = copy.deepcopy(net.state_dict())
-                    else:
-                        best_state = None  # the current weights are the best
-                else:
-                    bad_epochs += 1
-                    if early_stopping_patience > 0 and bad_epochs >= early_stopping_patience:
-                        break
-            if best_state is not None and best_epoch != epochs_run:
+                if step >= total_steps or stop:
+                    break
+            if len(ids_valid):
+                epochs_run = n_checks
+            if best_state is not None and best_epoch != n_checks:
                 net.load_state_dict(best_state)
             train_seconds = time.perf_counter() - t_train
             t_eval = time.perf_counter()
             ids_test = _encode(tokenizer, texts_test, max_length)
-            pred, _ = _predict(net, ids_test, pad_id, batch_size * 2)
+            pred, _ = _predict(net, ids_test, pad_id, batch_size * 2, device=dev)
             eval_seconds = time.perf_counter() - t_eval
             accuracy, macro_f1, per_class = _scores(y_test, pred, classes)
             result = FinetuneResult(
@@ -463,7 +514,8 @@ def train_and_evaluate(
                 valid_curve=valid_curve, epochs_run=epochs_run, train_seconds=train_seconds,
                 examples_per_second=seen / step_seconds if step_seconds > 0 else 0.0, n_train=len(ids_train),
                 params=params, best_epoch=best_epoch, n_valid=len(ids_valid), n_test=len(ids_test),
-                eval_seconds=eval_seconds, predictions=[classes[i] for i in pred])
+                eval_seconds=eval_seconds, predictions=[classes[i] for i in pred], steps=step,
+                device=dev.label)
             if save_dir is not None:
                 out_dir = Path(save_dir)
                 out_dir.mkdir(parents=True, exist_ok=True)

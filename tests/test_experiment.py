@@ -132,6 +132,238 @@ def test_finetune_is_a_leaf_and_selection_never_imports_the_experiment():
                 names.update(a.name for a in node.names if a.name.startswith("core"))
         return names
 
-    assert core_imports(root / "finetune.py") <= {"core.errors", "core.embed"}
+    assert core_imports(root / "finetune.py") <= {"core.errors", "core.embed", "core.device"}
     for path in (root / "selection").glob("*.py"):
         assert not {m for m in core_imports(path) if m in ("core.finetune", "core.experiment")}, path.name
+
+
+# ----------------------------------------------------------------------------------------------- fair protocols
+
+
+def _spy(monkeypatch) -> list[dict]:
+    """Record what every fine-tune of a comparison got (texts, labels, test texts and the options)."""
+    calls: list[dict] = []
+    real = finetune.train_and_evaluate
+
+    def spy(texts, labels, eval_texts, eval_labels, **k):
+        calls.append({"texts": list(texts), "labels": list(labels), "test": list(eval_texts), **k})
+        return real(texts, labels, eval_texts, eval_labels, **k)
+
+    monkeypatch.setattr(finetune, "train_and_evaluate", spy)
+    return calls
+
+
+TINY = dict(epochs=1, batch_size=8, lr=1e-3, threads=1)
+
+
+def test_equal_steps_gives_every_subset_the_steps_of_the_largest_and_b_rows(tiny_bert, ws, monkeypatch):
+    df = frame(80)
+    did = _register(ws, df)
+    ws.decide(did, [f"u{i}" for i in range(0, 80, 8)], "remove", reason="noisy")
+    calls = _spy(monkeypatch)
+    run_id = compare(ws, did, subsets="full,random:20,curated", data=df, seeds=1, model=str(tiny_bert), **TINY)
+    ck = ws.checkpoints(run_id)
+    pool = 80 - 16  # the held-out 20 %
+    assert ck["full|0"]["n_rows"] == pool and ck["random:20|0"]["n_rows"] == 20
+    assert ck["curated|0"]["n_rows"] < pool
+    steps = {k: v["steps"] for k, v in ck.items()}
+    assert set(steps.values()) == {pool // 8}, steps  # 1 epoch of the largest (64 rows / batch 8)
+    assert {c["max_steps"] for c in calls} == {pool // 8}
+
+    run2 = compare(ws, did, subsets="full,random:20", data=df, seeds=1, model=str(tiny_bert),
+                   protocol="equal-epochs", **TINY)
+    ck2 = ws.checkpoints(run2)
+    assert ck2["full|0"]["steps"] == 8 and ck2["random:20|0"]["steps"] == 3  # ceil(20 / 8)
+
+
+def test_convergence_carves_validation_from_every_subset(tiny_bert, ws, monkeypatch):
+    df = frame(80)
+    did = _register(ws, df)
+    calls = _spy(monkeypatch)
+    run_id = compare(ws, did, subsets="full,random:40", data=df, seeds=1, model=str(tiny_bert),
+                     protocol="convergence", **dict(TINY, epochs=2))
+    assert all(c["valid_fraction"] == 0.1 and c["max_steps"] is None and c["early_stopping_patience"] == 1
+               for c in calls)
+    ck = ws.checkpoints(run_id)
+    assert ck["full|0"]["n_valid"] == 6 and ck["random:40|0"]["n_valid"] == 4
+    with pytest.raises(DataError, match="validation split"):
+        compare(ws, did, subsets="full", data=df, seeds=1, protocol="convergence", valid_fraction=0.0)
+
+
+def test_paired_seeds_share_the_held_out_split_and_initialisation(tiny_bert, ws, monkeypatch):
+    df = frame(80)
+    did = _register(ws, df)
+    calls = _spy(monkeypatch)
+    compare(ws, did, subsets="full,random:0.5", data=df, seeds=2, model=str(tiny_bert), **TINY)
+    by_seed: dict[int, list[dict]] = {}
+    for c in calls:
+        by_seed.setdefault(c["seed"], []).append(c)
+    assert sorted(by_seed) == [0, 1] and all(len(v) == 2 for v in by_seed.values())
+    for seed, cs in by_seed.items():
+        assert cs[0]["test"] == cs[1]["test"]  # the same held-out split for every subset of a seed
+        assert not set(cs[0]["test"]) & set(cs[0]["texts"]) - set(cs[0]["texts"]).difference(cs[0]["test"])
+        full = next(c for c in cs if len(c["texts"]) == 64)
+        assert set(full["texts"]).isdisjoint(set(full["test"])) or len(set(df["text"])) < 80
+    assert by_seed[0][0]["test"] != by_seed[1][0]["test"]  # a new split per seed
+
+
+def test_pool_cap_is_the_same_pool_for_every_subset(tiny_bert, ws, monkeypatch):
+    df = frame(100)
+    did = _register(ws, df)
+    run_id = compare(ws, did, subsets="full,random:0.5", data=df, seeds=1, pool_max=40, model=str(tiny_bert),
+                     **TINY)
+    ck = ws.checkpoints(run_id)
+    assert ck["full|0"]["n_rows"] == 40 and ck["random:0.5|0"]["n_rows"] == 20
+    assert ck["full|0"]["steps"] == ck["random:0.5|0"]["steps"] == 5
+
+
+def test_a_saved_selection_keeps_its_size_when_rows_fall_in_the_held_out_split(ws):
+    df = frame(60)
+    did = _register(ws, df)
+    sel = ws.create_run("selection", dataset_id=did, method="kmq", status="done")
+    want = [f"u{i}" for i in range(0, 60, 2)]  # 30 rows, 5 of which are test rows below
+    ws.save_run_frame(sel, pd.DataFrame({"uid": want}))
+    test = [f"u{i}" for i in range(0, 10)]
+    pool = df[~df["uid"].isin(test)].reset_index(drop=True)
+    got = resolve_subset(ws, did, f"selection:{sel}", pool, test_uids=test)
+    assert len(got.uids) == 30 and not set(got.uids) & set(test)
+    assert set(want) - set(test) <= set(got.uids) and "5 of its rows fell in the held-out split" in got.note
+    assert len(resolve_subset(ws, did, f"random:{len(got.uids)}", pool).uids) == 30
+
+
+def test_relabels_are_used_in_training_and_held_out_rows(tiny_bert, ws, monkeypatch):
+    df = frame(60)
+    did = _register(ws, df)
+    flipped = [u for u, lab in zip(df["uid"], df["label"]) if lab == "neg"][:6]
+    ws.decide(did, flipped, "relabel", reason="wrong label", note="pos")
+    calls = _spy(monkeypatch)
+    run_id = compare(ws, did, subsets="full", data=df, seeds=1, model=str(tiny_bert), **TINY)
+    text_of = dict(zip(df["uid"], df["text"]))
+    (c,) = calls
+    trained = dict(zip(c["texts"], c["labels"]))
+    seen = [u for u in flipped if text_of[u] in trained]
+    assert seen and all(trained[text_of[u]] == "pos" for u in seen)
+    assert ws.run(run_id).params["relabels"] == 6
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+
+
+def test_t_interval_and_paired_difference_arithmetic():
+    mean, half = experiment.t_interval([0.80, 0.82, 0.84])
+    assert mean == pytest.approx(0.82) and half == pytest.approx(4.302653 * 0.02 / np.sqrt(3), rel=1e-5)
+    assert np.isnan(experiment.t_interval([0.8])[1])
+    d = experiment.paired_difference({0: 0.90, 1: 0.85, 2: 0.80}, {0: 0.88, 1: 0.84, 2: 0.77, 3: 0.5})
+    assert d["n"] == 3 and d["mean"] == pytest.approx(0.02)
+    assert d["half"] == pytest.approx(4.302653 * 0.01 / np.sqrt(3), rel=1e-5)
+    assert d["low"] == pytest.approx(d["mean"] - d["half"])
+    assert experiment.paired_difference({0: 0.9}, {1: 0.8}) is None
+
+
+def _ckpts(accs: dict[str, list[float]], **extra) -> dict:
+    return {f"{spec}|{s}": {"accuracy": a, "macro_f1": a - 0.01, "n_rows": 100, "n_train": 100, "train_seconds": 1.0,
+                            "seed": s, "steps": 10, **extra}
+            for spec, xs in accs.items() for s, a in enumerate(xs)}
+
+
+def test_summary_has_intervals_paired_differences_and_a_verdict():
+    ck = _ckpts({"full": [0.80, 0.81, 0.82, 0.80, 0.81], "random:50": [0.78, 0.80, 0.80, 0.79, 0.79],
+                 "clean-kmq:50": [0.82, 0.82, 0.83, 0.81, 0.83]})
+    table = experiment.summarize_compare(ck, ["full", "random:50", "clean-kmq:50"])
+    row = {r["subset"]: r for r in table}
+    d = row["clean-kmq:50"]["vs_full"]
+    assert d["n"] == 5 and d["mean"] == pytest.approx(0.014) and d["low"] > 0
+    assert row["clean-kmq:50"]["vs_random"]["mean"] == pytest.approx(0.030)
+    assert "vs_full" not in row["full"] and row["full"]["accuracy_ci"] > 0
+    line = experiment.verdict_line(table)
+    assert line.startswith("clean-kmq:50 beats full by 1.4 ±") and "over 5 seeds" in line
+
+    same = experiment.summarize_compare(_ckpts({"full": [0.80, 0.82], "kmq:50": [0.81, 0.80]}), ["full", "kmq:50"])
+    assert experiment.verdict_line(same).startswith("no difference between kmq:50 and full detectable with 2 seeds")
+    one = experiment.summarize_compare(_ckpts({"full": [0.80], "kmq:50": [0.83]}), ["full", "kmq:50"])
+    assert "one seed" in experiment.verdict_line(one) and one[0]["accuracy_ci"] is None
+    cells = experiment.table_rows(one)
+    assert all("None" not in v and "nan" not in v for r in cells for v in r.values())
+    assert cells[0]["vs full (points)"] == "n/a" and cells[1]["vs full (points)"] == "+3.0"
+
+
+def test_warnings_name_majority_rate_missing_classes_clusters_and_one_seed():
+    ck = _ckpts({"full": [0.51], "kmq:50": [0.50]}, majority=0.50)
+    ck["kmq:50|0"].update(missing_classes=["neutral"], missing_clusters={"3": 12, "7": 5})
+    table = experiment.summarize_compare(ck, ["full", "kmq:50"])
+    w = experiment.compare_warnings(table, ck)
+    assert any(x.startswith("one seed per subset") for x in w)
+    assert any("majority-class rate (50.0 %)" in x and x.startswith("every model") for x in w)
+    assert any("kmq:50 has no rows of class 'neutral'" in x for x in w)
+    assert any("kmq:50 has no rows of 2 cluster(s)" in x and "cluster 3: 12 test rows" in x for x in w)
+    fine = _ckpts({"full": [0.90, 0.91], "kmq:50": [0.90, 0.92]}, majority=0.5)
+    assert experiment.compare_warnings(experiment.summarize_compare(fine, ["full", "kmq:50"]), fine) == []
+
+
+def test_compare_records_majority_and_warns_about_a_missing_cluster(tiny_bert, ws, monkeypatch):
+    from core.selection import fit_clusters
+    from core.selection.store import save_clusters
+
+    df = frame(80)
+    did = _register(ws, df)
+    X = np.random.default_rng(0).normal(size=(80, 4)).astype(np.float32)
+    X[:, 0] += np.where(np.arange(80) % 4 < 2, 20.0, -20.0)  # two clusters, each with both labels
+    cl = fit_clusters(X, k=2, uids=df["uid"].tolist(), seed=0)
+    save_clusters(ws, did, cl)
+    only0 = df["uid"][cl.labels == 0].tolist()  # some of them fall in the held-out split
+    sel = ws.create_run("selection", dataset_id=did, method="manual", status="done")
+    ws.save_run_frame(sel, pd.DataFrame({"uid": only0}))
+    calls = _spy(monkeypatch)
+    run_id = compare(ws, did, subsets=f"full,selection:{sel}", data=df, seeds=1, model=str(tiny_bert), **TINY)
+    res = ws.run(run_id).result
+    assert res["table"][0]["majority"] == pytest.approx(0.5)
+    pool_idx, test_idx = experiment.held_out_split(df["label"].tolist(), seed=0)
+    got = resolve_subset(ws, did, f"selection:{sel}", df.iloc[pool_idx], seed=0,
+                         test_uids=df["uid"].iloc[test_idx].tolist())
+    cluster_of = dict(zip(df["uid"], cl.labels))
+    # cluster 0 has no pool rows left to replace its held-out rows: the subset stays in its cluster (and short)
+    assert {cluster_of[u] for u in got.uids} == {0} and len(got.uids) == len(calls[1]["texts"]) <= len(only0)
+    assert any(w.startswith(f"selection:{sel} has no rows of 1 cluster(s)") for w in res["warnings"]), res["warnings"]
+    assert res["verdict"] and "None" not in res["verdict"]
+
+
+# ----------------------------------------------------------------------------------------------- estimate
+
+
+def test_estimate_arithmetic_equal_steps_and_equal_epochs():
+    tp = experiment.Throughput(train_examples_per_second=100.0, predict_examples_per_second=300.0,
+                               load_seconds=2.0, device="cpu", key="k")
+    shapes = experiment.plan_runs({"full": 1000, "random:500": 500}, protocol="equal-steps", epochs=1,
+                                  batch_size=32, valid_fraction=0.0)
+    assert shapes["full"].steps == shapes["random:500"].steps == 32  # ceil(1000 / 32)
+    assert shapes["full"].train_examples == 1000 and shapes["random:500"].train_examples == 1000
+    est = experiment.estimate_seconds({"full": 1000, "random:500": 500}, seeds=2, n_test=300, throughput=tp,
+                                      protocol="equal-steps", epochs=1, batch_size=32, valid_fraction=0.0)
+    assert est["per_subset"]["full"] == pytest.approx(2 + 1000 / 100 + 300 / 300)
+    assert est["total"] == pytest.approx(2 * 2 * 13.0) and est["train_examples"] == 4000
+    eq = experiment.estimate_seconds({"full": 1000, "random:500": 500}, seeds=1, n_test=300, throughput=tp,
+                                     protocol="equal-epochs", epochs=2, batch_size=32, valid_fraction=0.0)
+    assert eq["per_subset"]["random:500"] == pytest.approx(2 + 1000 / 100 + 1)
+    conv = experiment.estimate_seconds({"full": 1000}, seeds=1, n_test=300, throughput=tp, protocol="convergence",
+                                       epochs=3, batch_size=32, valid_fraction=0.1)
+    # 900 training rows x 3 epochs, plus 100 validation rows scored 3 times and the test set
+    assert conv["per_subset"]["full"] == pytest.approx(2 + 2700 / 100 + (300 + 300) / 300)
+    assert conv["upper_bound"] and experiment.format_duration(conv["total"]) == "31 s"
+    assert experiment.format_duration(600) == "10.0 min" and experiment.format_duration(9000) == "2.5 h"
+
+
+def test_estimate_before_start_measures_once_and_caches(tiny_bert, ws, monkeypatch):
+    df = frame(200)
+    did = _register(ws, df)
+    calls = _spy(monkeypatch)
+    est = experiment.estimate_compare(ws, did, "full,random:0.5", data=df, seeds=2, pool_max=100,
+                                      model=str(tiny_bert), batch_size=8, threads=1)
+    assert len(calls) == 1 and calls[0]["max_steps"] == experiment.CALIBRATION_STEPS
+    assert est["sizes"] == {"full": 100, "random:0.5": 50} and est["pool"] == 100 and est["n_test"] == 40
+    assert est["total"] > 0 and est["line"].startswith("estimated about ")
+    again = experiment.estimate_compare(ws, did, "full,random:0.5", data=df, seeds=2, pool_max=100,
+                                        model=str(tiny_bert), batch_size=8, threads=1)
+    assert len(calls) == 1 and again["total"] == pytest.approx(est["total"])  # cached measurement
+    run_id = compare(ws, did, subsets="full,random:0.5", data=df, seeds=2, pool_max=100, model=str(tiny_bert),
+                     **TINY)
+    assert ws.run(run_id).result["estimate_seconds"] == pytest.approx(est["total"])

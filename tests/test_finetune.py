@@ -157,3 +157,46 @@ def test_cli_finetune_and_compare(tiny_bert, tmp_path, capsys):
     assert main(["--workspace", wsdir, "finetune", "--data", str(tmp_path / "train.csv"), "--train", "best:3",
                  "--eval", str(tmp_path / "test.csv"), *common]) == 2
     assert "winnow: error:" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- steps and device
+
+
+def test_max_steps_trains_exactly_that_many_steps_over_repeated_passes(tiny_bert):
+    Xt, yt = make_texts(40)
+    Xe, ye = make_texts(16, seed=1)
+    res = train_and_evaluate(Xt, yt, Xe, ye, classes=["neg", "pos"], model=tiny_bert, valid_fraction=0.0,
+                             max_steps=7, **FAST)  # 40 rows / batch 8 = 5 steps per pass: 2 passes
+    assert res.steps == 7 and res.epochs_run == 2 and res.params["max_steps"] == 7
+    again = train_and_evaluate(Xt, yt, Xe, ye, classes=["neg", "pos"], model=tiny_bert, valid_fraction=0.0, **FAST)
+    assert again.steps == 5 and again.epochs_run == 1
+    assert res.device.startswith("cpu") and res.params["device"] == res.device and res.summary()["device"]
+
+
+def test_device_selection_cpu_and_mocked_cuda(monkeypatch):
+    import torch
+
+    from core import device
+
+    monkeypatch.delenv("WINNOW_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu = device.select_device(threads=2)
+    assert cpu.name == "cpu" and not cpu.bf16 and cpu.label == "cpu (2 threads)"
+    assert device.batch_size_for(cpu, None, max_length=128) == 32 and device.batch_size_for(cpu, 16, max_length=9) == 16
+    with pytest.raises(ModelError, match="cuda"):
+        device.select_device("cuda")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU")
+    gpu = device.select_device()
+    assert gpu.name == "cuda" and gpu.bf16 and gpu.label == "cuda (Fake GPU, bf16)"
+    assert device.select_device("cpu").name == "cpu"  # asked for: the CPU even with a GPU
+    monkeypatch.setenv("WINNOW_DEVICE", "cpu")
+    assert device.select_device().name == "cpu"
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None: (80 * 2**30, 140 * 2**30))
+    assert device.batch_size_for(gpu, None, max_length=128) == 128  # plenty of memory: the cap
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None: (1 * 2**30, 140 * 2**30))
+    assert device.batch_size_for(gpu, None, max_length=128) == 32  # little: the floor
+    assert device.batch_size_for(gpu, 24, max_length=128) == 24  # the caller's choice wins

@@ -14,14 +14,17 @@ from core.cli.common import add_data_args, open_data, print_table, progress
 from core.errors import DataError
 from core.workspace import Workspace
 
-SUBSET_HELP = ("full | random:B | curated | selection:RUN_ID | top-value:B:VALUES_RUN_ID | kmq:B, where B is a row "
-               "count (2000), a fraction (0.5) or a percentage (30%%) of the rows that are not test rows. "
+SUBSET_HELP = ("full | random:B | curated | selection:RUN_ID | top-value:B:VALUES_RUN_ID | kmq:B | "
+               "clean-kmq:B[:VALUES_RUN_ID] | iterative:B, where B is a row count (2000), a fraction (0.5) or a "
+               "percentage (30%%) of the training pool (the rows that are not test rows). "
                "random draws a new subset per seed; curated = all rows minus those decided 'remove'; "
                "selection = a saved subset (`python -m core runs --kind selection`); top-value = the B "
-               "highest-valued rows of a valuation run; kmq = kMQ on the dataset's newest clusters")
+               "highest-valued rows of a valuation run; kmq = kMQ on the dataset's newest clusters; clean-kmq = "
+               "drop the significantly harmful rows of a valuation run (default the newest), then kMQ; iterative = "
+               "Diversify and Conquer's iterative refinement")
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
+def _train_args(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     g = p.add_argument_group("training options")
     g.add_argument("--model", default=None,
                    help="a local model folder or a cached hub name (default: the packaged all-MiniLM-L6-v2, "
@@ -30,11 +33,18 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
     g.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
     g.add_argument("--max-length", type=int, default=128, help="tokens per text after truncation (default 128)")
-    g.add_argument("--valid-fraction", type=float, default=0.1,
-                   help="share of the training rows held out for early stopping (default 0.1; 0 = none)")
+    if compare:
+        g.add_argument("--valid-fraction", type=float, default=None,
+                       help="share of each subset held out for early stopping (default: 0 for equal-steps and "
+                            "equal-epochs, 0.1 for convergence)")
+    else:
+        g.add_argument("--valid-fraction", type=float, default=0.1,
+                       help="share of the training rows held out for early stopping (default 0.1; 0 = none)")
     g.add_argument("--patience", type=int, default=1,
                    help="epochs without validation improvement before stopping (default 1; 0 = never)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores not busy with other work, at least 1)")
+    g.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                   help="where to train (default: cuda when torch sees a GPU, else cpu)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,14 +75,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
-        "compare", help="fine-tune several subsets over seeds and compare mean and spread",
-        description="Fine-tune every subset with every seed and report mean and standard deviation of accuracy "
-                    "and macro-F1 per subset. Each finished fine-tune is checkpointed: running the same command "
-                    "again resumes an interrupted experiment at the next unfinished run. Subsets: "
-                    + SUBSET_HELP.replace("%%", "%") + ". Without --eval, a stratified 20% of DATA (at most 2,000 rows, the same "
-                    "for every subset and seed) is held out as the test set and excluded from every subset.",
-        epilog="example: python -m core compare sst2 --eval sst2:test --subsets full,random:0.7,curated,"
-               "selection:12 --seeds 3 --epochs 2")
+        "compare", help="fine-tune several subsets over seeds, fairly, and compare them with paired intervals",
+        description="Fine-tune every subset with every seed under one protocol and report per subset the mean, "
+                    "its 95% t-interval over seeds, and the paired difference against full and random (same seed "
+                    "= same initialisation and held-out split for every subset), with a verdict and warnings. "
+                    "Protocols: equal-steps (default: every subset trains as many optimizer steps as EPOCHS passes "
+                    "over the largest), equal-epochs, convergence (early stopping on a validation split carved the "
+                    "same way from each subset). Every budget is resolved against the same training pool (the data "
+                    "minus the held-out split, capped by --pool-max), so a budget of B gives B rows to every subset. "
+                    "Each finished fine-tune is checkpointed: running the same command again resumes. Subsets: "
+                    + SUBSET_HELP.replace("%%", "%") + ". Without --eval, a stratified 20% of DATA (at most 2,000 "
+                    "rows, drawn per seed) is held out as the test set and excluded from every subset.",
+        epilog="example: python -m core compare sst2 --eval sst2:test --subsets full,random:0.5,clean-kmq:0.5 "
+               "--seeds 2 --epochs 1 --pool-max 2000 --estimate")
     add_data_args(p)
     p.add_argument("--subsets", required=True, metavar="LIST", help="comma-separated subset specs (see above)")
     p.add_argument("--eval", default=None, metavar="TEST",
@@ -80,18 +95,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-fraction", type=float, default=0.2,
                    help="share of DATA held out as the test set without --eval (default 0.2, at most 2,000 rows)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per subset, 0..N-1 (default 3)")
+    p.add_argument("--protocol", default="equal-steps", choices=("equal-steps", "equal-epochs", "convergence"),
+                   help="how long each subset trains (default equal-steps)")
+    p.add_argument("--pool-max", type=int, default=None, metavar="N",
+                   help="cap the training pool at N rows (a stratified draw per seed); budgets are shares of it")
+    p.add_argument("--eval-max", type=int, default=2000, metavar="N",
+                   help="at most N held-out test rows without --eval (default 2000)")
+    p.add_argument("--estimate", action="store_true",
+                   help="print the estimated duration (measuring this machine's speed once, ~20 s) and exit")
     p.add_argument("--restart", action="store_true",
                    help="start a new experiment even if an unfinished one with the same options exists")
     p.add_argument("--background", action="store_true", help="run as a background job and print its id")
     p.add_argument("--json", action="store_true", help="print the result table as JSON")
-    _train_args(p)
+    _train_args(p, compare=True)
     p.set_defaults(func=cmd_compare)
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict:
     return {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "max_length": args.max_length, "valid_fraction": args.valid_fraction,
-            "early_stopping_patience": args.patience, "threads": args.threads}
+            "early_stopping_patience": args.patience, "threads": args.threads, "device": args.device}
 
 
 def _uids_from_file(path: str) -> list[str]:
@@ -175,20 +198,32 @@ def cmd_compare(args: argparse.Namespace, ws: Workspace) -> int:
         print(job_id)
         return 0
     loaded = open_data(args, ws)
+    kw = _train_kwargs(args)
+    if args.estimate:
+        est = experiment.estimate_compare(ws, loaded.dataset_id, specs, data=loaded.ds, seeds=args.seeds,
+                                          eval_path=args.eval, eval_fraction=args.eval_fraction,
+                                          eval_max=args.eval_max, protocol=args.protocol, pool_max=args.pool_max,
+                                          **kw)
+        print(est["line"])
+        print_table([{"subset": s, "rows": est["sizes"][s], "steps": est["shapes"][s]["steps"],
+                      "s/fine-tune": f"{v:.0f}"} for s, v in est["per_subset"].items()])
+        return 0
     bar = progress(args, ws, "compare")
     run_id = experiment.compare(ws, loaded.dataset_id, subsets=specs, eval_path=args.eval, data=loaded.ds,
-                              seeds=args.seeds, eval_fraction=args.eval_fraction, resume=not args.restart,
-                              job_id=args.job, on_progress=bar, **_train_kwargs(args))
+                                seeds=args.seeds, eval_fraction=args.eval_fraction, eval_max=args.eval_max,
+                                protocol=args.protocol, pool_max=args.pool_max, resume=not args.restart,
+                                job_id=args.job, on_progress=bar, **kw)
     run = ws.run(run_id)
     bar.close("done")
     table = run.result["table"]
     if args.json:
-        print(json.dumps({"run_id": run_id, "table": table}, indent=2))
+        print(json.dumps({"run_id": run_id, "table": table, "verdict": run.result.get("verdict"),
+                          "warnings": run.result.get("warnings", [])}, indent=2))
         return 0
-    print(f"compare run {run_id}: {len(table)} subsets x {args.seeds} seeds, {run.result.get('n_test', 0):,} "
-          f"test rows")
-    print_table([{"subset": r["subset"], "rows": r["rows"], "runs": r["runs"],
-                  "accuracy": f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}",
-                  "macro-F1": f"{r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f}",
-                  "s/run": f"{r['train_seconds']:.0f}"} for r in table])
+    print(f"compare run {run_id}: {len(table)} subsets x {args.seeds} seeds, {args.protocol}, "
+          f"{run.result.get('n_test', 0):,} test rows, on {run.result.get('device', 'cpu')}")
+    print_table(experiment.table_rows(table))
+    print(run.result.get("verdict", ""))
+    for w in run.result.get("warnings", []):
+        print(f"winnow: warning: {w}", file=sys.stderr)
     return 0

@@ -23,6 +23,7 @@ from core.selection.strategies import (
     plan_top_value,
     preview,
     resolve_budget,
+    select_clean_kmq,
     select_drop_negative,
     select_iterative,
     select_kmq,
@@ -34,7 +35,7 @@ from core.selection.strategies import (
 __all__ = [
     "K_GRID", "STRATEGIES", "Clusters", "Preview", "Selection", "SelectionPlan", "TrainFn", "align_values",
     "cross_fitted_proba", "fit_clusters", "label_confidence", "plan_kmq", "plan_random", "plan_stratified",
-    "plan_top_value", "preview", "rank_normalise", "resolve_budget", "select_drop_negative", "select_iterative",
+    "plan_top_value", "preview", "rank_normalise", "resolve_budget", "select_clean_kmq", "select_drop_negative", "select_iterative",
     "select_kmq", "select_random", "select_stratified", "select_top_value", "summaries_table",
     "summarize_clusters", "find_clusters", "judge_proba", "last_selection", "load_clusters", "load_selection",
     "save_clusters", "save_selection",

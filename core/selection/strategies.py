@@ -618,6 +618,70 @@ def select_kmq(values: Values | NDArray[np.floating] | None, clusters: Clusters,
                     y=y, classes=classes, judge=judge).select(budget, weights)
 
 
+def select_clean_kmq(values: Values, clusters: Clusters, *, budget: int | float | str,
+                     n_remove: int | None = None, weights: Mapping[int, float] | None = None,
+                     pinned: Sequence[str] = (), removed: Sequence[str] = (), temperature: float = TEMPERATURE,
+                     seed: int | None = None, y: Sequence[int] | None = None,
+                     classes: Sequence[str] | None = None) -> Selection:
+    """Clean, then diversify: drop the harmful rows, then spread the budget over clusters with kMQ's shares.
+
+    Cleaning drops the rows whose value is *significantly* below 0 (`core.valuation.significance`: the upper end
+    of the 95 % interval below 0), or, with `n_remove`, the `n_remove` lowest-valued rows (a valuation run's
+    suggested removal, TS-DShapley's removal index). The budget is then drawn with kMQ: each cluster's share is
+    proportional to its size *before* cleaning (diversity first: a cluster is not starved because it held harmful
+    rows; a cluster left with too few rows passes its shortfall on), rows inside a cluster by value.
+
+    Args:
+        values: A valuation run (its standard errors and counts decide significance).
+        clusters: From `fit_clusters`, aligned with the values' rows.
+        budget: Rows to keep (count), or a fraction of the rows left after cleaning and `removed`.
+        n_remove: Drop the n lowest-valued rows instead of the significantly harmful ones.
+        weights, pinned, removed, temperature, seed, y, classes: As `select_kmq`; pinned rows are never dropped.
+
+    Raises:
+        DataError: As `select_kmq`; or if the budget exceeds the rows left after cleaning.
+    """
+    from core.valuation.significance import classify
+
+    u = np.asarray(clusters.uids, dtype=str)
+    v = align_values(values, u)
+    pin, elig = _masks(u, pinned, removed)
+    cand = elig & ~pin
+    if n_remove is None:
+        import pandas as pd
+
+        at = pd.Index(np.asarray(values.uids, dtype=str)).get_indexer(pd.Index(u))  # all found: align_values checked
+        sig = classify(v, np.asarray(values.stderr, dtype=np.float64)[at], np.asarray(values.counts)[at])
+        drop = cand & (sig == "harmful")
+        rule = "significantly harmful (95 % interval below 0)"
+    else:
+        n_remove = int(n_remove)
+        if n_remove < 0 or n_remove >= int(elig.sum()):
+            raise DataError(f"removal count {n_remove} must be between 0 and the {int(elig.sum())} eligible rows")
+        idx = np.flatnonzero(cand)
+        idx = idx[np.lexsort((idx, np.nan_to_num(v[idx], nan=np.inf)))][:n_remove]
+        drop = np.zeros(len(u), dtype=bool)
+        drop[idx] = True
+        rule = f"the {n_remove} lowest values (suggested removal)"
+    before = np.bincount(clusters.labels[elig], minlength=clusters.k).astype(np.float64)
+    after = np.bincount(clusters.labels[elig & ~drop], minlength=clusters.k).astype(np.float64)
+    w = np.where(after > 0, before / np.maximum(after, 1.0), 1.0) * _weights_vector(weights, clusters.k)
+    gone = list(u[~elig | drop])
+    try:
+        sel = plan_kmq(v, clusters, temperature=temperature, pinned=pinned, removed=gone, seed=seed, y=y,
+                       classes=classes).select(budget, {c: float(x) for c, x in enumerate(w)})
+    except DataError as e:
+        raise DataError(f"clean-then-diversify: {e} ({int(drop.sum())} rows dropped as {rule})") from None
+    lab = clusters.labels
+    pos = _index_of(u, sel.uids)
+    why = np.asarray([f"clean-kmq: cluster {lab[i]}, value {v[i]:.3g} (kept: not {rule})" for i in pos], dtype=object)
+    why[pin[pos]] = "pinned: a keep decision"
+    params = dict(sel.params, strategy="clean_kmq", rule=rule, n_dropped=int(drop.sum()), n_remove=n_remove,
+                  weights={str(k): float(x) for k, x in (weights or {}).items()},
+                  values=values.method if isinstance(values, Values) else "values")
+    return replace(sel, strategy="clean_kmq", why=why, params=_to_json(params))
+
+
 def _lr_train_fn(X: NDArray[np.floating], y: NDArray[np.int64], n_classes: int, seed: int | None) -> TrainFn:
     def train(train_idx: NDArray[np.int64], score_idx: NDArray[np.int64]) -> NDArray[np.float64]:
         return fit_proba(X[train_idx], y[train_idx], X[score_idx], n_classes=n_classes, seed=seed)
