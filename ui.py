@@ -185,7 +185,7 @@ def active_embedding(dataset_id: int) -> Any:
             return ws.embedding_by_id(run.embedding_id)
         except WinnowError:
             pass
-    embs = ws.embeddings(dataset_id)
+    embs = [e for e in ws.embeddings(dataset_id) if not e.meta.get("preliminary")]
     return embs[0] if embs else None
 
 
@@ -233,7 +233,7 @@ def predictions(dataset_id: int, embedding_id: int, *, compute_below: int = 5_00
     rec = ws.dataset(dataset_id)
     cols = dataset_columns(str(ws.path), dataset_id)
     got = _predictions(str(ws.path), embedding_id, rec.n_rows)
-    if got is None and rec.n_rows <= compute_below:
+    if got is None and rec.n_rows <= compute_below and ws.embedding_by_id(embedding_id).n_rows == rec.n_rows:
         X = embedding_matrix(str(ws.path), embedding_id)
         with st.spinner("Cross-fitting the source classifier…"):
             curation.ensure_predictions(ws, embedding_id, X, cols["uid"], cols["label"], rec.classes)
@@ -272,6 +272,9 @@ def ensure_map_job(dataset_id: int, embedding: Any = None) -> Any:
     job = current_job("project", dataset_id)
     if job is not None and job.active:
         return job
+    first = current_job("value", dataset_id)  # the first valuation draws the map too
+    if first is not None and first.active and first.argv[:1] == ["first-run"]:
+        return first
     if st.session_state.get(flag):
         return job
     st.session_state[flag] = True
@@ -442,6 +445,22 @@ def follow_deep_link() -> None:
 
 
 # ------------------------------------------------------------------ shared by Value, Select and Fine-tune
+def is_preliminary(run: Any) -> bool:
+    """True for a run of the first valuation's preliminary sample (core.first_run)."""
+    from core import first_run
+
+    return first_run.is_preliminary(run)
+
+
+def first_run_note(dataset_id: int, run: Any) -> None:
+    """Above results from the first valuation's sample: what they are and when the rest lands."""
+    from core import first_run
+
+    note = first_run.preliminary_note(workspace(), dataset_id, run)
+    if note:
+        st.info(plain(note), icon=":material/hourglass_top:")
+
+
 def job_note(job: jobs.Job | None) -> None:
     """`job_panel` for the latest job of a kind (None: nothing), plus the tail of a failed job's log, verbatim."""
     if job is None:

@@ -18,7 +18,8 @@ from core import __version__
 from core.errors import Cancelled, WinnowError, WinnowWarning
 
 # Every module here has register(subparsers); each sub-command sets func=cmd(args, ws) -> int.
-COMMAND_MODULES = ("core.cli.data", "core.cli.value", "core.cli.select", "core.cli.finetune", "core.cli.project")
+COMMAND_MODULES = ("core.cli.data", "core.cli.value", "core.cli.select", "core.cli.finetune", "core.cli.project",
+                   "core.cli.first_run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,7 +47,9 @@ def _pca(X: NDArray[np.floating]) -> NDArray[np.float32]:
     return out
 
 
-def _stratified_sample(n: int, size: int, strata: Sequence[Any] | None, rng: np.random.Generator) -> NDArray[np.int64]:
+def stratified_positions(n: int, size: int, strata: Sequence[Any] | None, rng: np.random.Generator
+                         ) -> NDArray[np.int64]:
+    """Sorted positions of a sample of `size` of `n` rows, stratified by `strata` (each stratum keeps >= 1 row)."""
     if strata is None:
         return np.sort(rng.choice(n, size=size, replace=False))
     codes = np.unique(np.asarray(strata), return_inverse=True)[1].ravel()
@@ -112,7 +114,7 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
             report(0.1, f"UMAP on {n:,} rows")
             coords = reducer.fit_transform(X)
         else:
-            idx = _stratified_sample(n, int(max_fit), strata, rng)
+            idx = stratified_positions(n, int(max_fit), strata, rng)
             report(0.1, f"UMAP fit on a sample of {len(idx):,} of {n:,} rows")
             fitted = reducer.fit_transform(X[idx])
             coords = np.empty((n, 2), dtype=np.float32)
@@ -190,3 +192,6 @@ def ensure_projection(ws: Workspace, dataset_id: int, embedding_id: int, X: NDAr
                                                 "y": coords[:, 1]}))
         run.done({"rows": n})
     return run.id, coords
+
+
+_stratified_sample = stratified_positions  # the old private name

@@ -121,7 +121,7 @@ with ui.guard():
         st.caption(f"first {n:,} of {rec.n_rows:,} rows")
 
     st.subheader("Embeddings", anchor=False)
-    embs = ws.embeddings(rec.id)
+    embs = [e for e in ws.embeddings(rec.id) if not e.meta.get("preliminary")]
     job = ui.current_job("embed", rec.id)
     if job is not None and job.active:
         ui.job_panel(job)

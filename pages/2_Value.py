@@ -49,7 +49,8 @@ def _when(ts: float | None) -> str:
 
 
 def _run_name(r: Any) -> str:
-    return f"run {r.id}: {r.method} · {_when(r.created)}"
+    prelim = f" · preliminary ({r.params['sample']:,}-row sample)" if ui.is_preliminary(r) else ""
+    return f"run {r.id}: {r.method}{prelim} · {_when(r.created)}"
 
 
 def _values(run_id: int) -> pd.DataFrame:
@@ -123,10 +124,14 @@ with st.expander("Parameters", expanded=False):
 argv = ["value", f"ws:{ds_id}", "--method", method, *opts]
 job = ui.current_job("value", ds_id)
 st.code("python -m core " + shlex.join(argv), language=None, wrap_lines=True)
+runs = ws.runs("values", dataset_id=ds_id)
+done = [r for r in runs if r.status == "done"]
 if st.button("Compute values", key="value.start", type="primary", icon=":material/play_arrow:",
              disabled=job is not None and job.active):
     with ui.guard():
-        st.session_state["value.job"] = ui.start_job("value", ds_id, argv)
+        # the first valuation also maps and clusters the data, from a preliminary sample first when it is large
+        first = not any(not ui.is_preliminary(r) for r in done)
+        st.session_state["value.job"] = ui.start_job("value", ds_id, ["first-run", *argv[1:]] if first else argv)
         st.rerun()
 ui.job_note(job)
 if job is not None and job.status == "done" and job.run_id is not None:
@@ -136,8 +141,11 @@ if job is not None and job.status == "done" and job.run_id is not None:
 runs = ws.runs("values", dataset_id=ds_id)
 done = [r for r in runs if r.status == "done"]
 active = ui.active_values_run(ds_id)
+ui.first_run_note(ds_id, active)
 if not done:
-    st.info("No valuation yet: press Compute values (the first run also embeds the texts).", icon=":material/info:")
+    if job is None or not job.active:
+        st.info("No valuation yet: press Compute values (the first run also embeds the texts).",
+                icon=":material/info:")
 else:
     st.subheader("Distribution")
     ids = [r.id for r in done]

@@ -112,7 +112,7 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
     colour = top[0].radio("Colour by", options, horizontal=True, key="map.colour")
     hide_removed = top[1].checkbox("Hide removed rows", key="map.hide_removed")
 
-    mask = np.ones(n, dtype=bool)
+    mask = np.isfinite(inp["x"])  # rows without coordinates (not in a preliminary sample's map) are not drawn
     with st.expander("Filters", expanded=False):
         f1, f2, f3 = st.columns(3)
         if inp["value"] is not None:
@@ -221,6 +221,7 @@ with ui.guard():
     if preds is None:
         bits.append("predicted labels: computing in the background")
     st.caption(" · ".join(bits))
+    ui.first_run_note(rec.id, values_run)
     if job is not None and job.active:
         ui.job_panel(job)
 

@@ -49,6 +49,7 @@ with ui.guard():
     members = list(ranks.columns)
     state = decisions.current(ws, rec.id)
 
+    ui.first_run_note(rec.id, run)
     st.caption(f"values: {run.method} (run {run.id}) · lowest value first · "
                f"{state.counts['remove']:,} removed so far")
     c1, c2 = st.columns([2, 3])
@@ -80,6 +81,8 @@ with ui.guard():
         st.stop()
 
     X = ui.embedding_matrix(WS, emb_id) if emb_id is not None else None
+    if X is not None and len(X) != len(uids):  # a preliminary sample's embeddings: neighbours come with all rows
+        X = None
     nb_idx, nb_sim = curation.nearest_neighbours(X, rows, k=5) if X is not None else (None, None)
     rank_of = {int(r): i for i, r in enumerate(curation.harmful_order(values))}
     n_valued = int((~np.isnan(values)).sum())

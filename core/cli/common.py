@@ -90,34 +90,49 @@ def embedding_share(args: argparse.Namespace, ws: Workspace, loaded: Loaded, *, 
 class Progress:
     """A ProgressFn that drives a tqdm bar on stderr and, inside a job, the job's progress in the workspace.
 
-    `stage(start, end)` returns a ProgressFn mapping its [0, 1] onto [start, end] of the whole step.
+    `stage(start, end)` returns a ProgressFn mapping its [0, 1] onto [start, end] of the whole step. Every message
+    carries the time left in its stage (`core.eta`), measured from that stage's own rate, so the CLI's bar and the
+    app's job panel show the same estimate.
     """
 
     def __init__(self, ws: Workspace, job_id: str | None, desc: str, *, enabled: bool = True) -> None:
         from tqdm.auto import tqdm
 
+        from core.eta import Eta
+
         self.ws, self.job_id, self.desc = ws, job_id, desc
         self.bar = tqdm(total=1000, desc=desc, disable=not enabled, file=sys.stderr, leave=True,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
         self._last = 0
+        self._eta = Eta()
+        self.message = ""
 
-    def __call__(self, fraction: float, message: str = "", partial: Any = None) -> None:
-        pos = int(round(min(max(fraction, 0.0), 1.0) * 1000))
+    def __call__(self, fraction: float, message: str = "", partial: Any = None, *, eta: str | None = None) -> None:
+        from core.eta import with_eta
+
+        fraction = min(max(fraction, 0.0), 1.0)
+        pos = int(round(fraction * 1000))
         if pos > self._last:
             self.bar.update(pos - self._last)
             self._last = pos
-        if message:
-            self.bar.set_postfix_str(message[:60], refresh=False)
-        jobs.report(self.ws, self.job_id, fraction, message or self.desc)
+        text = with_eta(message or self.desc, self._eta.text(fraction) if eta is None else eta)
+        self.message = text
+        self.bar.set_postfix_str(text[:90], refresh=False)
+        jobs.report(self.ws, self.job_id, fraction, text)
 
     def stage(self, start: float, end: float, label: str = "") -> ProgressFn:
+        from core.eta import Eta
+
+        eta = Eta()
+
         def fn(fraction: float, message: str = "", partial: Any = None) -> None:
+            f = min(max(fraction, 0.0), 1.0)
             msg = f"{label}: {message}" if label and message else (message or label)
-            self(start + (end - start) * min(max(fraction, 0.0), 1.0), msg, partial)
+            self(start + (end - start) * f, msg, partial, eta=eta.text(f))
         return fn
 
     def close(self, message: str = "done") -> None:
-        self(1.0, message)
+        self(1.0, message, eta="")
         jobs.report(self.ws, self.job_id, 1.0, message, force=True)
         self.bar.close()
 

@@ -38,15 +38,40 @@ _CHOICES = {"classifier": ("ridge", "logistic"), "utility": ("accuracy", "neg_ms
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from core.valuation import METHODS
-
-    names = [k.replace("_", "-") for k in METHODS]
     p = sub.add_parser("value", help="value every row of DATA (default: TS-DShapley) and record the run",
                        description="Embed DATA (cached), value every row with one method, record the run in the "
                                    "workspace and optionally write uid,value,stderr,count to --out. Higher = more "
                                    "helpful; Shapley-type values below 0 are harmful. Without --valid, a stratified "
                                    "10 % (at most 2,000 rows) is held out and valued by swapping roles. An "
                                    "unfinished run with the same options is resumed from its checkpoint.")
+    add_value_args(p)
+    p.set_defaults(func=cmd_value)
+
+    p = sub.add_parser("audit", help="flip a seeded share of labels and report how well each method finds them",
+                       description="A self-check on your own data: flip --flip of the labels in a copy, value it "
+                                   "with each method, and print ROC-AUC and precision at the number flipped.")
+    common.add_data_args(p)
+    common.add_embed_args(p)
+    p.add_argument("--flip", type=float, default=0.05, help="share of labels to flip (default 0.05)")
+    p.add_argument("--methods", default="ts-dshapley,knn-shapley,label-quality", metavar="M1,M2",
+                   help="methods to compare (default ts-dshapley,knn-shapley,label-quality)")
+    p.add_argument("--valid", default=None, metavar="FILE", help="validation file (default: a held-out split)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the flips and the methods (default 0)")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("runs", help="list the runs recorded in the workspace")
+    p.add_argument("--kind", default=None, help="values, audit, clusters, selection, finetune, compare, ...")
+    p.add_argument("--method", default=None, help="only runs of this method")
+    p.add_argument("--limit", type=int, default=30, help="newest N (default 30)")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    p.set_defaults(func=cmd_runs)
+
+
+def add_value_args(p: argparse.ArgumentParser) -> None:
+    """The options of `value` (DATA, embedding, method and its flags), shared with `first-run`."""
+    from core.valuation import METHODS
+
+    names = [k.replace("_", "-") for k in METHODS]
     common.add_data_args(p)
     common.add_embed_args(p)
     p.add_argument("--method", default="ts-dshapley", metavar="M",
@@ -70,26 +95,6 @@ def register(sub: argparse._SubParsersAction) -> None:
             g.add_argument(flag, dest=dest, choices=_CHOICES[dest], default=None, help=hlp)
         else:
             g.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
-    p.set_defaults(func=cmd_value)
-
-    p = sub.add_parser("audit", help="flip a seeded share of labels and report how well each method finds them",
-                       description="A self-check on your own data: flip --flip of the labels in a copy, value it "
-                                   "with each method, and print ROC-AUC and precision at the number flipped.")
-    common.add_data_args(p)
-    common.add_embed_args(p)
-    p.add_argument("--flip", type=float, default=0.05, help="share of labels to flip (default 0.05)")
-    p.add_argument("--methods", default="ts-dshapley,knn-shapley,label-quality", metavar="M1,M2",
-                   help="methods to compare (default ts-dshapley,knn-shapley,label-quality)")
-    p.add_argument("--valid", default=None, metavar="FILE", help="validation file (default: a held-out split)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the flips and the methods (default 0)")
-    p.set_defaults(func=cmd_audit)
-
-    p = sub.add_parser("runs", help="list the runs recorded in the workspace")
-    p.add_argument("--kind", default=None, help="values, audit, clusters, selection, finetune, compare, ...")
-    p.add_argument("--method", default=None, help="only runs of this method")
-    p.add_argument("--limit", type=int, default=30, help="newest N (default 30)")
-    p.add_argument("--json", action="store_true", help="print the runs as JSON")
-    p.set_defaults(func=cmd_runs)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -146,22 +151,10 @@ def _embedded(args: argparse.Namespace, ws: Workspace, prog: Any):
 
 
 # ------------------------------------------------------------------------------------------------- value
-def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
+def value_options(args: argparse.Namespace, key: str, valid_id: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the method's options, the run's recorded params) of a `value` command: the params key a resumable run."""
     from core.valuation import method_key
 
-    key = method_key(args.method)
-    prog = common.progress(args, ws, f"value ({key.replace('_', '-')})")
-    try:
-        return _value(args, ws, key, prog)
-    finally:
-        prog.bar.close()  # before any error line, so the message stays the last line
-
-
-def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
-    from core.valuation import method_key, value_dataset
-
-    loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
-    valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
     opts = _method_options(args, key)
     if key == "consensus":
         if args.members:
@@ -179,6 +172,26 @@ def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
     run_params = {"seed": args.seed, "options": opts, "valid_dataset": valid_id,
                   "valid_fraction": args.valid_fraction,
                   "suggest_removal": bool(args.suggest_removal), "model": getattr(args, "model", None)}
+    return opts, run_params
+
+
+def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
+    from core.valuation import method_key
+
+    key = method_key(args.method)
+    prog = common.progress(args, ws, f"value ({key.replace('_', '-')})")
+    try:
+        return _value(args, ws, key, prog)
+    finally:
+        prog.bar.close()  # before any error line, so the message stays the last line
+
+
+def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
+    from core.valuation import method_key, value_dataset
+
+    loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
+    valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
+    opts, run_params = value_options(args, key, valid_id)
     resumable = None if args.no_resume else ws.find_resumable("values", dataset_id=loaded.dataset_id, method=key,
                                                               params=run_params)
     partial = None
