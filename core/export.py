@@ -442,17 +442,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clean_stale(parent: Path, name: str) -> None:
-    """Remove temporaries an earlier export of `name` left behind when it was killed (its process is gone)."""
-    prefix = f".{name}{_TMP_TAG}"
-    with contextlib.suppress(OSError):
-        for p in parent.iterdir():
-            if p.name.startswith(prefix):
-                pid = p.name[len(prefix):].split("-", 1)[0]
-                if pid.isdigit() and not _pid_alive(int(pid)):
-                    shutil.rmtree(p, ignore_errors=True)
-
-
 def _disk_full(e: OSError, need: int, out: Path) -> DataError:
     mb = max(1, math.ceil(need / 1e6))
     return DataError(f"disk full: {mb} MB needed to write {out} (the partial files were removed); free some space "
@@ -487,6 +476,8 @@ def export_dataset(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, out: st
     out = Path(out)
     if fmt != "datasets" and out.suffix == "":
         out = out.with_suffix(_SUFFIX[fmt])
+    if out.parent.is_dir():
+        _recover(out, fmt)
     check_target(out, fmt, overwrite=overwrite)
     from core.data import column
 
@@ -507,7 +498,6 @@ def export_dataset(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, out: st
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create the folder {out.parent}: {e.strerror}; choose a writable place") from e
-    _clean_stale(out.parent, out.name)
     mpath = manifest_path_for(out, fmt)
     try:
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{_TMP_TAG}{os.getpid()}-"))
@@ -531,9 +521,7 @@ def export_dataset(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, out: st
             manifest["sha256"] = _sha256(data)
             mtmp = tmp / "manifest"
             mtmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-            mpath.unlink(missing_ok=True)  # never leave the old manifest beside new data
-            os.replace(data, out)
-            os.replace(mtmp, mpath)
+            _publish_file(data, mtmp, out, mpath, tmp)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -547,11 +535,68 @@ def export_dataset(ws: Workspace, dataset_id: int, ds: Any, *, fmt: str, out: st
                         manifest=manifest)
 
 
+def _publish_file(data: Path, mtmp: Path, out: Path, mpath: Path, tmp: Path) -> None:
+    """Publish data and manifest so that a manifest beside the data always describes it.
+
+    The old manifest is moved aside first (into `tmp`), the data renamed into place, the new manifest last. If this
+    is interrupted by an exception, the old pair is put back (or the new pair completed); after a SIGKILL the next
+    export of the same name finds the temporary folder and restores the manifest that matches the data.
+    """
+    aside = tmp / "old-manifest"
+    moved = data_done = False
+    try:
+        if mpath.exists():
+            os.replace(mpath, aside)
+            moved = True
+        os.replace(data, out)
+        data_done = True
+        os.replace(mtmp, mpath)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if data_done:
+                os.replace(mtmp, mpath)  # the new data is in place: complete the pair
+            elif moved:
+                os.replace(aside, mpath)  # the old data is still in place: put its manifest back
+        raise
+
+
 def _publish_folder(data: Path, out: Path, tmp: Path) -> None:
     """Swap the finished folder (data and manifest inside) into place; the old one is moved aside, then removed."""
-    if out.exists():
-        os.replace(out, tmp / "old")
-    os.replace(data, out)
+    moved = False
+    try:
+        if out.exists():
+            os.replace(out, tmp / "old")
+            moved = True
+        os.replace(data, out)
+    except BaseException:
+        if moved and not out.exists():
+            with contextlib.suppress(OSError):
+                os.replace(tmp / "old", out)
+        raise
+
+
+def _recover(out: Path, fmt: str) -> None:
+    """After an export of `out` was killed mid-publish: restore what belongs together, drop its temporaries."""
+    prefix = f".{out.name}{_TMP_TAG}"
+    mpath = manifest_path_for(out, fmt)
+    with contextlib.suppress(OSError):
+        for d in sorted(out.parent.iterdir()):
+            if not d.name.startswith(prefix) or not d.is_dir():
+                continue
+            pid = d.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue  # another export is at work
+            if fmt == "datasets":
+                if not out.exists() and (d / "old").is_dir():
+                    os.replace(d / "old", out)
+            elif out.is_file() and not mpath.exists():
+                digest = _sha256(out)
+                for cand in (d / "manifest", d / "old-manifest"):
+                    m = _read_manifest(cand) if cand.is_file() else None
+                    if m is not None and m.get("sha256") == digest:
+                        os.replace(cand, mpath)
+                        break
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _size_needed(ds: Any, idx: list[int]) -> int:
