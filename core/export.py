@@ -74,14 +74,24 @@ class Snapshot:
 
 
 def snapshot(ws: Workspace, dataset_id: int) -> Snapshot:
-    """Read the current decisions once."""
-    state = ws.decisions(dataset_id)
-    records = [{"uid": d.uid, "action": d.action, "reason": d.reason, "note": d.note, "source": d.source,
-                "time": d.time, "label": getattr(d, "label", None)} for d in state.values()]
-    relabels = {r["uid"]: str(r["label"]) for r in records if r["action"] == "relabel" and r["label"]}
-    version = max((d.event_id for d in state.values()), default=0)
-    return Snapshot(version=version, removed=frozenset(r["uid"] for r in records if r["action"] == "remove"),
-                    relabels=relabels, records=records)
+    """Read the current decisions once (`core.decisions.current`).
+
+    A relabel applies when its new label is one of the dataset's classes; an older free-text relabel note that
+    names no class stays a note in the manifest.
+    """
+    from core import decisions
+
+    state = decisions.current(ws, dataset_id)
+    try:
+        classes = set(ws.dataset(dataset_id).classes)
+    except Exception:  # noqa: BLE001 - an unregistered id: no relabel can be checked, none applies
+        classes = set()
+    frame = state.frame
+    records = [{"uid": str(r.uid), "action": str(r.action), "reason": str(r.reason), "note": str(r.note),
+                "source": str(r.source), "time": float(r.time),
+                "label": None if r.label is None else str(r.label)} for r in frame.itertuples(index=False)]
+    relabels = {u: lab for u, lab in state.relabels.items() if lab in classes}
+    return Snapshot(version=state.version, removed=frozenset(state.removed), relabels=relabels, records=records)
 
 
 def curated_uids(ws: Workspace, dataset_id: int, uids: list[str], subset_run_id: int | None = None,

@@ -198,3 +198,50 @@ def test_round_trip_of_json_values(tmp_path, vals):
     assert [{k: b[k] for k in r} for b, r in zip(back, recs)] == recs
     for fmt in ("parquet", "datasets", "csv"):
         assert len(read_back(export(ws, loaded, fmt, d / f"o-{fmt}"))) == len(recs)
+
+
+# ------------------------------------------------------------------------------------------------ relabels
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_relabelled_rows_are_exported_with_their_new_label(tmp_path, fmt):
+    rows = [[f"t{i}", ("pos ", "neg")[i % 2], f"0{i}"] for i in range(6)]
+    src = write_csv(tmp_path / "r.csv", ["text", "label", "zip"], rows)
+    ws = Workspace(tmp_path / "ws")
+    loaded = open_quiet(ws, src)
+    uids = data.column(loaded.ds, "uid")
+    ws.decide(loaded.dataset_id, [uids[0]], "relabel", reason="mislabelled", note="neg")
+    ws.decide(loaded.dataset_id, [uids[1]], "relabel", note="not a class, just a note")
+    ws.decide(loaded.dataset_id, [uids[3]], "remove")
+    res = export(ws, loaded, fmt, tmp_path / f"r-{fmt}")
+    back = read_back(res)
+    assert back["label"].tolist() == ["neg", "neg", "pos ", "pos ", "neg"]  # new label; others as read
+    assert back["zip"].tolist() == ["00", "01", "02", "04", "05"]
+    m = res.manifest
+    assert m["rows_relabelled"] == 1
+    assert m["relabels"] == [{"uid": uids[0], "old": "pos ", "new": "neg", "reason": "mislabelled", "note": "neg",
+                              "source": "manual", "time": m["relabels"][0]["time"], "exported": True}]
+    assert [d["note"] for d in m["other_decisions"]] == ["not a class, just a note"]
+
+
+def test_a_typed_label_column_keeps_its_type_when_relabelled(tmp_path):
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": pa.array([0, 1, 1], pa.int64())}), tmp_path / "t.parquet")
+    ws = Workspace(tmp_path / "ws")
+    loaded = open_quiet(ws, tmp_path / "t.parquet")
+    ws.decide(loaded.dataset_id, [data.column(loaded.ds, "uid")[2]], "relabel", note="0")
+    back = pq.read_table(export(ws, loaded, "parquet", tmp_path / "o.parquet").path)
+    assert back.schema.field("label").type == pa.int64() and back.column("label").to_pylist() == [0, 1, 0]
+
+
+def test_cli_relabel_needs_a_class_and_export_says_how_many(tmp_path, capsys):
+    from core.__main__ import main
+
+    src = write_csv(tmp_path / "c.csv", ["id", "text", "label"], [[f"r{i}", f"t{i}", "ab"[i % 2]] for i in range(6)])
+    ws = str(tmp_path / "ws")
+    assert main(["--workspace", ws, "decisions", "add", str(src), "relabel", "r0", "--note", "zzz"]) == 2
+    assert "one of the classes 'a', 'b'" in capsys.readouterr().err
+    assert main(["--workspace", ws, "decisions", "add", str(src), "relabel", "r0", "r2", "--note", "b"]) == 0
+    assert main(["--workspace", ws, "export", str(src), "--out", str(tmp_path / "o.csv")]) == 0
+    assert "relabelled: 2 rows" in capsys.readouterr().out
+    back = pd.read_csv(tmp_path / "o.csv", dtype=str, keep_default_na=False)
+    assert back["label"].tolist() == ["b", "b", "b", "b", "a", "b"]

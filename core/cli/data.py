@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("uids", nargs="*", help="row uids (or --uids-file)")
     q.add_argument("--uids-file", default=None, help="a CSV with a uid column, or one uid per line")
     q.add_argument("--reason", default="", help="why (shown in the manifest)")
-    q.add_argument("--note", default="", help="free text, e.g. the label it should have")
+    q.add_argument("--note", default="", help="free text; for relabel: the new label (one of the classes), "
+                                              "which the export writes")
     q.add_argument("--source", choices=("manual", "lasso", "rule", "selection"), default="manual")
     q.set_defaults(func=cmd_decisions_add)
     q = dsub.add_parser("undo", help="undo one decision event (by id) or the last batch")
@@ -241,6 +242,9 @@ def cmd_decisions_add(args: argparse.Namespace, ws: Workspace) -> int:
     if not uids:
         raise DataError("no uids given; pass them after the action or with --uids-file")
     _check_uids(loaded, uids)
+    if args.action == "relabel" and args.note not in loaded.classes:
+        raise DataError(f"relabel needs the new label as --note, one of the classes "
+                        f"{', '.join(map(repr, loaded.classes))} (got {args.note!r})")
     ids = ws.decide(loaded.dataset_id, uids, args.action, reason=args.reason, note=args.note, source=args.source)
     print(f"{args.action}: {len(ids)} rows (events {ids[0]}..{ids[-1]})")
     return 0

@@ -58,3 +58,16 @@ def test_the_app_writes_only_into_the_exports_folder(app, demo_ws, tmp_path):
     assert victim.read_text() == "precious\n"
     assert not (ws.path / "victim.csv").exists() and not (ws.path / "exports" / "sub").exists()
     assert not list((ws.path / "exports").glob("*")) if (ws.path / "exports").exists() else True
+
+
+def test_the_page_says_how_many_rows_are_relabelled(app, demo_ws):
+    ws, ds_id, uids = demo_ws["ws"], demo_ws["dataset_id"], demo_ws["uids"]
+    label = ws.dataset(ds_id).classes[0]
+    ws.decide(ds_id, uids[10:12], "relabel", note=label)
+    app.switch_page("pages/7_Export.py").run()
+    assert not app.exception, app.exception
+    assert {m.label: m.value for m in app.metric}["Relabelled"] == "2"
+    app.text_input(key="export.path").input("relabelled.csv").run()
+    app.button(key="export.write").click().run()
+    df = pd.read_csv(ws.path / "exports" / "relabelled.csv", dtype=str, keep_default_na=False)
+    assert df.set_index("uid").loc[uids[10:12], "label"].tolist() == [label, label]
