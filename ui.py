@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import streamlit as st
 
-from core import decisions, jobs
+from core import jobs
 from core.errors import WinnowError
 from core.workspace import DatasetRecord, Workspace
 
@@ -152,9 +152,54 @@ def sidebar() -> None:
         run = active_values_run(rec.id)
         st.caption("Active valuation")
         st.text(f"run {run.id}: {run.method}" if run else "none yet (see Value)")
-        counts = decisions.current(ws, rec.id).counts
+        state = decision_state(rec.id)
+        counts = state.counts
         st.caption("Decisions")
-        st.text(f"{counts['remove']:,} removed · {counts['keep']:,} kept · {counts['relabel']:,} relabel")
+        st.text(f"{counts.get('remove', 0):,} removed · {counts.get('keep', 0):,} kept · "
+                f"{counts.get('relabel', 0):,} relabel")
+        if state.version > 0:
+            undo_button(rec.id)
+
+
+def decision_state(dataset_id: int) -> Any:
+    """The decisions of a dataset now (core.decisions.current: cached by the newest event id, so free to call)."""
+    from core import decisions
+
+    return decisions.current(workspace(), dataset_id)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def decision_array(ws_path: str, dataset_id: int, version: int) -> Any:
+    """The decision per row (dataset order; "" when undecided) at this decision version. Do not mutate."""
+    from core import decisions
+
+    col = decisions.current(_workspace(ws_path), dataset_id).column(dataset_columns(ws_path, dataset_id)["uid"])
+    col.setflags(write=False)
+    return col
+
+
+def decision_column(dataset_id: int, version: int) -> Any:
+    return decision_array(str(workspace().path), dataset_id, version)
+
+
+def undo_button(dataset_id: int) -> None:
+    """Undo the newest decision batch (a lasso Remove, an Inspect key, a rule) in one transaction; the undo is
+    itself recorded in the decision log."""
+    from core import decisions
+
+    if st.button("Undo the last decisions", key="sidebar.undo", icon=":material/undo:",
+                 help="takes back the newest batch of decisions (a lasso, a key press, a rule); "
+                      "the undo is recorded in the decision log"):
+        undone = decisions.undo_last(workspace(), dataset_id)
+        st.session_state["sidebar.undone"] = len(undone)
+        st.rerun()
+    if (n := st.session_state.pop("sidebar.undone", None)) is not None:
+        st.text(f"undid {n:,} decision{'s' if n != 1 else ''}" if n else "nothing left to undo")
+
+
+def toast_undo(message: str) -> None:
+    """A toast after a decision, pointing at the sidebar's Undo."""
+    st.toast(plain(f"{message}. Undo: sidebar, 'Undo the last decisions'"), icon=":material/undo:")
 
 
 def active_values_run(dataset_id: int) -> Any:
@@ -242,7 +287,7 @@ def predictions(dataset_id: int, embedding_id: int, *, compute_below: int = 5_00
     return got
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def _predictions(ws_path: str, embedding_id: int, n_rows: int) -> Any:
     from core import curation
 
@@ -319,7 +364,10 @@ def _hover_lines(text: str, width: int = 70, limit: int = 280) -> str:
     return "<br>".join(html.escape(ln, quote=False) for ln in lines[:5])
 
 
-@st.cache_data(max_entries=8, show_spinner="Preparing the map…")
+HOVER_TEXT_MAX = 5_000  # the map's hover carries the text up to this many rows (see pages/3_Map.py)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Preparing the map…")
 def map_inputs(ws_path: str, dataset_id: int, embedding_id: int, projection_id: int, values_id: int | None,
                clusters_id: int | None, with_predictions: bool) -> dict[str, Any]:
     """Per-row arrays for the map, aligned with the dataset's row order (row position = index).
@@ -327,7 +375,9 @@ def map_inputs(ws_path: str, dataset_id: int, embedding_id: int, projection_id: 
     Returns:
         x, y (float32); label (object); value, stderr (float64, NaN when missing; None without a values run);
         cluster (int64, -1 when missing; None without clusters); pred, confidence (None without predictions);
-        hover (list of pre-escaped hover strings: plotly renders a subset of HTML, so dataset text is escaped).
+        hover (list of pre-escaped hover strings: plotly renders a subset of HTML, so dataset text is escaped;
+        None above HOVER_TEXT_MAX rows, where the map's hover carries no text).
+        Shared by every session (cache_resource, read-only arrays): never mutate.
     """
     import html
 
@@ -354,10 +404,16 @@ def map_inputs(ws_path: str, dataset_id: int, embedding_id: int, projection_id: 
         if pf is not None:
             out["pred"] = pf["pred"].to_numpy(object)
             out["confidence"] = pf["confidence"].to_numpy(np.float64)
-    # The hover strings are most of the figure's bytes, and every selected point sends its own back to the server:
-    # keep them short on big maps (the selection table shows the full text).
-    big = len(uids) > 10_000
-    width, limit = (80, 100) if big else (70, 280)
+    for v in out.values():
+        if isinstance(v, np.ndarray):
+            v.setflags(write=False)
+    # The hover strings are most of the figure's bytes (serialised on every rerun), and every selected point sends
+    # its own back to the server: big maps carry none (the selection table shows the texts).
+    if len(uids) > HOVER_TEXT_MAX:
+        out["hover"] = None
+        return out
+    big = False
+    width, limit = 70, 280
     hover = []
     for i, (text, label) in enumerate(zip(cols["text"], labels)):
         head = f"<b>{html.escape(label)}</b>"
@@ -390,13 +446,52 @@ def agreement_runs(dataset_id: int, active_run: Any) -> dict[str, int]:
     return out
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def agreement_frame(ws_path: str, dataset_id: int, runs: tuple[tuple[str, int], ...]) -> Any:
     """core.curation.method_ranks of the given (method, run id) pairs, aligned with the dataset."""
     from core import curation
 
     uids = dataset_columns(ws_path, dataset_id)["uid"]
     return curation.method_ranks({m: run_frame(ws_path, r) for m, r in runs}, uids)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def values_arrays(ws_path: str, dataset_id: int, run_id: int) -> dict[str, Any]:
+    """A values run aligned with the dataset, for Inspect: value, stderr, counts (float64, NaN where missing),
+    order (row positions from the lowest value up, NaN last) and rank (each row's place in that order).
+    Shared, read-only: never mutate."""
+    import numpy as np
+
+    from core import curation
+
+    uids = dataset_columns(ws_path, dataset_id)["uid"]
+    vf = curation.align_values(run_frame(ws_path, run_id), uids)
+    n = len(uids)
+    out = {"value": vf["value"].to_numpy(np.float64),
+           "stderr": vf["stderr"].to_numpy(np.float64) if "stderr" in vf else np.full(n, np.nan),
+           "counts": vf[c].to_numpy(np.float64) if (c := "count" if "count" in vf else "counts") in vf
+           else np.full(n, np.nan)}
+    out["order"] = curation.harmful_order(out["value"])
+    rank = np.empty(n, dtype=np.int64)
+    rank[out["order"]] = np.arange(n)
+    out["rank"] = rank
+    out["n_valued"] = int((~np.isnan(out["value"])).sum())
+    for v in out.values():
+        if isinstance(v, np.ndarray):
+            v.setflags(write=False)
+    return out
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def neighbours(ws_path: str, embedding_id: int, rows: tuple[int, ...], k: int = 5) -> tuple[Any, Any]:
+    """core.curation.nearest_neighbours of one page of cards, computed once per page (not once per key press)."""
+    from core import curation
+
+    X = embedding_matrix(ws_path, embedding_id)
+    emb = _workspace(ws_path).embedding_by_id(embedding_id)
+    if len(X) != len(dataset_columns(ws_path, emb.dataset_id)["uid"]):
+        return None, None  # a preliminary sample's embeddings: neighbours come with all rows
+    return curation.nearest_neighbours(X, list(rows), k=k)
 
 
 _MD_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:="

@@ -15,7 +15,6 @@ import streamlit as st
 
 import ui
 from core import curation
-from core import decisions as core_decisions
 
 ws = ui.workspace()
 WS = str(ws.path)
@@ -41,44 +40,77 @@ def _categorical(codes: np.ndarray, names: list[str], colours: list[str], title:
                               ticktext=[html.escape(n) for n in names][::step], len=0.9))
 
 
-def _figure(inp: dict, pos: np.ndarray, colour: str, decisions: np.ndarray, mid: float) -> go.Figure:
+# Above ui.HOVER_TEXT_MAX points the hover shows no text: every per-point string would be serialised on every rerun
+# and sent back with each selected point (the selection table shows the texts, looked up on the server).
+
+
+@st.cache_resource(max_entries=12, show_spinner=False)
+def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clusters_id: int | None,
+            preds_ready: bool, colour: str, filters: tuple, decision_version: int, mid: float) -> tuple[go.Figure, int]:
+    """(figure, points shown), cached by what it depends on: the runs, the colour, the filters and, only when the
+    colour or a filter reads decisions, their version. Shared across sessions: never mutate the result."""
+    inp = ui.map_inputs(ws_path, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
+    decisions = ui.decision_column(ds_id, decision_version) if decision_version >= 0 else None
+    pos = _shown(inp, filters, decisions)
     n_all = len(inp["x"])
     if colour == "value":
         v = np.nan_to_num(inp["value"][pos], nan=mid)
         spread = float(np.quantile(np.abs(v - mid), 0.98)) if len(v) else 1.0
         spread = spread if spread > 0 else 1.0
-        marker = dict(color=v, colorscale=DIVERGING, cmid=mid, cmin=mid - spread, cmax=mid + spread, showscale=True,
-                      colorbar=dict(title=dict(text="value"), len=0.9, exponentformat="e"))
+        marker = dict(color=v.astype(np.float32), colorscale=DIVERGING, cmid=mid, cmin=mid - spread,
+                      cmax=mid + spread, showscale=True, colorbar=dict(title=dict(text="value"), len=0.9,
+                                                                        exponentformat="e"))
     elif colour in ("label", "predicted label"):
         names = sorted(set(inp["label"]))
         arr = inp["label"] if colour == "label" else inp["pred"]
         lookup = {c: i for i, c in enumerate(names)}
-        codes = np.array([lookup.get(a, 0) for a in arr[pos]], dtype=np.int64)
+        codes = np.array([lookup.get(a, 0) for a in arr[pos]], dtype=np.int8 if len(names) < 120 else np.int32)
         marker = _categorical(codes, names, PALETTE, colour)
     elif colour == "cluster":
         cl = inp["cluster"][pos]
         ids = sorted(set(inp["cluster"].tolist()))
-        lookup = {c: i for i, c in enumerate(ids)}
-        codes = np.array([lookup[c] for c in cl], dtype=np.int64)
+        codes = np.searchsorted(np.asarray(ids), cl).astype(np.int32)
         marker = _categorical(codes, [("none" if c < 0 else str(c)) for c in ids], PALETTE, "cluster")
     else:  # decision
         names = ["", "keep", "relabel", "remove"]
         lookup = {c: i for i, c in enumerate(names)}
-        codes = np.array([lookup.get(d, 0) for d in decisions[pos]], dtype=np.int64)
+        codes = np.array([lookup.get(d, 0) for d in decisions[pos]], dtype=np.int8)
         marker = _categorical(codes, ["none", "keep", "relabel", "remove"], list(DECISION_COLOURS.values()),
                               "decision")
     marker.update(size=4 if n_all > 5000 else 7, opacity=0.85, line=dict(width=0))
-    hover = inp["hover"]
+    if inp["hover"] is not None:  # small maps (ui.HOVER_TEXT_MAX)
+        hover = inp["hover"]
+        extra = dict(text=[hover[i] for i in pos], hovertemplate="%{text}<extra></extra>")
+    else:  # numbers only: what the point is, not what it says (click it: the table below shows its text)
+        what = {"value": "value %{marker.color:+.3g}", "decision": "", "label": "", "predicted label": "",
+                "cluster": ""}[colour]
+        extra = dict(hovertemplate="row %{customdata}" + (" · " + what if what else "") +
+                     "<br>click or lasso to read it<extra></extra>")
     fig = go.Figure(go.Scattergl(
         x=inp["x"][pos], y=inp["y"][pos], mode="markers", marker=marker,
-        customdata=pos.astype(np.int64),  # one integer per point: the row position
-        text=[hover[i] for i in pos], hovertemplate="%{text}<extra></extra>", showlegend=False,
-        selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.25))))
+        customdata=pos.astype(np.int32),  # one integer per point: the row position
+        showlegend=False, selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.25)),
+        **extra))
     axis = dict(showticklabels=False, showgrid=False, zeroline=False, title=None)
     fig.update_layout(dragmode="lasso", height=640, margin=dict(l=0, r=0, t=10, b=0), uirevision="map",
                       hovermode="closest", plot_bgcolor="#fafafa", xaxis=dict(axis, range=_view(inp["x"])),
                       yaxis=dict(axis, range=_view(inp["y"])), hoverlabel=dict(align="left"))
-    return fig
+    return fig, len(pos)
+
+
+def _shown(inp: dict, filters: tuple, decisions: np.ndarray | None) -> np.ndarray:
+    """Row positions the filters keep: filters = (value range or None, labels, clusters, hide removed)."""
+    rng, labels, clusters, hide_removed = filters
+    mask = np.isfinite(inp["x"])  # rows without coordinates (not in a preliminary sample's map) are not drawn
+    if rng is not None:
+        mask &= (inp["value"] >= rng[0]) & (inp["value"] <= rng[1])
+    if labels:
+        mask &= np.isin(inp["label"], list(labels))
+    if clusters:
+        mask &= np.isin(inp["cluster"], list(clusters))
+    if hide_removed and decisions is not None:
+        mask &= decisions != "remove"
+    return np.flatnonzero(mask)
 
 
 def _view(v: np.ndarray) -> list[float] | None:
@@ -96,58 +128,58 @@ def _decide(ds_id: int, uids: list[str], action: str, reason: str, source: str) 
     ws.decide(ds_id, uids, action, reason=reason, source=source)
     verb = {"remove": "Removed", "keep": "Kept (pinned)", "clear": "Cleared the decisions of"}[action]
     st.session_state["map.flash"] = (f"{verb} {len(uids):,} rows", reason)
-    st.rerun()  # the whole page: the sidebar's counts change too
+    ui.toast_undo(f"{verb} {len(uids):,} rows")
+    st.rerun()  # the whole page: the sidebar's counts (and its Undo) change too
 
 
 @st.fragment
 def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clusters_id: int | None,
              preds_ready: bool, mid: float) -> None:
+    """The map and the selection table: a lasso, a box, a colour or a filter reruns this fragment only."""
     inp = ui.map_inputs(WS, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
     cols = ui.dataset_columns(WS, ds_id)
-    uids, texts = cols["uid"], cols["text"]
+    uids = cols["uid"]
     n = len(uids)
+    state = ui.decision_state(ds_id)
     options = (["value"] if inp["value"] is not None else []) + (["cluster"] if inp["cluster"] is not None else []) \
         + ["label"] + (["predicted label"] if inp["pred"] is not None else []) + ["decision"]
     top = st.columns([3, 2])
     colour = top[0].radio("Colour by", options, horizontal=True, key="map.colour")
     hide_removed = top[1].checkbox("Hide removed rows", key="map.hide_removed")
 
-    mask = np.isfinite(inp["x"])  # rows without coordinates (not in a preliminary sample's map) are not drawn
+    rng = None
     with st.expander("Filters", expanded=False):
         f1, f2, f3 = st.columns(3)
         if inp["value"] is not None:
-            v = inp["value"]
-            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+            lo, hi = float(np.nanmin(inp["value"])), float(np.nanmax(inp["value"]))
             if hi > lo:
-                rng = f1.slider("Value range", lo, hi, (lo, hi), key="map.value_range", format="%.4f")
-                if rng != (lo, hi):
-                    mask &= (v >= rng[0]) & (v <= rng[1])
+                got = f1.slider("Value range", lo, hi, (lo, hi), key="map.value_range", format="%.4f")
+                rng = tuple(got) if tuple(got) != (lo, hi) else None
         classes = sorted(set(inp["label"]))
         pick = f2.multiselect("Labels", classes, key="map.labels", placeholder="all labels")
-        if pick:
-            mask &= np.isin(inp["label"], pick)
+        pick_c: list = []
         if inp["cluster"] is not None:
             ids = sorted(set(inp["cluster"].tolist()))
             pick_c = f3.multiselect("Clusters", ids, key="map.clusters", placeholder="all clusters")
-            if pick_c:
-                mask &= np.isin(inp["cluster"], pick_c)
-    decisions = core_decisions.current(ws, ds_id).column(uids)
-    if hide_removed:
-        mask &= decisions != "remove"
-    pos = np.flatnonzero(mask)
-    st.caption(f"{len(pos):,} of {n:,} points shown · drag a lasso (or pick the box in the toolbar) to select")
-    fig = _figure(inp, pos, colour, decisions, mid)
+    filters = (rng, tuple(pick), tuple(pick_c), bool(hide_removed))
+    needs_decisions = colour == "decision" or hide_removed
+    fig, n_shown = _figure(WS, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready, colour, filters,
+                           state.version if needs_decisions else -1, mid)
+    st.caption(f"{n_shown:,} of {n:,} points shown · drag a lasso (or pick the box in the toolbar) to select"
+               + (" · hover shows the row; the table below shows its text" if inp["hover"] is None else ""))
     event = st.plotly_chart(fig, key="map.plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"scrollZoom": True, "displaylogo": False})
     rows = curation.selection_rows(event, n)
 
-    if len(pos) < n:
-        with st.expander(f"Decide on all {len(pos):,} points shown by the filters"):
+    if n_shown < n:
+        with st.expander(f"Decide on all {n_shown:,} points shown by the filters"):
             reason = st.text_input("Reason", key="map.rule_reason", placeholder="e.g. value below -0.01 in 'neutral'")
             r1, r2, _ = st.columns([1, 1, 3])
-            if r1.button(f"Remove {len(pos):,} shown", key="map.rule_remove", disabled=len(pos) == 0):
+            if r1.button(f"Remove {n_shown:,} shown", key="map.rule_remove", disabled=n_shown == 0):
+                pos = _shown(inp, filters, ui.decision_column(ds_id, state.version))
                 _decide(ds_id, [uids[i] for i in pos], "remove", reason, "rule")
-            if r2.button(f"Keep {len(pos):,} shown", key="map.rule_keep", disabled=len(pos) == 0):
+            if r2.button(f"Keep {n_shown:,} shown", key="map.rule_keep", disabled=n_shown == 0):
+                pos = _shown(inp, filters, ui.decision_column(ds_id, state.version))
                 _decide(ds_id, [uids[i] for i in pos], "keep", reason, "rule")
 
     if (flash := st.session_state.pop("map.flash", None)) is not None:
@@ -158,18 +190,26 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
         st.info("Select points on the map (lasso or box) to see them here and decide on them.",
                 icon=":material/gesture_select:")
         return
+    selection_table(ds_id, inp, rows, state)
+
+
+def selection_table(ds_id: int, inp: dict, rows: np.ndarray, state) -> None:
+    """The selected rows (texts looked up here, from row positions) and the buttons that decide on all of them."""
+    cols = ui.dataset_columns(WS, ds_id)
+    uids, texts = cols["uid"], cols["text"]
     st.subheader(f"Selection: {len(rows):,} rows", anchor=False)
-    shown = rows
+    key = inp["value"][rows] if inp["value"] is not None else np.zeros(len(rows))
+    shown = rows[np.argsort(np.nan_to_num(key, nan=np.inf), kind="stable")]  # lowest value first, at every size
     if len(rows) > TABLE_ROWS:  # the decision applies to every selected row; the table shows the lowest values
-        key = inp["value"][rows] if inp["value"] is not None else np.zeros(len(rows))
-        shown = rows[np.argsort(np.nan_to_num(key, nan=np.inf), kind="stable")[:TABLE_ROWS]]
+        shown = shown[:TABLE_ROWS]
         st.caption(f"The table shows {TABLE_ROWS:,} of them (lowest values first); buttons act on all {len(rows):,}.")
+    shown_uids = [uids[i] for i in shown]
     table = pd.DataFrame({
-        "uid": [uids[i] for i in shown],
+        "uid": shown_uids,
         "label": inp["label"][shown],
         "predicted": inp["pred"][shown] if inp["pred"] is not None else "",
         "value": inp["value"][shown] if inp["value"] is not None else np.nan,
-        "decision": decisions[shown],
+        "decision": state.column(shown_uids),
         "text": [texts[i] for i in shown],
     })
     st.dataframe(table, hide_index=True, key="map.table", height=min(400, 38 + 35 * len(shown)),
@@ -178,15 +218,14 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
     reason = st.text_input("Reason (kept in the export manifest)", key="map.reason",
                            placeholder="e.g. sarcasm labelled positive")
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
-    sel = [uids[i] for i in rows]
     if b1.button(f"Remove {len(rows):,}", key="map.remove", type="primary", icon=":material/delete:",
-                 help="drop these rows from the curated set (undo: Clear)"):
-        _decide(ds_id, sel, "remove", reason, "lasso")
+                 help="drop these rows from the curated set (undo: the sidebar's Undo, or Clear)"):
+        _decide(ds_id, [uids[i] for i in rows], "remove", reason, "lasso")
     if b2.button(f"Keep {len(rows):,}", key="map.keep", icon=":material/push_pin:",
                  help="pin these rows: selection always keeps them"):
-        _decide(ds_id, sel, "keep", reason, "lasso")
+        _decide(ds_id, [uids[i] for i in rows], "keep", reason, "lasso")
     if b3.button("Clear", key="map.clear", icon=":material/undo:", help="forget the decisions on these rows"):
-        _decide(ds_id, sel, "clear", reason, "lasso")
+        _decide(ds_id, [uids[i] for i in rows], "clear", reason, "lasso")
 
 
 with ui.guard():

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import curation, decisions
+from core import curation
 
 PAGE_SIZE = 10
 REASONS = ["mislabelled", "ambiguous", "noise / off-topic", "duplicate", "other"]
@@ -21,6 +21,7 @@ st.session_state.setdefault("inspect.page", 0)
 def _decide(ds_id: int, uid: str, action: str, reason: str, note: str = "") -> None:
     ws.decide(ds_id, [uid], action, reason=reason, note=note, source="manual")
     st.session_state["inspect.flash"] = f"{action}: {uid}" + (f" (relabel to {note})" if note else "")
+    ui.toast_undo(f"{action}: {uid}")
 
 
 def _fmt(v: float, spec: str, missing: str = "–") -> str:
@@ -38,28 +39,29 @@ with ui.guard():
 
     cols = ui.dataset_columns(WS, rec.id)
     uids, texts, labels = cols["uid"], cols["text"], cols["label"]
-    vf = curation.align_values(ui.run_frame(WS, run.id), uids)
-    values = vf["value"].to_numpy(np.float64)
-    stderr = vf["stderr"].to_numpy(np.float64) if "stderr" in vf else np.full(len(uids), np.nan)
-    counts = vf["count"].to_numpy(np.float64) if "count" in vf else np.full(len(uids), np.nan)
+    va = ui.values_arrays(WS, rec.id, run.id)
+    values, stderr, counts = va["value"], va["stderr"], va["counts"]
     emb_id = run.embedding_id if run.embedding_id is not None else getattr(ui.active_embedding(rec.id), "id", None)
     preds = ui.predictions(rec.id, emb_id) if emb_id is not None else None
     agree_runs = ui.agreement_runs(rec.id, run)
     ranks = ui.agreement_frame(WS, rec.id, tuple(sorted(agree_runs.items()))) if agree_runs else pd.DataFrame()
     members = list(ranks.columns)
-    state = decisions.current(ws, rec.id)
+    state = ui.decision_state(rec.id)
 
     ui.first_run_note(rec.id, run)
     st.caption(f"values: {run.method} (run {run.id}) · lowest value first · "
-               f"{state.counts['remove']:,} removed so far")
+               f"{state.counts.get('remove', 0):,} removed so far")
     c1, c2 = st.columns([2, 3])
     hide = c1.toggle("Hide rows already decided", value=True, key="inspect.hide_decided")
-    decided = state.column(uids) != ""
-    order = curation.harmful_order(values, exclude=decided if hide else None)
+    order = va["order"]
+    if hide:
+        decided = ui.decision_column(rec.id, state.version) != ""
+        order = order[~decided[order]]
     order = order[~np.isnan(values[order])]
     n_pages = max(1, math.ceil(len(order) / PAGE_SIZE))
     page = min(int(st.session_state["inspect.page"]), n_pages - 1)
     rows = order[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
+    on_page = {uids[int(r)]: d for r in rows if (d := state.get(uids[int(r)])) is not None}
 
     nav = c2.columns([1, 2, 1])
     if nav[0].button("Previous", key="inspect.prev", icon=":material/chevron_left:", disabled=page == 0,
@@ -80,13 +82,11 @@ with ui.guard():
                 "to review them.", icon=":material/task_alt:")
         st.stop()
 
-    X = ui.embedding_matrix(WS, emb_id) if emb_id is not None else None
-    if X is not None and len(X) != len(uids):  # a preliminary sample's embeddings: neighbours come with all rows
-        X = None
-    nb_idx, nb_sim = curation.nearest_neighbours(X, rows, k=5) if X is not None else (None, None)
-    rank_of = {int(r): i for i, r in enumerate(curation.harmful_order(values))}
-    n_valued = int((~np.isnan(values)).sum())
-    first_open = next((int(r) for r in rows if state.get(uids[r]) is None), None)
+    nb_idx, nb_sim = ui.neighbours(WS, emb_id, tuple(int(r) for r in rows)) if emb_id is not None else (None, None)
+    # (None when the embeddings are a preliminary sample's: neighbours come with all rows)
+    rank_of = va["rank"]
+    n_valued = va["n_valued"]
+    first_open = next((int(r) for r in rows if uids[r] not in on_page), None)
 
     for j, r in enumerate(rows):
         r = int(r)
@@ -111,7 +111,7 @@ with ui.guard():
                     facts.append("rank per method (0 % = lowest): " + ", ".join(
                         f"{m.removeprefix('rank_')} {_fmt(row_ranks[m], '.0%')}" for m in members))
                 st.text("\n".join(facts))
-                if (d := state.get(uid)) is not None:
+                if (d := on_page.get(uid)) is not None:
                     st.text(f"decision: {d.action}" + (f" ({d.note})" if d.note else "")
                             + (f" — {d.reason}" if d.reason else "") + f" · via {d.source}")
             focus = r == first_open

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import HOSTILE
+from conftest import HOSTILE, ROOT
 
 
 def _figure(at) -> dict:
@@ -83,3 +83,77 @@ def test_map_waits_for_a_projection_job(app, demo_ws, monkeypatch):
     assert not app.exception, app.exception
     assert started == [["project", f"ws:{ds_id}"]]
     assert any("Drawing the map" in i.value for i in app.info)
+
+
+def _select(app, rows: list[int]) -> None:
+    """Run the page with a plotly selection of these row positions, as chromium sends it (customdata only)."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    chart = app.get("plotly_chart")[0].proto
+    payload = {"selection": {"points": [{"curve_number": 0, "point_number": i, "point_index": i, "customdata": r,
+                                         "x": 0.0, "y": 0.0} for i, r in enumerate(rows)],
+                             "point_indices": list(range(len(rows))), "box": [], "lasso": []}}
+    states = app._tree.get_widget_states()
+    states.widgets.append(WidgetState(id=chart.id, string_value=json.dumps(payload)))
+    app._run(states)
+    assert not app.exception, app.exception
+
+
+def test_selection_table_reads_texts_from_row_positions_lowest_value_first(app, demo_ws):
+    """The selection carries row positions only; the table looks the texts up on the server, lowest value first."""
+    app.switch_page("pages/3_Map.py").run()
+    rows = [5, 17, 42, 99, 250]
+    _select(app, rows)
+    assert any(s.value == "Selection: 5 rows" for s in app.subheader)
+    table = app.dataframe[0].value
+    assert set(table["uid"]) == {demo_ws["uids"][r] for r in rows}
+    assert list(table["text"]) == [demo_ws["texts"][demo_ws["uids"].index(u)] for u in table["uid"]]
+    values = table["value"].to_numpy(float)
+    assert (np.diff(values[~np.isnan(values)]) >= 0).all()
+    assert app.button(key="map.remove").label == "Remove 5"
+
+
+def test_big_maps_send_no_hover_text(app, demo_ws, monkeypatch):
+    """Above ui.HOVER_TEXT_MAX points the trace holds no per-point strings (they would be serialised on every rerun
+    and sent back with every selected point): customdata is the row, the hover shows numbers only."""
+    import ui
+
+    monkeypatch.setattr(ui, "HOVER_TEXT_MAX", 100)
+    app.switch_page("pages/3_Map.py").run()
+    assert not app.exception, app.exception
+    trace = _figure(app)["data"][0]
+    assert "text" not in trace and "hovertext" not in trace
+    assert "%{customdata}" in trace["hovertemplate"]
+    assert not any("alert(1)" in json.dumps(v) for v in trace.values())
+
+
+def _undo_widget(dataset_id: int) -> None:
+    import ui
+
+    ui.undo_button(dataset_id)
+
+
+def test_undo_in_the_sidebar_takes_back_the_last_batch(app, demo_ws):
+    """A lasso Remove, then the sidebar's Undo: the batch is taken back in one go and the undo is recorded.
+    (AppTest renders the sidebar on a session's first run only, so the Undo widget runs here on its own page.)"""
+    from streamlit.testing.v1 import AppTest
+
+    ws, ds_id = demo_ws["ws"], demo_ws["dataset_id"]
+    app.switch_page("pages/3_Map.py").run()
+    _select(app, [1, 2, 3])
+    app.button(key="map.remove").click()
+    _select(app, [1, 2, 3])
+    assert {d.action for d in ws.decisions(ds_id).values()} == {"remove"} and len(ws.decisions(ds_id)) == 3
+    first = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    assert any("3 removed" in t.value for t in first.sidebar.text)
+    assert [b.key for b in first.sidebar.button] == ["sidebar.undo"]
+
+    tab = AppTest.from_function(_undo_widget, args=(ds_id,), default_timeout=90).run()
+    tab.button(key="sidebar.undo").click().run()
+    assert not tab.exception, tab.exception
+    assert ws.decisions(ds_id) == {}
+    assert any(t.value == "undid 3 decisions" for t in tab.text)
+    assert [e.action for e in ws.decision_log(ds_id)].count("undo") == 3  # recorded, not deleted
+    tab.button(key="sidebar.undo").click().run()  # nothing left: the undo events themselves are not undone
+    assert ws.decisions(ds_id) == {}
+    assert any(t.value == "nothing left to undo" for t in tab.text)
