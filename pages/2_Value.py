@@ -18,7 +18,9 @@ import streamlit as st
 
 import ui
 from core.errors import WinnowError
-from core.valuation import DEFAULT_METHOD, METHODS
+from core.valuation import DEFAULT_METHOD, METHODS, significance
+from core.valuation.base import Values
+from core.valuation.removal import curve_caption
 
 ws = ui.workspace()
 ws_path = str(ws.path)
@@ -164,9 +166,13 @@ else:
     df = _values(shown.id)
     v = df["value"].to_numpy(dtype=float)
     se = df["stderr"].to_numpy(dtype=float) if "stderr" in df else np.full(len(v), np.nan)
-    a1, a2, a3, a4 = st.columns(4)
+    sure = significance.summarize(Values.from_frame(df, method=shown.method, source=f"run {shown.id}"))
+    a1, a2, a5, a3, a4 = st.columns(5)
     a1.metric("Rows valued", f"{int(np.isfinite(v).sum()):,}")
-    a2.metric("Below 0 (harmful)", f"{100 * float(np.mean(v < 0)):.1f} %")
+    a2.metric("Significantly harmful", "n/a" if sure.with_stderr == 0 else f"{100 * sure.share('harmful'):.1f} %",
+              help=significance.LEGEND["harmful"])
+    a5.metric("Below 0", f"{100 * float(np.mean(v < 0)):.1f} %",
+              help="values below 0, significant or not: most may be indistinguishable from 0")
     a3.metric("Median std. error", "n/a" if np.all(np.isnan(se)) else f"{np.nanmedian(se):.2g}")
     a4.metric("Seconds", "n/a" if shown.seconds is None else f"{shown.seconds:,.1f}")
     fig = go.Figure(go.Histogram(x=v, nbinsx=80, marker_color="#4c78a8",
@@ -175,6 +181,8 @@ else:
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=f"value ({shown.method})",
                       yaxis_title="rows", bargap=0.02)
     st.plotly_chart(fig, key="value.hist")
+    st.caption(sure.headline() + ". Harmful, uncertain and helpful use each value's 95 % interval from its standard "
+               "error and estimate count; the suggested removal below is the validation curve's choice.")
 
     if shown.id != (active.id if active is not None else None):
         if st.button(f"Make run {shown.id} the active run", key="value.activate", icon=":material/check:"):
@@ -209,8 +217,8 @@ else:
                               yaxis_title="validation accuracy of the source classifier",
                               legend=dict(orientation="h", y=1.12))
             st.plotly_chart(fig, key="value.removal")
-        st.caption("Removing the lowest-valued rows should keep or raise the score; removing the highest should "
-                   "lower it. Apply it on the Select page (drop negative).")
+        st.caption(curve_caption(rem.get("curve") or [], frac) + " Apply it on the Select page (drop negative, "
+                   "or clean-then-diversify).")
 
     st.subheader("Past runs")
     past = pd.DataFrame([{

@@ -130,3 +130,35 @@ def suggest_removal(train: Split, values: Values, *, valid: Split, score_on: Spl
     return RemovalSuggestion(n_remove=n_remove, fraction=n_remove / n, uids=np.asarray(train.uids)[order[:n_remove]],
                              score=curve[best]["score"], baseline=curve[0]["score"], curve=curve, scoring=scoring,
                              warnings=msgs)
+
+
+def curve_caption(curve: Sequence[dict[str, Any]], suggested_fraction: float | None = None) -> str:
+    """What the removal curve shows, in words that agree with its data.
+
+    The lowest-valued rows are the ones to remove only up to a point: past the harmful rows the lowest values tend
+    to fall on hard or minority-class rows that the classifier needs, and removing them can score *below* removing
+    the highest-valued (redundant, easy) rows. The caption says where that happens in this run.
+    """
+    pts = [r for r in curve if r.get("n_removed", 0) > 0 and "score_highest" in r]
+    if not pts:
+        return "The curve needs at least one removal share above 0."
+    first = curve[0].get("score")
+    parts = []
+    if suggested_fraction is not None:
+        at = min(curve, key=lambda r: abs(r["fraction"] - suggested_fraction))
+        parts.append(f"Removing the lowest-valued {100 * at['fraction']:.1f} % (the suggestion) scores "
+                     f"{at['score']:.4f} against {first:.4f} with nothing removed.")
+    below = [r for r in pts if r["score"] < r["score_highest"]]
+    if below:
+        x = below[0]["fraction"]
+        parts.append(f"From {100 * x:.0f} % removed on, lowest-first scores below highest-first: past the harmful "
+                     "rows the lowest values fall on hard or minority-class rows the classifier needs, so remove "
+                     "only up to the suggested point, not more.")
+    else:
+        parts.append("Lowest-first stays at or above highest-first at every share tried: the low values pick out "
+                     "rows the classifier is better without.")
+    rnd = [r for r in pts if "score_random" in r and r["score"] < r["score_random"]]
+    if rnd:
+        parts.append(f"It falls below random removal from {100 * rnd[0]['fraction']:.0f} % on.")
+    return " ".join(parts)
+

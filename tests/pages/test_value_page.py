@@ -54,7 +54,14 @@ def test_value_page_shows_the_distribution_and_switches_the_active_run(demo_ws):
     _parses(shlex.split(command)[3:])  # the default TS-DShapley options are real CLI flags
     knn = ws.load_run_frame(demo_ws["values_id"])
     assert _metric(at, "Rows valued") == f"{len(knn):,}"
-    assert _metric(at, "Below 0 (harmful)") == f"{100 * float(np.mean(knn['value'] < 0)):.1f} %"
+    assert _metric(at, "Below 0") == f"{100 * float(np.mean(knn['value'] < 0)):.1f} %"
+    from core.valuation import significance
+    from core.valuation.base import Values
+
+    sure = significance.summarize(Values.from_frame(knn))
+    harmful = "n/a" if sure.with_stderr == 0 else f"{100 * sure.share('harmful'):.1f} %"
+    assert _metric(at, "Significantly harmful") == harmful  # "harmful" only when the 95 % interval is below 0
+    assert any(sure.headline() in c.value for c in at.caption)
 
     other = _values_run(ws, ds_id, uids, -knn["value"].to_numpy())  # newest run: reversed ranks
     at.run()

@@ -301,3 +301,30 @@ def test_allocate_exact_and_bounded(groups, where):
         with np.errstate(over="ignore"):
             ratio = x[free] / pi[free]
             assert ratio.max() - ratio.min() <= 2.0 / pi[free].min() * (1 + 1e-9)
+
+
+def test_clean_kmq_drops_significantly_harmful_rows_then_keeps_kmq_shares():
+    from core.selection import select_clean_kmq
+
+    X, y, cl = blobs()
+    n = len(cl.uids)
+    v = np.full(n, 0.01)
+    se = np.full(n, 0.001)
+    harmful = np.arange(0, n, 5)  # every 5th row: significantly below 0
+    v[harmful] = -0.05
+    unsure = np.arange(1, n, 5)  # below 0 but not distinguishable from it
+    v[unsure], se[unsure] = -0.001, 0.01
+    vals = Values(uids=cl.uids, values=v, stderr=se, counts=np.full(n, 10, dtype=np.int64), method="test")
+    sel = select_clean_kmq(vals, cl, budget=50, seed=0)
+    check(sel, 50)
+    assert not set(sel.uids) & set(cl.uids[harmful]) and sel.params["n_dropped"] == len(harmful)
+    per = np.bincount(cl.labels[np.isin(cl.uids, sel.uids)], minlength=cl.k)
+    share = np.bincount(cl.labels, minlength=cl.k) * 50 / n  # kMQ's shares of the uncleaned clusters
+    assert np.all(np.abs(per - share) <= 1), (per, share)
+    same = select_clean_kmq(vals, cl, budget=50, seed=0)
+    assert same.uids.tolist() == sel.uids.tolist()
+    by_count = select_clean_kmq(vals, cl, budget=50, n_remove=10, seed=0)
+    lowest = cl.uids[np.lexsort((np.arange(n), v))][:10]
+    assert not set(by_count.uids) & set(lowest) and by_count.params["n_dropped"] == 10
+    with pytest.raises(DataError, match="clean-then-diversify"):
+        select_clean_kmq(vals, cl, budget=n - len(harmful) + 1, seed=0)
