@@ -203,17 +203,32 @@ def toast_undo(message: str) -> None:
 
 
 def active_values_run(dataset_id: int) -> Any:
-    """The valuation run the map and Inspect use: the one the user picked, else the newest finished one."""
+    """The valuation run the map and Inspect use: the one the user picked, else the method the latest self-check
+    ranks best (see `values_choice`), else the newest finished one."""
+    return values_choice(dataset_id)[0]
+
+
+def values_choice(dataset_id: int) -> tuple[Any, str]:
+    """(the active valuation run or None, why it is the active one, in one line)."""
+    from core.valuation.audit import recommend
+
     ws = workspace()
     chosen = ws.get_setting(f"active_values.{dataset_id}")
     if chosen is not None:
         try:
             run = ws.run(chosen)
             if run.status == "done":
-                return run
+                return run, "you chose this run"
         except WinnowError:
             pass
-    return ws.latest_run("values", dataset_id=dataset_id)
+    done = ws.runs("values", dataset_id=dataset_id, status="done")
+    audit = ws.latest_run("audit", dataset_id=dataset_id)
+    rec = recommend((audit.result or {}).get("rows") or [], [r.method for r in done]) if audit else None
+    if rec is not None:
+        run = next(r for r in done if r.method.replace("_", "-") == rec[0])
+        return run, rec[1]
+    return (done[0], "the newest finished run (run the self-check to let the evidence choose)") if done else \
+        (None, "no valuation yet")
 
 
 # ------------------------------------------------------------------ cached readers for the map, Inspect and Export
@@ -257,6 +272,23 @@ def dataset_columns(ws_path: str, dataset_id: int) -> dict[str, list[str]]:
     """uid, text and label of a dataset as Python lists (read once per process; do not mutate)."""
     ds = _load_dataset(ws_path, dataset_id).ds
     return {c: [str(v) for v in ds[c]] for c in ("uid", "text", "label")}
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def numeric_columns(ws_path: str, dataset_id: int) -> dict[str, Any]:
+    """The dataset's extra columns that hold numbers (e.g. annotator agreement), as float arrays (NaN: missing)."""
+    import numpy as np
+    import pandas as pd
+
+    ds = _load_dataset(ws_path, dataset_id).ds
+    out = {}
+    for c in ds.column_names:
+        if c in ("uid", "text", "label"):
+            continue
+        v = pd.to_numeric(pd.Series(ds[c]), errors="coerce").to_numpy(dtype=float)
+        if np.isfinite(v).sum() >= max(3, len(v) // 2):
+            out[c] = v
+    return out
 
 
 def latest_projection(dataset_id: int, embedding_id: int) -> Any:

@@ -2,16 +2,21 @@
 
 Data: SST-2 (`--sizes` rows of train.tsv, seeded; validation = a stratified `--valid-n` rows of dev.tsv, and a disjoint
 slice of dev.tsv scores the removal curve) and the demo tweets (`--demo-n` rows, stratified; a held-out split valued
-by swapping roles, as `python -m core value demo` does). A seeded `--noise` share of the labels is flipped.
-Methods: every registered method (consensus = rank average of label quality, KNN-Shapley, Data-OOB, TS-DShapley,
-from the same runs; its seconds are the sum of its members'), plus cleanlab's `find_label_issues` as the peer (a
-flag, so its ROC-AUC is that of a yes/no score and its precision is over the rows it flags).
-Also: TS-DShapley's ROC-AUC against its budget (passes x permutations), its Spearman correlation with TMC-Shapley
-run to convergence on 200 rows, and its removal curve (ridge proxy refitted without the lowest / highest / random
-rows, accuracy on the disjoint dev slice).
+by swapping roles, as `python -m core value demo` does). For each `--noise` share a seeded share of the labels is
+flipped. Methods: every registered method; consensus twice: the rank average with equal weights of label quality,
+KNN-Shapley, Data-OOB, TS-DShapley (from the same runs; its seconds are the sum of its members') and the calibrated
+one (`value_dataset(method="consensus")`: weights learned on a self-check copy with 10 % more flips, cross-fitted;
+its seconds include both rounds); TS-DShapley without a validation file, with and without the cleaned held-out
+split (on SST-2 too, to compare with dev.tsv); cleanlab's `find_label_issues` as the peer (a flag, so its ROC-AUC is
+that of a yes/no score and its precision is over the rows it flags).
+Then: the human check (demo, labels as given: Spearman between each method's value and the annotators' agreement
+`confidence`, and the mean confidence of the 5 % lowest-valued rows against all rows), the summaries the goals are
+read from, TS-DShapley's ROC-AUC against its budget (passes x permutations), its Spearman correlation with
+TMC-Shapley run to convergence on 200 rows, and its removal curve (ridge proxy refitted without the lowest /
+highest / random rows, accuracy on the disjoint dev slice).
 
-    nice -n 10 python benchmarks/bench_valuation.py            # everything (about 10 minutes on 2 busy cores)
-    python benchmarks/bench_valuation.py --sizes 2000 --datasets sst2 --skip-budget
+    nice -n 10 python benchmarks/bench_valuation.py            # everything, the tables of RESULTS.md
+    python benchmarks/bench_valuation.py --sizes 2000 --datasets sst2 --noise 0.1 --skip-budget
 
 Embeddings come from `core.embed.embed_texts` when it exists, else from a plain mean-pooling loop over the packaged
 MiniLM, cached as .npy in /tmp/winnow_bench_cache.
@@ -106,45 +111,77 @@ def demo(n: int, seed: int):
     y_all = label_codes(ds, res.classes)
     pick = stratified_sample(y_all, n, np.random.default_rng(seed))
     texts = [ds[int(i)]["text"] for i in pick]
-    return embed(texts), y_all[pick], res.classes
+    conf = np.array([np.nan if c is None else float(c) for c in ds.select(pick.tolist())["confidence"]])
+    return embed(texts), y_all[pick], res.classes, conf
 
 
-def score_row(dataset, n, method, seconds, cpu, values, flipped, note=""):
+def score_row(dataset, n, method, seconds, cpu, values, flipped, note="", noise=None):
     s = detection_scores(values, flipped)
-    return {"dataset": dataset, "n": n, "method": method, "seconds": seconds, "cpu": cpu, "auc": s["auc"],
-            "prec": s["precision_at_k"], "note": note}
+    return {"dataset": dataset, "n": n, "noise": noise, "method": method, "seconds": seconds, "cpu": cpu,
+            "auc": s["auc"], "prec": s["precision_at_k"], "note": note}
 
 
-def run_methods(name, X, y_noisy, flipped, valid, seed, args, rows, keep):
+def timed(fn, *a, **kw):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn(*a, **kw)
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+MEMBERS = ("label_quality", "knn_shapley", "data_oob", "ts_dshapley")
+TS_NOTE = "defaults: 20 passes x 10 permutations, m = 100"
+
+
+def run_methods(name, X, y_noisy, flipped, valid, seed, args, rows, keep, noise):
+    """Every method on one noisy data set; rows of the main table; returns {method: (Values, s, cpu)}."""
     n = len(y_noisy)
     uids = np.array([f"r{i}" for i in range(n)])
     got = {}
+
+    def add(method, v, sec, cpu, note=""):
+        rows.append(score_row(name, n, method, sec, cpu, v.values, flipped, note, noise))
+        print(f"  {name} n={n} flipped {noise:.0%} {method}: {sec:.1f}s auc {rows[-1]['auc']:.3f}", file=sys.stderr,
+              flush=True)
+
     for m in METHODS:
         if m == "consensus":
             continue
         opts = {}
         if m == "tmc_shapley":
             if n > args.tmc_max_n:
-                rows.append({"dataset": name, "n": n, "method": "tmc-shapley", "seconds": None, "cpu": None,
-                             "auc": None, "prec": None, "note": f"skipped above {args.tmc_max_n} rows"})
+                rows.append({"dataset": name, "n": n, "noise": noise, "method": "tmc-shapley", "seconds": None,
+                             "cpu": None, "auc": None, "prec": None, "note": f"skipped above {args.tmc_max_n} rows"})
                 continue
             opts = dict(max_permutations=args.tmc_permutations, convergence=0)
         if m == "ts_dshapley":
             opts = dict(n_jobs=1)  # same values for any worker count; one process so that CPU time is measurable
-        t0, c0 = time.perf_counter(), time.process_time()
-        v = value_dataset(X, y_noisy, uids, method=m, valid=valid, seed=seed, **opts)
-        sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+        v, sec, cpu = timed(value_dataset, X, y_noisy, uids, method=m, valid=valid, seed=seed, **opts)
         got[m] = (v, sec, cpu)
-        note = "defaults: 20 passes x 10 permutations, m = 100" if m == "ts_dshapley" else (
-            f"{args.tmc_permutations} permutations" if m == "tmc_shapley" else "")
+        note = TS_NOTE if m == "ts_dshapley" else (f"{args.tmc_permutations} permutations" if m == "tmc_shapley"
+                                                   else "")
         if valid is None and m in ("ts_dshapley", "tmc_shapley", "knn_shapley", "loo"):
-            note = (note + "; " if note else "") + "held-out 10 % + swapped roles"
-        rows.append(score_row(name, n, m.replace("_", "-"), sec, cpu, v.values, flipped, note))
-        print(f"  {name} n={n} {m}: {sec:.1f}s auc {rows[-1]['auc']:.3f}", file=sys.stderr, flush=True)
-    members = [got[k] for k in ("label_quality", "knn_shapley", "data_oob", "ts_dshapley")]
+            note = (note + "; " if note else "") + "held-out 10 % (cleaned) + swapped roles"
+        add(m.replace("_", "-"), v, sec, cpu, note)
+    # TS-DShapley without a validation file: the held-out split cleaned (the default) and as drawn
+    variants = [("cleaned split", {}), ("uncleaned split", {"clean_valid": None})]
+    for label, kw in variants:
+        if valid is None and not kw:
+            continue  # the default row above is already the cleaned held-out split
+        v, sec, cpu = timed(value_dataset, X, y_noisy, uids, method="ts_dshapley", valid=None, seed=seed, n_jobs=1,
+                            **kw)
+        got[f"ts_dshapley ({label})"] = (v, sec, cpu)
+        add(f"ts-dshapley, no --valid, {label}", v, sec, cpu, "held-out 10 % + swapped roles")
+    members = [got[k] for k in MEMBERS]
     cons = combine([v for v, _, _ in members])
-    rows.append(score_row(name, n, "consensus", sum(s for _, s, _ in members), sum(c for _, _, c in members),
-                          cons.values, flipped, "rank average of label-quality, knn, data-oob, ts-dshapley"))
+    rows.append(score_row(name, n, "consensus, equal weights", sum(s for _, s, _ in members),
+                          sum(c for _, _, c in members), cons.values, flipped,
+                          "rank average of label-quality, knn, data-oob, ts-dshapley", noise))
+    got["consensus_equal"] = (cons, rows[-1]["seconds"], rows[-1]["cpu"])
+    v, sec, cpu = timed(value_dataset, X, y_noisy, uids, method="consensus", valid=valid, seed=seed,
+                        member_options={"ts_dshapley": {"n_jobs": 1}})
+    w = v.params["self_check"]["weights"]
+    got["consensus"] = (v, sec, cpu)
+    add("consensus, calibrated", v, sec, cpu, "self-check weights " + ", ".join(
+        f"{k.replace('_', '-')} {x:.2f}" for k, x in w.items()) + " (mean over 5 folds)")
     # cleanlab's own detector on the same out-of-fold probabilities
     from cleanlab.filter import find_label_issues
 
@@ -157,11 +194,31 @@ def run_methods(name, X, y_noisy, flipped, valid, seed, args, rows, keep):
     from sklearn.metrics import roc_auc_score
 
     prec = float(flipped[issues].mean()) if issues.any() else float("nan")
-    rows.append({"dataset": name, "n": n, "method": "cleanlab find_label_issues", "seconds": sec, "cpu": cpu,
-                 "auc": float(roc_auc_score(flipped, issues.astype(float))), "prec": prec,
+    rows.append({"dataset": name, "n": n, "noise": noise, "method": "cleanlab find_label_issues", "seconds": sec,
+                 "cpu": cpu, "auc": float(roc_auc_score(flipped, issues.astype(float))), "prec": prec,
                  "note": f"flags {int(issues.sum())} rows (yes/no)"})
-    keep[(name, n)] = {k: v for k, (v, _, _) in got.items()}
+    keep[(name, n, noise)] = {k: v for k, (v, _, _) in got.items()}
     return got
+
+
+def human_check(X, y, confidence, seed, args):
+    """Each method's values on the demo sample as labelled, against the annotators' agreement."""
+    from core.valuation.audit import agreement_check
+
+    n = len(y)
+    uids = np.array([f"r{i}" for i in range(n)])
+    vals = {}
+    for m in METHODS:
+        if m in ("consensus", "tmc_shapley"):
+            continue
+        opts = {"n_jobs": 1} if m == "ts_dshapley" else {}
+        vals[m.replace("_", "-")] = value_dataset(X, y, uids, method=m, seed=seed, **opts).values
+        print(f"  human check: {m}", file=sys.stderr, flush=True)
+    vals["ts-dshapley, uncleaned split"] = value_dataset(X, y, uids, method="ts_dshapley", seed=seed, n_jobs=1,
+                                                         clean_valid=None).values
+    cons = value_dataset(X, y, uids, method="consensus", seed=seed, member_options={"ts_dshapley": {"n_jobs": 1}})
+    vals["consensus, calibrated"] = cons.values
+    return agreement_check(vals, confidence), cons.params["self_check"]
 
 
 def fmt(v, f=".3f"):
@@ -173,11 +230,12 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000], help="SST-2 training rows")
     ap.add_argument("--demo-n", type=int, default=5000)
     ap.add_argument("--valid-n", type=int, default=1000, help="dev.tsv rows for valuation (and as many to score)")
-    ap.add_argument("--noise", type=float, default=0.1)
+    ap.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.3], help="shares of labels flipped")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--datasets", default="sst2,demo")
     ap.add_argument("--tmc-max-n", type=int, default=2000, help="run TMC-Shapley on the whole set up to this size")
     ap.add_argument("--tmc-permutations", type=int, default=100)
+    ap.add_argument("--skip-human", action="store_true", help="skip the demo's human-agreement check")
     ap.add_argument("--skip-budget", action="store_true", help="skip the budget, Spearman and removal tables")
     args = ap.parse_args()
 
@@ -185,40 +243,97 @@ def main() -> None:
     import joblib
     import sklearn
 
+    start = time.perf_counter()
     load = os.getloadavg()
     print(f"{time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs (load average {load[0]:.1f}) · "
           f"python {sys.version.split()[0]} · numpy {np.__version__} · scikit-learn {sklearn.__version__} · "
-          f"cleanlab {cleanlab.__version__} · joblib {joblib.__version__} · flipped {args.noise:.0%}, seed {args.seed}")
+          f"cleanlab {cleanlab.__version__} · joblib {joblib.__version__} · flipped "
+          f"{', '.join(f'{x:.0%}' for x in args.noise)}, seed {args.seed}")
     rows: list[dict] = []
     keep: dict = {}
     sets = args.datasets.split(",")
     sst = None
+    dem = None
     if "sst2" in sets:
         X_all, y_all, valid, score_split = sst2(max(args.sizes), args.valid_n, args.seed)
         sst = (X_all, y_all, valid, score_split)
-        for n in sorted(args.sizes):
-            sel = np.sort(np.random.default_rng(args.seed + n).permutation(len(y_all))[:n]) if n < len(y_all) \
-                else np.arange(len(y_all))
-            y_noisy, flipped = flip_labels(y_all[sel], args.noise, n_classes=2, seed=args.seed)
-            run_methods("SST-2", X_all[sel], y_noisy, flipped, valid, args.seed, args, rows, keep)
     if "demo" in sets:
-        Xd, yd, classes = demo(args.demo_n, args.seed)
-        y_noisy, flipped = flip_labels(yd, args.noise, n_classes=len(classes), seed=args.seed)
-        run_methods("demo tweets", Xd, y_noisy, flipped, None, args.seed, args, rows, keep)
+        dem = demo(args.demo_n, args.seed)
+    for noise in args.noise:
+        if sst is not None:
+            X_all, y_all, valid, _ = sst
+            for n in sorted(args.sizes):
+                sel = np.sort(np.random.default_rng(args.seed + n).permutation(len(y_all))[:n]) if n < len(y_all) \
+                    else np.arange(len(y_all))
+                y_noisy, flipped = flip_labels(y_all[sel], noise, n_classes=2, seed=args.seed)
+                run_methods("SST-2", X_all[sel], y_noisy, flipped, valid, args.seed, args, rows, keep, noise)
+        if dem is not None:
+            Xd, yd, classes, _ = dem
+            y_noisy, flipped = flip_labels(yd, noise, n_classes=len(classes), seed=args.seed)
+            run_methods("demo tweets", Xd, y_noisy, flipped, None, args.seed, args, rows, keep, noise)
 
     print()
-    print("| data set | rows | method | ROC-AUC (flipped) | precision@flipped | CPU seconds | wall seconds | note |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| data set | rows | flipped | method | ROC-AUC (flipped) | precision@flipped | CPU seconds | wall seconds | "
+          "note |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['n']:,} | {r['method']} | {fmt(r['auc'])} | {fmt(r['prec'])} | "
+        print(f"| {r['dataset']} | {r['n']:,} | {r['noise']:.0%} | {r['method']} | {fmt(r['auc'])} | {fmt(r['prec'])} | "
               f"{fmt(r['cpu'], '.1f')} | {fmt(r['seconds'], '.1f')} | {r['note']} |")
 
+    by = {(r["dataset"], r["n"], r["noise"], r["method"]): r["auc"] for r in rows}
+    groups = list(dict.fromkeys((r["dataset"], r["n"], r["noise"]) for r in rows))
+    print()
+    print("Calibrated consensus against its best member (ROC-AUC for the flipped rows; members: label quality, "
+          "KNN-Shapley, Data-OOB, TS-DShapley)")
+    print()
+    print("| data set | rows | flipped | best member | its AUC | consensus, equal weights | consensus, calibrated | "
+          "calibrated - best |")
+    print("|---|---|---|---|---|---|---|---|")
+    for g in groups:
+        member = {m: by.get((*g, m.replace("_", "-"))) for m in MEMBERS}
+        best = max(member, key=lambda m: member[m])
+        cal = by.get((*g, "consensus, calibrated"))
+        print(f"| {g[0]} | {g[1]:,} | {g[2]:.0%} | {best.replace('_', '-')} | {fmt(member[best])} | "
+              f"{fmt(by.get((*g, 'consensus, equal weights')))} | {fmt(cal)} | {cal - member[best]:+.3f} |")
+    print()
+    print("TS-DShapley's validation data against label quality (ROC-AUC for the flipped rows): dev.tsv (SST-2), and "
+          "without a validation file the held-out 10 % as drawn or cleaned (rows a cross-fitted classifier gives "
+          "p(given label) < 0.2 left out)")
+    print()
+    print("| data set | rows | flipped | with dev.tsv | no --valid, uncleaned | no --valid, cleaned | label quality | "
+          "cleaned - label quality |")
+    print("|---|---|---|---|---|---|---|---|")
+    for g in groups:
+        file_auc = by.get((*g, "ts-dshapley")) if g[0] == "SST-2" else None
+        cleaned = by.get((*g, "ts-dshapley, no --valid, cleaned split"), by.get((*g, "ts-dshapley")))
+        lq = by.get((*g, "label-quality"))
+        print(f"| {g[0]} | {g[1]:,} | {g[2]:.0%} | {fmt(file_auc)} | "
+              f"{fmt(by.get((*g, 'ts-dshapley, no --valid, uncleaned split')))} | {fmt(cleaned)} | {fmt(lq)} | "
+              f"{cleaned - lq:+.3f} |")
+
+    if dem is not None and not args.skip_human:
+        Xd, yd, classes, conf = dem
+        t0 = time.perf_counter()
+        table, check = human_check(Xd, yd, conf, args.seed, args)
+        print()
+        print(f"Human check (demo tweets, {len(yd):,} rows as labelled, {int(np.isfinite(conf).sum()):,} with the "
+              f"annotators' agreement `confidence`): Spearman between value and confidence, and the mean confidence "
+              f"of the 5 % lowest-valued rows ({time.perf_counter() - t0:.0f} s; calibrated consensus weights "
+              + ", ".join(f"{k.replace('_', '-')} {x:.2f}" for k, x in check["weights"].items()) + ")")
+        print()
+        print("| method | Spearman (value, confidence) | mean confidence, lowest 5 % | mean confidence, all rows |")
+        print("|---|---|---|---|")
+        for r in table:
+            print(f"| {r['method']} | {r['spearman']:.3f} | {r['low_mean']:.3f} | {r['all_mean']:.3f} |")
+
     if args.skip_budget or sst is None:
+        print(f"\nbenchmark wall time {time.perf_counter() - start:.0f} s")
         return
     X_all, y_all, valid, score_split = sst
     n = min(args.sizes)
     sel = np.sort(np.random.default_rng(args.seed + n).permutation(len(y_all))[:n])
-    X, (y_noisy, flipped) = X_all[sel], flip_labels(y_all[sel], args.noise, n_classes=2, seed=args.seed)
+    noise = args.noise[0]
+    X, (y_noisy, flipped) = X_all[sel], flip_labels(y_all[sel], noise, n_classes=2, seed=args.seed)
     train = Split(np.array([f"r{i}" for i in range(n)]), X, y_noisy)
     print()
     print(f"TS-DShapley quality against budget (SST-2, {n:,} rows, m = 100; marginal samples per row = passes x "
@@ -253,7 +368,7 @@ def main() -> None:
     print(f"| TS-DShapley defaults (20 passes x 10 permutations, m = 100) | {t_ts:.1f} | "
           f"{spearmanr(ref.values, ts.values)[0]:.3f} |")
 
-    v = keep[("SST-2", n)]["ts_dshapley"]
+    v = keep[("SST-2", n, noise)]["ts_dshapley"]
     sug = suggest_removal(train, v, valid=valid, score_on=score_split, seed=args.seed)
     print()
     print(f"Removal curve (SST-2, {n:,} rows, TS-DShapley values; ridge proxy refitted on the rest, accuracy on "
@@ -265,6 +380,7 @@ def main() -> None:
     for c in sug.curve:
         print(f"| {c['fraction']:.1%} | {c['n_removed']} | {c['score']:.4f} | {c['score_highest']:.4f} | "
               f"{c['score_random']:.4f} |")
+    print(f"\nbenchmark wall time {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

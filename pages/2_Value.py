@@ -19,6 +19,7 @@ import streamlit as st
 import ui
 from core.errors import WinnowError
 from core.valuation import DEFAULT_METHOD, METHODS, significance
+from core.valuation.audit import agreement_check, recommend
 from core.valuation.base import Values
 from core.valuation.removal import curve_caption
 
@@ -33,12 +34,13 @@ ABOUT = {
     "knn-shapley": "KNN-Shapley (Jia et al. 2019): exact closed form for a k-nearest-neighbour classifier. Seconds.",
     "data-oob": "Data-OOB (Kwon & Zou 2023): out-of-bag accuracy of bagged logistic regressions.",
     "label-quality": "Label quality: cross-fitted confidence in each given label (cleanlab's score).",
-    "consensus": "Consensus: the rank average of several methods; keeps each member's rank per row.",
+    "consensus": "Consensus: the rank average of several methods, weighted by how well each finds injected label "
+                 "flips in this data (a cross-fitted self-check); keeps each member's rank per row.",
     "tmc-shapley": "TMC-Shapley (Ghorbani & Zou 2019) on the whole set: the reference; slow past a few hundred rows.",
     "loo": "Leave-one-out with the source classifier: cheap, noisy.",
     "random": "Random values: the floor every method should beat.",
 }
-AUDIT_DEFAULT = ["ts-dshapley", "knn-shapley", "label-quality"]
+AUDIT_DEFAULT = ["ts-dshapley", "knn-shapley", "data-oob", "label-quality", "consensus"]
 CONSENSUS_DEFAULT = ["label-quality", "knn-shapley", "data-oob", "ts-dshapley"]
 
 
@@ -142,7 +144,7 @@ if job is not None and job.status == "done" and job.run_id is not None:
 # ------------------------------------------------------------------------------------------------ results
 runs = ws.runs("values", dataset_id=ds_id)
 done = [r for r in runs if r.status == "done"]
-active = ui.active_values_run(ds_id)
+active, active_why = ui.values_choice(ds_id)
 ui.first_run_note(ds_id, active)
 if not done:
     if job is None or not job.active:
@@ -190,6 +192,15 @@ else:
             st.rerun()
     else:
         st.caption("This is the active run: the map and Inspect use it.")
+    if active is not None:
+        st.info(f"The map colours by run {active.id} ({_cli(active.method)}). Why: {active_why}",
+                icon=":material/palette:")
+        ts_runs = [r for r in done if r.method == DEFAULT_METHOD]
+        if active.method != DEFAULT_METHOD and ts_runs:
+            if st.button(f"Colour by {_cli(DEFAULT_METHOD)} instead (run {ts_runs[0].id})", key="value.use_default",
+                         icon=":material/undo:"):
+                ws.set_setting(f"active_values.{ds_id}", ts_runs[0].id)
+                st.rerun()
 
     rem = _removal(shown)
     if rem is not None:
@@ -266,8 +277,9 @@ st.subheader("Self-check: which method finds bad labels in this data?")
 st.caption("Flips a seeded share of labels in a copy of the data, values the copy with each method, and measures how "
            "well low values find the flipped rows (ROC-AUC: 0.5 = chance, 1 = perfect).")
 x1, x2 = st.columns([2, 1])
-audit_methods = x1.multiselect("Methods", [m for m in methods if m != "consensus"], default=AUDIT_DEFAULT,
-                               key="value.audit_methods")
+audit_methods = x1.multiselect("Methods", methods, default=AUDIT_DEFAULT, key="value.audit_methods",
+                               help="consensus here combines the other methods checked, with weights chosen on the "
+                                    "other rows' flips (cross-fitted), at no extra cost")
 flip = x2.number_input("Share of labels flipped", 0.01, 0.45, 0.05, step=0.01, key="value.audit_flip")
 audit_job = ui.current_job("audit", ds_id)
 audit_argv = ["audit", f"ws:{ds_id}", "--flip", f"{flip:g}", "--methods", ",".join(audit_methods)]
@@ -303,3 +315,42 @@ if audit_run is not None:
             fig.update_layout(height=300, margin=dict(l=10, r=10, t=20, b=10), yaxis=dict(title="ROC-AUC",
                               range=[0, 1]), xaxis_type="category")
             st.plotly_chart(fig, key="value.audit_chart")
+        best = recommend(rows)
+        if best is not None:
+            have = [r for r in done if r.method.replace("_", "-") == best[0]]
+            st.caption(f"Best here: {best[1]}.")
+            if not have:
+                if st.button(f"Compute {best[0]} to colour the map by it", key="value.compute_best",
+                             icon=":material/play_arrow:", disabled=job is not None and job.active):
+                    with ui.guard():
+                        st.session_state["value.job"] = ui.start_job("value", ds_id,
+                                                                     ["value", f"ws:{ds_id}", "--method", best[0]])
+                        st.rerun()
+
+# ------------------------------------------------------------------------------------------------ people
+numeric_cols = ui.numeric_columns(ws_path, ds_id)
+numeric = list(numeric_cols)
+if numeric:
+    st.subheader("Do low values match where people disagree?")
+    st.caption("A column of human agreement (e.g. the share of annotators who chose the given label) against each "
+               "method's newest finished run: Spearman's rho (higher: the method tracks people), and the mean "
+               "agreement of the 5 % lowest-valued rows against all rows. Rows without a number are left out.")
+    col = st.selectbox("Agreement column", ["(none)", *numeric], key="value.agreement_col",
+                       index=1 + numeric.index("confidence") if "confidence" in numeric else 0)
+    latest: dict[str, int] = {}
+    for r in done:
+        latest.setdefault(r.method, r.id)
+    if col != "(none)" and latest:
+        with ui.guard():
+            agreement = numeric_cols[col]
+            uid_order = ui.dataset_columns(ws_path, ds_id)["uid"]
+            vals = {}
+            for m, rid in latest.items():
+                frame = _values(rid).set_index("uid")["value"]
+                vals[_cli(m)] = frame.reindex(uid_order).to_numpy(dtype=float)
+            table = pd.DataFrame(agreement_check(vals, agreement))
+            table = table.rename(columns={"spearman": f"Spearman with {col}", "low_mean": f"mean {col}, lowest 5 %",
+                                          "all_mean": f"mean {col}, all rows", "n": "rows with a number"})
+            st.dataframe(table.drop(columns=["n_low"]), hide_index=True,
+                         column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
+                                        if c.startswith(("Spearman", "mean"))})

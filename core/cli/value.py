@@ -53,8 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_data_args(p)
     common.add_embed_args(p)
     p.add_argument("--flip", type=float, default=0.05, help="share of labels to flip (default 0.05)")
-    p.add_argument("--methods", default="ts-dshapley,knn-shapley,label-quality", metavar="M1,M2",
-                   help="methods to compare (default ts-dshapley,knn-shapley,label-quality)")
+    p.add_argument("--methods", default="ts-dshapley,knn-shapley,data-oob,label-quality,consensus",
+                   metavar="M1,M2", help="methods to compare (default ts-dshapley,knn-shapley,data-oob,label-quality,"
+                                         "consensus; consensus combines the others with cross-fitted weights)")
     p.add_argument("--valid", default=None, metavar="FILE", help="validation file (default: a held-out split)")
     p.add_argument("--seed", type=int, default=0, help="seed of the flips and the methods (default 0)")
     p.set_defaults(func=cmd_audit)
@@ -86,6 +87,12 @@ def add_value_args(p: argparse.ArgumentParser) -> None:
                    help="also search the best number of lowest-valued rows to remove (recorded with the run)")
     p.add_argument("--members", default=None, metavar="M1,M2",
                    help="consensus members (default label-quality,knn-shapley,data-oob,ts-dshapley)")
+    p.add_argument("--weights", default="self-check", choices=("self-check", "equal"),
+                   help="consensus weights: learned on a self-check copy with 10 %% of labels flipped, cross-fitted "
+                        "(default; values the data twice), or equal")
+    p.add_argument("--clean-valid", type=float, default=0.2, metavar="P",
+                   help="without --valid: leave out of the held-out validation rows those whose label a cross-fitted "
+                        "classifier gives probability < P (default 0.2; 0 keeps them all); they are still valued")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if an unfinished run matches")
     g = p.add_argument_group("method options (passed to the methods that take them)")
     for flag, dest, typ, hlp in _METHOD_FLAGS:
@@ -167,10 +174,13 @@ def value_options(args: argparse.Namespace, key: str, valid_id: int | None) -> t
         opts = {k: v for k, v in opts.items() if k == "members"}
         if member_opts:
             opts["member_options"] = member_opts
+        opts["weights"] = args.weights.replace("-", "_")
     if not 0 < args.valid_fraction < 1:
         raise DataError(f"--valid-fraction must be between 0 and 1 (got {args.valid_fraction})")
+    if not 0 <= args.clean_valid < 1:
+        raise DataError(f"--clean-valid must be between 0 and 1 (got {args.clean_valid})")
     run_params = {"seed": args.seed, "options": opts, "valid_dataset": valid_id,
-                  "valid_fraction": args.valid_fraction,
+                  "valid_fraction": args.valid_fraction, "clean_valid": args.clean_valid,
                   "suggest_removal": bool(args.suggest_removal), "model": getattr(args, "model", None)}
     return opts, run_params
 
@@ -212,7 +222,7 @@ def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
 
         values = value_dataset(X, y, uids, method=key, valid=valid, seed=args.seed, classes=loaded.classes,
                                suggest_removal=args.suggest_removal, continue_from=partial,
-                               valid_fraction=args.valid_fraction,
+                               valid_fraction=args.valid_fraction, clean_valid=args.clean_valid or None,
                                on_progress=on_progress, **opts)
         store.save_values(ws, run_id, values)
         store.drop_partial(ws, run_id)

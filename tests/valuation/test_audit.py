@@ -6,6 +6,7 @@ import pytest
 
 from core.errors import DataError
 from core.valuation import audit_dataset, flip_labels
+from core.valuation.audit import agreement_check, recommend
 
 
 def test_flip_labels_changes_exactly_the_share():
@@ -27,3 +28,37 @@ def test_audit_reports_each_method(make_pair):
     assert rows[0]["auc"] > 0.8 and rows[0]["auc"] > rows[1]["auc"] + 0.2
     assert 0 <= rows[0]["precision_at_k"] <= 1 and rows[0]["seconds"] >= 0
     assert set(results) == {"knn_shapley", "random"}
+
+
+def test_the_self_checks_consensus_is_cross_fitted_on_its_own_flips(make_pair):
+    train, _, _ = make_pair(n=300, flip=0.0, seed=3)
+    rows, mask, results = audit_dataset(train.X, train.y, train.uids, flip=0.1, seed=0,
+                                        methods=["label-quality", "random", "consensus", "knn-shapley"])
+    by = {r["method"]: r for r in rows}
+    assert list(by) == ["label-quality", "random", "knn-shapley", "consensus"]
+    assert set(by["consensus"]["weights"]) == {"label-quality", "knn-shapley"}  # random is never a member
+    assert by["consensus"]["auc"] >= max(by["label-quality"]["auc"], by["knn-shapley"]["auc"]) - 0.03
+    assert results["consensus"].params["weights"] == "self_check"
+    with pytest.raises(DataError, match="needs at least two other methods"):
+        audit_dataset(train.X, train.y, train.uids, methods=["knn-shapley", "consensus"])
+
+
+def test_recommend_names_the_best_method_and_why():
+    rows = [{"method": "ts-dshapley", "auc": 0.80}, {"method": "label_quality", "auc": 0.86},
+            {"method": "consensus", "auc": 0.91}, {"method": "random", "auc": 0.97}]
+    assert recommend(rows) == ("consensus", "consensus: finds injected flips best here, AUC 0.91 vs 0.86 "
+                                            "(label-quality)")
+    method, why = recommend(rows, available=["ts_dshapley", "label_quality"])
+    assert method == "label-quality" and "consensus, AUC 0.91, has no run yet" in why
+    assert recommend(rows, available=["random"]) is None and recommend([]) is None
+
+
+def test_agreement_check_compares_values_with_people():
+    agreement = np.array([1.0, 0.9, np.nan, 0.6, 0.4, 0.8, 0.7, 0.5, 0.3, 1.0])
+    rows = agreement_check({"tracks": agreement * 2, "opposes": -agreement}, agreement, low_share=0.2)
+    tracks, opposes = rows
+    assert tracks["spearman"] == pytest.approx(1.0) and opposes["spearman"] == pytest.approx(-1.0)
+    assert tracks["n"] == 9 and tracks["n_low"] == 2 and tracks["low_mean"] == pytest.approx(0.35)
+    assert opposes["low_mean"] == pytest.approx(1.0) and tracks["all_mean"] == pytest.approx(np.nanmean(agreement))
+    with pytest.raises(DataError, match="only 1 numeric value"):
+        agreement_check({"x": np.arange(3.0)}, np.array([np.nan, 1.0, np.nan]))

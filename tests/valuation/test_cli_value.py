@@ -166,3 +166,21 @@ def test_audit_and_runs(ws, tmp_path, fake_embeddings, capsys):
     assert _run(ws, "runs", "--kind", "audit") == 0
     assert "| values" not in capsys.readouterr().out
     assert _run(ws, "audit", data, "--methods", "") == 2
+
+
+def test_value_records_the_cleaned_split_and_consensus_weights(ws, tmp_path, fake_embeddings, capsys):
+    data, _ = _csv(tmp_path / "d.csv", n=150, flip=0.15)
+    assert _run(ws, "value", data, "--method", "knn-shapley", "--seed", "1") == 0
+    run = ws.latest_run("values")
+    cleaning = run.result["method_params"]["valid_cleaning"]
+    assert run.params["clean_valid"] == 0.2 and cleaning["threshold"] == 0.2 and cleaning["held_out"]["rows"] == 15
+    assert _run(ws, "value", data, "--method", "knn-shapley", "--clean-valid", "0") == 0
+    assert "valid_cleaning" not in ws.latest_run("values").result["method_params"]
+    assert _run(ws, "value", data, "--method", "consensus", "--members", "knn-shapley,label-quality") == 0
+    check = ws.latest_run("values").result["method_params"]["self_check"]
+    assert set(check["weights"]) == {"knn_shapley", "label_quality"} and check["n_injected"] == 15
+    assert _run(ws, "value", data, "--method", "consensus", "--members", "knn-shapley,label-quality",
+                "--weights", "equal") == 0
+    assert ws.latest_run("values").result["method_params"]["weights"] == "equal"
+    assert _run(ws, "value", data, "--clean-valid", "1.5") == 2
+    assert "--clean-valid must be between 0 and 1" in capsys.readouterr().err
