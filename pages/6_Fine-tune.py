@@ -1,8 +1,9 @@
-"""Fine-tune & compare: fine-tune several subsets over seeds in the background and compare mean and spread.
+"""Fine-tune & compare: fine-tune several subsets over seeds, fairly, in the background; intervals and a verdict.
 
-The experiment is the `compare` step (`python -m core compare ws:ID --subsets ... --seeds N`), started as a job: each
-finished (subset, seed) fine-tune is a checkpoint of its run, so closing the tab or restarting the server loses
-nothing and a stopped job resumes at the next unfinished fine-tune.
+The experiment is the `compare` step (`python -m core compare ws:ID --subsets ... --seeds N --protocol P`), started as
+a job: each finished (subset, seed) fine-tune is a checkpoint of its run, so closing the tab or restarting the server
+loses nothing and a stopped job resumes at the next unfinished fine-tune. Before Start the page shows the estimated
+duration from this machine's measured speed (measured once by a short job, then cached).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import decisions
+from core import decisions, experiment
 from core.errors import WinnowError
 
 ws = ui.workspace()
@@ -24,8 +25,9 @@ rec = ws.dataset(ds_id)
 
 st.title("Fine-tune & compare")
 st.caption("The proof that curation helped: fine-tune a model on each subset with several seeds and compare test "
-           "accuracy and macro-F1. Fine-tunes are slow on a CPU: start small (1 epoch, 2 seeds) and let it run in "
-           "the background; you may close this tab.")
+           "accuracy with paired 95 % intervals. Every subset draws from the same training pool and, per seed, gets "
+           "the same initialisation and held-out split. The defaults (a capped pool, 2 seeds, equal steps) are sized "
+           "for about 10 minutes on 2 CPU cores; it runs in the background, so you may close this tab.")
 
 
 def _when(ts: float | None) -> str:
@@ -40,6 +42,14 @@ def _budget_text(mode: str, frac: float, count: int) -> str:
 dec = decisions.current(ws, ds_id).counts
 selections = ws.runs("selection", dataset_id=ds_id, status="done")
 values_run = ui.active_values_run(ds_id)
+clusters_run = ws.latest_run("clusters", dataset_id=ds_id)
+# the caps (set under Training) decide the training pool every budget is a share of
+pool_max = int(st.session_state.get("finetune.pool_max", experiment.DEMO_POOL_MAX))
+eval_max = int(st.session_state.get("finetune.eval_max", experiment.DEMO_EVAL_MAX))
+pool_rows, _ = experiment._pool_size(rec.n_rows, has_eval_file=st.session_state.get("finetune.eval_mode")
+                                     == "a labelled file", eval_fraction=float(st.session_state.get(
+                                         "finetune.eval_fraction", 0.2)), eval_max=eval_max,
+                                     pool_max=pool_max or None)
 
 st.subheader("Subsets")
 c1, c2 = st.columns(2)
@@ -54,6 +64,14 @@ with c1:
                           disabled=values_run is None,
                           help=("the highest-valued rows of the active valuation run" if values_run is not None
                                 else "compute values on the Value page first"))
+    use_kmq = st.checkbox("kMQ at the budget", value=False, key="finetune.kmq", disabled=clusters_run is None,
+                          help=("diversity first: the budget spread over the newest clusters by size"
+                                if clusters_run is not None else "cluster on the Select page first"))
+    use_clean = st.checkbox("Clean, then diversify at the budget", value=False, key="finetune.clean_kmq",
+                            disabled=values_run is None or clusters_run is None,
+                            help=("drop the active run's significantly harmful rows, then kMQ's cluster shares"
+                                  if values_run is not None and clusters_run is not None
+                                  else "needs values (Value page) and clusters (Select page)"))
 with c2:
     sel_names = {r.id: f"run {r.id}: {r.method}, {r.result.get('n', '?')} rows" for r in selections}
     chosen_sel = st.multiselect("Saved subsets", list(sel_names), default=list(sel_names)[:1],
@@ -61,18 +79,20 @@ with c2:
                                 help="subsets saved on the Select page")
     first = next((r for r in selections if r.id in chosen_sel), None)
     b1, b2 = st.columns(2)
+    budgeted = use_random or use_top or use_kmq or use_clean
     mode = b1.radio("Budget as", ["count", "fraction"], horizontal=True, key="finetune.budget_mode",
-                    disabled=not (use_random or use_top))
-    default_count = int(first.result.get("n") or 0) if first is not None else max(1, rec.n_rows // 3)
+                    disabled=not budgeted)
+    default_count = int(first.result.get("n") or 0) if first is not None else max(1, pool_rows // 2)
     if mode == "count":
-        count = int(b2.number_input("Rows", min_value=1, max_value=max(1, rec.n_rows), step=100,
-                                    value=min(max(1, default_count), rec.n_rows), key="finetune.count",
-                                    disabled=not (use_random or use_top),
-                                    help="defaults to the size of the first saved subset chosen"))
-        frac = 0.3
+        count = int(b2.number_input("Rows", min_value=1, max_value=max(1, pool_rows), step=100,
+                                    value=min(max(1, default_count), pool_rows), key="finetune.count",
+                                    disabled=not budgeted,
+                                    help=f"rows of the {pool_rows:,}-row training pool; defaults to the size of the "
+                                         "first saved subset chosen"))
+        frac = 0.5
     else:
-        frac = float(b2.slider("Share of the training pool", 0.05, 1.0, 0.3, 0.05, key="finetune.fraction",
-                               disabled=not (use_random or use_top)))
+        frac = float(b2.slider("Share of the training pool", 0.05, 1.0, 0.5, 0.05, key="finetune.fraction",
+                               disabled=not budgeted))
         count = 0
 budget = _budget_text(mode, frac, count)
 specs: list[str] = []
@@ -84,21 +104,40 @@ if use_random:
     specs.append(f"random:{budget}")
 if use_top and values_run is not None:
     specs.append(f"top-value:{budget}:{values_run.id}")
+if use_kmq and clusters_run is not None:
+    specs.append(f"kmq:{budget}")
+if use_clean and values_run is not None and clusters_run is not None:
+    specs.append(f"clean-kmq:{budget}:{values_run.id}")
 specs += [f"selection:{i}" for i in chosen_sel]
 
 # ------------------------------------------------------------------------------------------------ training
 st.subheader("Training")
+PROTOCOL_NAMES = {"equal-steps": "equal steps", "equal-epochs": "equal epochs", "convergence": "to convergence"}
+protocol = st.radio("Protocol", list(PROTOCOL_NAMES), format_func=PROTOCOL_NAMES.get, horizontal=True,
+                    key="finetune.protocol",
+                    help="equal steps: every subset trains as many optimizer steps as EPOCHS passes over the largest "
+                         "(smaller subsets are not handicapped); equal epochs: EPOCHS passes over each subset's own "
+                         "rows; to convergence: at most EPOCHS passes, early stopping on a 10 % validation split "
+                         "carved the same way from each subset")
 t1, t2, t3 = st.columns(3)
-seeds = int(t1.number_input("Seeds", min_value=1, max_value=10, value=3, key="finetune.seeds",
-                            help="each subset is fine-tuned once per seed (0..N-1): mean and spread"))
-epochs = int(t2.number_input("Epochs (at most; early stopping)", min_value=1, max_value=20, value=3,
-                             key="finetune.epochs"))
+seeds = int(t1.number_input("Seeds", min_value=1, max_value=10, value=experiment.DEMO_SEEDS, key="finetune.seeds",
+                            help="each subset is fine-tuned once per seed (0..N-1); seed s gives every subset the same "
+                                 "initialisation and held-out split, so differences are paired"))
+epochs = int(t2.number_input("Epochs" + (" (at most)" if protocol == "convergence" else ""), min_value=1,
+                             max_value=20, value=experiment.DEMO_EPOCHS, key="finetune.epochs"))
 model = t3.text_input("Model", value="", placeholder="packaged all-MiniLM-L6-v2", key="finetune.model",
                       help="a local model folder or a cached hub name; empty = the packaged MiniLM with a new head")
+k1, k2 = st.columns(2)
+k1.number_input("Training pool cap (rows; 0 = none)", min_value=0, step=500, value=experiment.DEMO_POOL_MAX,
+                key="finetune.pool_max",
+                help="a stratified draw per seed from the rows that are not test rows; every subset and budget "
+                     "comes from this pool. The default keeps a comparison to about 10 minutes on 2 cores")
+k2.number_input("Held-out test rows (at most)", min_value=50, step=250, value=experiment.DEMO_EVAL_MAX,
+                key="finetune.eval_max", help="the held-out split is a stratified share of the data, capped here")
 e1, e2 = st.columns([1, 2])
 eval_mode = e1.radio("Test set", ["held-out split", "a labelled file"], key="finetune.eval_mode",
-                     help="held-out: a stratified 20 % of this dataset (at most 2,000 rows), the same for every "
-                          "subset and seed and left out of every subset")
+                     help="held-out: a stratified share of this dataset, drawn per seed, the same for every "
+                          "subset of that seed and left out of every subset")
 eval_path = e2.text_input("Test file path", value="", key="finetune.eval_path",
                           disabled=eval_mode == "held-out split",
                           placeholder="/path/to/test.csv (same label names)")
@@ -111,7 +150,12 @@ with st.expander("More training options"):
     eval_fraction = float(a4.number_input("Held-out share", min_value=0.05, max_value=0.5, value=0.2, step=0.05,
                                           key="finetune.eval_fraction", disabled=eval_mode != "held-out split"))
 
-argv = ["compare", f"ws:{ds_id}", "--subsets", ",".join(specs), "--seeds", str(seeds), "--epochs", str(epochs)]
+argv = ["compare", f"ws:{ds_id}", "--subsets", ",".join(specs), "--seeds", str(seeds), "--epochs", str(epochs),
+        "--protocol", protocol]
+if pool_max:
+    argv += ["--pool-max", str(pool_max)]
+if eval_mode != "a labelled file":
+    argv += ["--eval-max", str(eval_max)]
 if model.strip():
     argv += ["--model", model.strip()]
 if eval_mode == "a labelled file":
@@ -126,14 +170,34 @@ if max_length != 128:
     argv += ["--max-length", str(max_length)]
 
 job = ui.current_job("compare", ds_id)
+calib = ui.current_job("calibrate", ds_id)
 n_runs = len(specs) * seeds
-st.caption(f"{len(specs)} subset(s) × {seeds} seed(s) = {n_runs} fine-tune(s)")
+st.caption(f"{len(specs)} subset(s) × {seeds} seed(s) = {n_runs} fine-tune(s) · training pool {pool_rows:,} rows")
+est: dict[str, Any] | None = None
+if specs and not (eval_mode == "a labelled file" and not eval_path.strip()):
+    try:
+        est = experiment.estimate_compare(
+            ws, ds_id, specs, n_rows=rec.n_rows, seeds=seeds, epochs=epochs, protocol=protocol,
+            pool_max=pool_max or None, eval_path=eval_path.strip() if eval_mode == "a labelled file" else None,
+            eval_fraction=eval_fraction, eval_max=eval_max, model=model.strip() or None, batch_size=batch_size,
+            max_length=max_length, measure=False)
+    except WinnowError as e:
+        st.warning(ui.plain(str(e)), icon=":material/warning:")
+if est is not None:
+    if est["total"] is not None:
+        st.info(ui.plain(est["line"]), icon=":material/schedule:")
+    else:
+        st.caption(ui.plain(est["line"]) + " (a short fine-tune of 8 steps, run once and cached).")
+        if st.button("Measure this machine's speed", key="finetune.calibrate", icon=":material/speed:",
+                     disabled=(calib is not None and calib.active) or (job is not None and job.active)):
+            with ui.guard():
+                ui.start_job("calibrate", ds_id, argv + ["--estimate"])
+                st.rerun()
+        ui.job_note(calib)
 st.code("python -m core " + shlex.join(argv), language=None, wrap_lines=True)
 if st.button("Start the comparison", key="finetune.start", type="primary", icon=":material/play_arrow:",
              disabled=(job is not None and job.active)):
     with ui.guard():
-        from core import experiment
-
         if not specs:
             raise WinnowError("choose at least one subset")
         experiment.parse_subsets(specs)  # fail fast on a malformed spec
@@ -168,16 +232,28 @@ def _run_name(i: int) -> str:
 pick = st.selectbox("Comparison", list(by_id), index=default, key="finetune.run", format_func=_run_name)
 run = by_id[pick]
 def _chart(rows: list[dict[str, Any]]) -> go.Figure:
+    """Differences in accuracy from the full set with their paired 95 % intervals (zero line) when there is a full
+    set and 2+ seeds; else mean accuracy and macro-F1 with their intervals on an axis that starts at 0."""
     fig = go.Figure()
-    subsets = [r["subset"] for r in rows]
+    diffs = [r for r in rows if r.get("vs_full") and r["vs_full"].get("half") is not None]
+    if diffs:
+        fig.add_trace(go.Scatter(
+            x=[r["subset"] for r in diffs], y=[100 * r["vs_full"]["mean"] for r in diffs], mode="markers",
+            marker=dict(size=11, color=["#2ca02c" if r["vs_full"]["low"] > 0 else "#d62728"
+                                        if r["vs_full"]["high"] < 0 else "#7f7f7f" for r in diffs]),
+            error_y=dict(type="data", array=[100 * r["vs_full"]["half"] for r in diffs], visible=True),
+            hovertemplate="%{x}: %{y:+.2f} points<extra>vs full</extra>", name="vs full"))
+        fig.add_hline(y=0, line_color="#333333", line_dash="dash", annotation_text="full set")
+        fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), xaxis_type="category",
+                          yaxis_title="accuracy minus full (points, paired 95 % interval)", showlegend=False)
+        return fig
     for metric, name, colour in (("accuracy", "accuracy", "#4c78a8"), ("macro_f1", "macro-F1", "#f58518")):
-        fig.add_trace(go.Bar(x=subsets, y=[r[f"{metric}_mean"] for r in rows], name=name, marker_color=colour,
-                             error_y=dict(type="data", array=[r[f"{metric}_std"] for r in rows], visible=True),
+        err = [r.get(f"{metric}_ci") or 0.0 for r in rows]
+        fig.add_trace(go.Bar(x=[r["subset"] for r in rows], y=[r[f"{metric}_mean"] for r in rows], name=name,
+                             marker_color=colour, error_y=dict(type="data", array=err, visible=any(err)),
                              hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>"))
-    lo = min([r["accuracy_mean"] - r["accuracy_std"] for r in rows] + [r["macro_f1_mean"] - r["macro_f1_std"]
-                                                                        for r in rows])
     fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=30, b=10),
-                      yaxis=dict(title="test score (mean ± std over seeds)", range=[max(0.0, lo - 0.05), 1.0]),
+                      yaxis=dict(title="test score (mean, 95 % interval over seeds)", range=[0.0, 1.0]),
                       xaxis_type="category", legend=dict(orientation="h", y=1.1))
     return fig
 
@@ -194,6 +270,9 @@ def _label(spec: str) -> str:
     if kind == "top-value":
         b, _, vid = rest.partition(":")
         return f"top value {b} (run {vid})"
+    if kind == "clean-kmq":
+        b, _, vid = rest.partition(":")
+        return f"clean, then kMQ {b}" + (f" (values run {vid})" if vid else "")
     return spec
 
 
@@ -208,21 +287,31 @@ def _results(run_id: int) -> None:
                + (f" · {run.seconds / 60:.1f} min" if run.seconds else ""))
     if run.result.get("error"):
         st.error(ui.plain(str(run.result["error"])), icon=":material/error:")
+    est_s = run.result.get("estimate_seconds")
+    if est_s and run.status == "done" and run.seconds:
+        st.caption(f"Estimated {experiment.format_duration(est_s)} before it started; it took "
+                   f"{experiment.format_duration(run.seconds)} · on {run.result.get('device') or 'cpu'} · "
+                   f"protocol {run.params.get('protocol', 'equal-epochs')}")
     if table:
-        full = next((r for r in table if r["subset"] == "full"), None)
+        st.info(ui.plain(run.result.get("verdict") or experiment.verdict_line(table)), icon=":material/gavel:")
+        for w in run.result.get("warnings") or experiment.compare_warnings(table, ckpts):
+            st.warning(ui.plain(w), icon=":material/warning:")
         st.plotly_chart(_chart([dict(r, subset=_label(r["subset"])) for r in table]), key="finetune.chart")
+        text = {r["subset"]: c for r, c in zip(table, experiment.table_rows(table))}
         st.dataframe(pd.DataFrame([{
-            "subset": r["subset"], "what": _label(r["subset"]), "rows": r["rows"], "seeds done": r["runs"],
-            "accuracy": r["accuracy_mean"], "± acc": r["accuracy_std"],
+            "subset": r["subset"], "what": _label(r["subset"]), "rows": str(r["rows"]), "steps": r.get("steps", 0),
+            "seeds done": r["runs"], "accuracy": r["accuracy_mean"], "± acc": r["accuracy_std"],
+            "95 % CI": "n/a (one seed)" if r.get("accuracy_ci") is None else f"± {r['accuracy_ci']:.4f}",
+            "vs full (points)": text[r["subset"]]["vs full (points)"],
+            "vs random (points)": text[r["subset"]]["vs random (points)"],
             "macro-F1": r["macro_f1_mean"], "± F1": r["macro_f1_std"],
-            "accuracy vs full": None if full is None else r["accuracy_mean"] - full["accuracy_mean"],
             "seconds per fine-tune": r["train_seconds"],
         } for r in table]), hide_index=True, column_config={
-            "accuracy vs full": st.column_config.NumberColumn(format="%+.4f"),
             "accuracy": st.column_config.NumberColumn(format="%.4f"),
-            "± acc": st.column_config.NumberColumn(format="%.4f"),
+            "± acc": st.column_config.NumberColumn("sd acc", format="%.4f",
+                                                   help="standard deviation over seeds"),
             "macro-F1": st.column_config.NumberColumn(format="%.4f"),
-            "± F1": st.column_config.NumberColumn(format="%.4f"),
+            "± F1": st.column_config.NumberColumn("sd F1", format="%.4f"),
             "seconds per fine-tune": st.column_config.NumberColumn(format="%.0f")})
     if table and run.params.get("eval", {}).get("held_out") is not None:
         st.caption("The held-out test rows are left out of every subset: the rows column shows what each subset "
@@ -244,8 +333,10 @@ st.subheader("History")
 st.dataframe(pd.DataFrame([{
     "run": r.id, "status": r.status, "subsets": ", ".join(r.params.get("subsets", [])),
     "seeds": len(r.params.get("seeds", [])), "epochs": r.params.get("epochs"),
+    "protocol": r.params.get("protocol", "equal-epochs"),
     "model": r.params.get("model") or "MiniLM (packaged)",
     "test set": "file" if "file" in (r.params.get("eval") or {}) else "held out",
     "done": r.result.get("n_done", 0), "started": _when(r.created),
-    "minutes": None if r.seconds is None else round(r.seconds / 60, 1),
+    "minutes": "" if r.seconds is None else f"{r.seconds / 60:.1f}",
+    "estimated": experiment.format_duration(r.result["estimate_seconds"]) if r.result.get("estimate_seconds") else "",
 } for r in runs]), hide_index=True)

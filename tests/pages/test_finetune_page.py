@@ -99,3 +99,61 @@ def test_finetune_page_shows_results_and_history(demo_ws):
     assert results["± acc"].iloc[0] == pytest.approx(0.00707, abs=1e-4)
     history = at.dataframe[-1].value
     assert history["run"].tolist() == [run_id] and history["done"].tolist() == [4]
+
+
+def test_finetune_page_estimates_before_start_with_demo_defaults(demo_ws):
+    from core import experiment
+
+    ws, ds_id = demo_ws["ws"], demo_ws["dataset_id"]
+    at = _open(ws)
+    assert at.number_input(key="finetune.seeds").value == 2 and at.number_input(key="finetune.epochs").value == 1
+    assert at.radio(key="finetune.protocol").value == "equal-steps"
+    assert at.number_input(key="finetune.pool_max").value == experiment.DEMO_POOL_MAX  # the cap, visible
+    at.button(key="finetune.calibrate").click().run()  # no measurement yet: a short calibration job
+    assert not at.exception, at.exception
+    job = jobs.get(ws, ws.get_setting(f"job.calibrate.{ds_id}"))
+    try:
+        assert job.argv[-1] == "--estimate" and "--protocol" in job.argv
+        _parses(job.argv)
+    finally:
+        jobs.cancel(ws, job.id)
+    # a measured speed (as the job caches it) gives the estimate before Start
+    tp = experiment.Throughput(train_examples_per_second=50.0, predict_examples_per_second=150.0, load_seconds=3.0,
+                               device="cpu (2 threads)", key="")
+    key = experiment.throughput_key(model=None, max_length=128, batch_size=32, threads=None, device=None)
+    ws.set_setting(f"throughput.{key}", dict(tp.to_dict(), key=key))
+    at = _open(ws)
+    est = next(i.value.replace("\\", "") for i in at.info if "estimated about" in i.value)
+    assert "examples/s on cpu (2 threads) (measured)" in est
+
+
+def test_finetune_page_shows_verdict_intervals_and_warnings(demo_ws):
+    from core.experiment import compare_warnings, summarize_compare, verdict_line
+
+    ws, ds_id = demo_ws["ws"], demo_ws["dataset_id"]
+    specs = ["full", "random:100", "kmq:100"]
+    ckpts = {}
+    for spec, base in (("full", 0.80), ("random:100", 0.78), ("kmq:100", 0.79)):
+        for seed in (0, 1, 2):
+            ckpts[f"{spec}|{seed}"] = {"accuracy": base + 0.01 * seed, "macro_f1": base - 0.05, "n_rows": 100,
+                                       "n_train": 100, "train_seconds": 3.0, "subset": spec, "seed": seed,
+                                       "steps": 7, "majority": 0.5,
+                                       "missing_classes": ["neutral"] if spec == "kmq:100" else []}
+    table = summarize_compare(ckpts, specs)
+    run_id = ws.create_run("compare", dataset_id=ds_id, method="compare",
+                           params={"subsets": specs, "seeds": [0, 1, 2], "epochs": 1, "model": None,
+                                   "protocol": "equal-steps", "eval": {"held_out": 0.2}})
+    for k, v in ckpts.items():
+        ws.save_checkpoint(run_id, k, v)
+    ws.update_run(run_id, status="done", seconds=600.0,
+                  result={"table": table, "n_done": 9, "n_test": 60, "error": "", "estimate_seconds": 540.0,
+                          "verdict": verdict_line(table), "warnings": compare_warnings(table, ckpts)})
+    at = _open(ws)
+    assert not at.exception, at.exception
+    plain = lambda els: [e.value.replace("\\", "") for e in els]  # noqa: E731 (markdown escapes off)
+    assert any(i.startswith("kmq:100 is worse than full by 1.0 ± 0.0 points over 3 seeds") for i in plain(at.info))
+    assert any("has no rows of class 'neutral'" in w for w in plain(at.warning))
+    assert any("Estimated 9.0 min before it started; it took 10.0 min" in c for c in plain(at.caption))
+    results = at.dataframe[0].value
+    assert results["vs full (points)"].tolist()[0] == "n/a" and results["vs full (points)"].tolist()[1] == "-2.0 ± 0.0"
+    assert not results.astype(str).isin(["None", "nan"]).any().any()
