@@ -29,3 +29,7 @@ class WinnowWarning(UserWarning):
 class Cancelled(BaseException):
     """A step was stopped on purpose (the job was cancelled: SIGTERM). A BaseException, like KeyboardInterrupt, so
     that no `except Exception` swallows it; runs it interrupts are recorded as cancelled, not failed."""
+
+
+class OptionError(WinnowError, ValueError):
+    """A method option out of its range or of the wrong type; names the option, what is allowed and what was given."""

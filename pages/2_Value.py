@@ -18,31 +18,17 @@ import streamlit as st
 
 import ui
 from core.errors import WinnowError
-from core.valuation import DEFAULT_METHOD, METHODS, significance
+from core.valuation import DEFAULT_METHOD, REGISTRY, significance
+from core.valuation.audit import DEFAULT_METHODS as AUDIT_DEFAULT
 from core.valuation.audit import agreement_check, recommend
 from core.valuation.base import Values
+from core.valuation.consensus import DEFAULT_MEMBERS as CONSENSUS_DEFAULT
 from core.valuation.removal import curve_caption
 
 ws = ui.workspace()
 ws_path = str(ws.path)
 ds_id = ui.active_dataset_id()
 rec = ws.dataset(ds_id)
-
-ABOUT = {
-    "ts-dshapley": "TS-DShapley (Schoch et al. 2023): Shapley values of a linear source classifier on many small "
-                   "stratified subsets. The default.",
-    "knn-shapley": "KNN-Shapley (Jia et al. 2019): exact closed form for a k-nearest-neighbour classifier. Seconds.",
-    "data-oob": "Data-OOB (Kwon & Zou 2023): out-of-bag accuracy of bagged logistic regressions.",
-    "label-quality": "Label quality: cross-fitted confidence in each given label (cleanlab's score).",
-    "consensus": "Consensus: the rank average of several methods, weighted by how well each finds injected label "
-                 "flips in this data (a cross-fitted self-check); keeps each member's rank per row.",
-    "tmc-shapley": "TMC-Shapley (Ghorbani & Zou 2019) on the whole set: the reference; slow past a few hundred rows.",
-    "loo": "Leave-one-out with the source classifier: cheap, noisy.",
-    "random": "Random values: the floor every method should beat.",
-}
-AUDIT_DEFAULT = ["ts-dshapley", "knn-shapley", "data-oob", "label-quality", "consensus"]
-CONSENSUS_DEFAULT = ["label-quality", "knn-shapley", "data-oob", "ts-dshapley"]
-
 
 def _cli(name: str) -> str:
     return name.replace("_", "-")
@@ -83,36 +69,37 @@ st.caption("How much each row helps a classifier trained on the others: below 0 
            "near 0 = redundant. The map colours rows by the active run; Inspect lists the lowest first.")
 
 # ------------------------------------------------------------------------------------------------ compute
-methods = [_cli(m) for m in METHODS]
+methods = [s.name for s in REGISTRY.values()]
 default_method = _cli(DEFAULT_METHOD)
 m1, m2 = st.columns([1, 2])
 method = m1.selectbox("Method", methods, index=methods.index(default_method), key="value.method")
+spec = REGISTRY[method.replace("-", "_")]
 m2.caption("About this method")
-m2.text(ABOUT.get(method, ""))
+m2.text(spec.about)
 
 opts: list[str] = []
 with st.expander("Parameters", expanded=False):
     p1, p2, p3 = st.columns(3)
-    if method == "ts-dshapley":
-        passes = p1.number_input("Passes K (estimates per row)", 1, 200, 20, key="value.passes",
-                                 help="each pass partitions the rows into subsets; every row is valued K times")
-        subset = p2.number_input("Subset size m", 10, 5000, 100, step=10, key="value.subset_size")
-        perms = p3.number_input("Permutations P per subset", 1, 100, 10, key="value.permutations")
-        classifier = p1.selectbox("Source classifier", ["ridge", "logistic"], key="value.classifier",
-                                  help="ridge: exact incremental fits, fast; logistic: refitted per prefix, slow")
-        utility = p2.selectbox("Utility", ["accuracy", "neg_mse", "log_likelihood"], key="value.utility",
-                               help="accuracy on the validation rows, or a smooth score (needs fewer passes)")
-        opts += ["--n-passes", str(passes), "--subset-size", str(subset), "--n-permutations", str(perms),
-                 "--classifier", classifier, "--utility", utility]
-    elif method == "knn-shapley":
-        k = p1.number_input("Neighbours k", 1, 100, 10, key="value.k")
-        opts += ["--k", str(k)]
-    elif method == "data-oob":
-        n_est = p1.number_input("Bootstrap models", 10, 2000, 200, step=10, key="value.n_estimators")
-        opts += ["--n-estimators", str(n_est)]
-    elif method == "consensus":
+    shown_options = [o for o in spec.options if o.label]
+    for i, o in enumerate(shown_options):
+        col = (p1, p2, p3)[i % 3]
+        key = f"value.{spec.key}.{o.name}"
+        if o.choices:
+            val: Any = col.selectbox(o.label, list(o.choices), index=list(o.choices).index(o.default), key=key,
+                                     help=o.help)
+        elif o.type is bool:
+            val = col.checkbox(o.label, value=bool(o.default), key=key, help=o.help)
+        else:
+            val = col.number_input(o.label, min_value=None if o.low is None else o.type(o.low),
+                                   max_value=None if o.high is None else o.type(o.high), value=o.default, key=key,
+                                   help=o.help)
+        if o.type is bool:
+            opts += [o.flag] if val else []
+        else:
+            opts += [o.flag, str(val)]
+    if spec.key == "consensus":
         members = p1.multiselect("Members", [m for m in methods if m not in ("consensus", "random")],
-                                 default=CONSENSUS_DEFAULT, key="value.members")
+                                 default=[_cli(m) for m in CONSENSUS_DEFAULT], key="value.members")
         opts += ["--members", ",".join(members)]
     seed = p3.number_input("Seed", 0, 2**31 - 1, 0, key="value.seed")
     opts += ["--seed", str(seed)]
@@ -277,7 +264,8 @@ st.subheader("Self-check: which method finds bad labels in this data?")
 st.caption("Flips a seeded share of labels in a copy of the data, values the copy with each method, and measures how "
            "well low values find the flipped rows (ROC-AUC: 0.5 = chance, 1 = perfect).")
 x1, x2 = st.columns([2, 1])
-audit_methods = x1.multiselect("Methods", methods, default=AUDIT_DEFAULT, key="value.audit_methods",
+audit_methods = x1.multiselect("Methods", methods, default=[_cli(m) for m in AUDIT_DEFAULT],
+                               key="value.audit_methods",
                                help="consensus here combines the other methods checked, with weights chosen on the "
                                     "other rows' flips (cross-fitted), at no extra cost")
 flip = x2.number_input("Share of labels flipped", 0.01, 0.45, 0.05, step=0.01, key="value.audit_flip")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from typing import Any
@@ -12,30 +11,11 @@ import numpy as np
 from core import runs
 from core.cli import common
 from core.errors import DataError
-from core.valuation import store
+from core.valuation import registry, store
+from core.valuation.audit import DEFAULT_METHODS as AUDIT_METHODS
 from core.valuation.base import COLUMNS
+from core.valuation.consensus import DEFAULT_MEMBERS
 from core.workspace import Workspace
-
-# flag -> (dest, type, help). Only the options a method's signature takes are passed on.
-_METHOD_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--n-passes", "n_passes", int, "TS-DShapley: partitions of the data, estimates per row (default 20)"),
-    ("--subset-size", "subset_size", int, "TS-DShapley: rows per subset m (default 100)"),
-    ("--n-permutations", "n_permutations", int, "TS-DShapley: permutations inside each subset (default 10)"),
-    ("--classifier", "classifier", str, "source classifier: ridge (exact incremental, default) or logistic"),
-    ("--utility", "utility", str, "accuracy (default), neg_mse or log_likelihood"),
-    ("--n-components", "n_components", int, "PCA dimensions of the source features (default 32)"),
-    ("--ridge-alpha", "ridge_alpha", float, "L2 penalty of the ridge source classifier"),
-    ("--truncation", "truncation", float, "TMC truncation tolerance (default max(0.01, 1/|V|); 0: none)"),
-    ("--center", "center", "flag", "TS-DShapley: centre estimates per subset before aggregating"),
-    ("--max-permutations", "max_permutations", int, "TMC-Shapley: permutations at most (default 1000)"),
-    ("--k", "k", int, "KNN-Shapley: neighbours (default 10)"),
-    ("--n-estimators", "n_estimators", int, "Data-OOB: bootstrap models (default 200)"),
-    ("--n-folds", "n_folds", int, "label quality: cross-fitting folds (default 5)"),
-    ("--n-jobs", "n_jobs", int, "TS-DShapley: worker processes (default -1: all cores)"),
-    ("--scheduler", "scheduler", str, "TS-DShapley: Dask scheduler address (default $WINNOW_DASK_SCHEDULER)"),
-]
-_CHOICES = {"classifier": ("ridge", "logistic"), "utility": ("accuracy", "neg_mse", "log_likelihood")}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("value", help="value every row of DATA (default: TS-DShapley) and record the run",
@@ -53,9 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_data_args(p)
     common.add_embed_args(p)
     p.add_argument("--flip", type=float, default=0.05, help="share of labels to flip (default 0.05)")
-    p.add_argument("--methods", default="ts-dshapley,knn-shapley,data-oob,label-quality,consensus",
-                   metavar="M1,M2", help="methods to compare (default ts-dshapley,knn-shapley,data-oob,label-quality,"
-                                         "consensus; consensus combines the others with cross-fitted weights)")
+    p.add_argument("--methods", default=_names(AUDIT_METHODS), metavar="M1,M2",
+                   help=f"methods to compare (default {_names(AUDIT_METHODS)}; consensus combines the others with "
+                        "cross-fitted weights)")
     p.add_argument("--valid", default=None, metavar="FILE", help="validation file (default: a held-out split)")
     p.add_argument("--seed", type=int, default=0, help="seed of the flips and the methods (default 0)")
     p.set_defaults(func=cmd_audit)
@@ -70,9 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_value_args(p: argparse.ArgumentParser) -> None:
     """The options of `value` (DATA, embedding, method and its flags), shared with `first-run`."""
-    from core.valuation import METHODS
-
-    names = [k.replace("_", "-") for k in METHODS]
+    names = [s.name for s in registry.REGISTRY.values()]
     common.add_data_args(p)
     common.add_embed_args(p)
     p.add_argument("--method", default="ts-dshapley", metavar="M",
@@ -86,7 +64,7 @@ def add_value_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suggest-removal", action="store_true",
                    help="also search the best number of lowest-valued rows to remove (recorded with the run)")
     p.add_argument("--members", default=None, metavar="M1,M2",
-                   help="consensus members (default label-quality,knn-shapley,data-oob,ts-dshapley)")
+                   help=f"consensus members (default {_names(DEFAULT_MEMBERS)})")
     p.add_argument("--weights", default="self-check", choices=("self-check", "equal"),
                    help="consensus weights: learned on a self-check copy with 10 %% of labels flipped, cross-fitted "
                         "(default; values the data twice), or equal")
@@ -95,30 +73,28 @@ def add_value_args(p: argparse.ArgumentParser) -> None:
                         "classifier gives probability < P (default 0.2; 0 keeps them all); they are still valued")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if an unfinished run matches")
     g = p.add_argument_group("method options (passed to the methods that take them)")
-    for flag, dest, typ, hlp in _METHOD_FLAGS:
-        if typ == "flag":
-            g.add_argument(flag, dest=dest, action="store_const", const=True, default=None, help=hlp)
-        elif dest in _CHOICES:
-            g.add_argument(flag, dest=dest, choices=_CHOICES[dest], default=None, help=hlp)
+    for name, (opt, specs) in registry.all_options().items():
+        defaults = ", ".join(f"{s.name} {next(o for o in s.options if o.name == name).default}" for s in specs)
+        hlp = f"{opt.help} (default: {defaults})"
+        if opt.type is bool:
+            g.add_argument(opt.flag, dest=name, action="store_const", const=True, default=None, help=hlp)
+        elif opt.choices:
+            g.add_argument(opt.flag, dest=name, type=lambda v: v.replace("-", "_"), choices=opt.choices,
+                           default=None, help=hlp)
         else:
-            g.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
+            g.add_argument(opt.flag, dest=name, type=opt.type, default=None, help=hlp)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-def _method_options(args: argparse.Namespace, key: str) -> dict[str, Any]:
-    """The method flags the user gave that the method takes (snake_case keys)."""
-    from core.valuation import METHODS
+def _names(keys: Any) -> str:
+    return ",".join(k.replace("_", "-") for k in keys)
 
-    accepted = set(inspect.signature(METHODS[key]).parameters)
-    opts = {}
-    for _, dest, _, _ in _METHOD_FLAGS:
-        val = getattr(args, dest, None)
-        if val is not None and dest in accepted:
-            opts[dest] = val
-    for name in ("classifier", "utility"):
-        if name in opts:
-            opts[name] = str(opts[name]).replace("-", "_")
-    return opts
+
+def _method_options(args: argparse.Namespace, key: str) -> dict[str, Any]:
+    """The method flags the user gave that the method takes (snake_case keys), checked."""
+    spec = registry.REGISTRY[key]
+    given = {o.name: getattr(args, o.name) for o in spec.options if getattr(args, o.name, None) is not None}
+    return spec.check_options(given)
 
 
 def _valid_split(args: argparse.Namespace, ws: Workspace, classes: list[str], progress: Any):
@@ -160,14 +136,12 @@ def _embedded(args: argparse.Namespace, ws: Workspace, prog: Any):
 # ------------------------------------------------------------------------------------------------- value
 def value_options(args: argparse.Namespace, key: str, valid_id: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the method's options, the run's recorded params) of a `value` command: the params key a resumable run."""
-    from core.valuation import method_key
-
     opts = _method_options(args, key)
     if key == "consensus":
         if args.members:
-            opts["members"] = [method_key(m) for m in args.members.split(",") if m.strip()]
+            opts["members"] = [registry.method_key(m) for m in args.members.split(",") if m.strip()]
         member_opts = {}
-        for m in opts.get("members") or ("label_quality", "knn_shapley", "data_oob", "ts_dshapley"):
+        for m in opts.get("members") or DEFAULT_MEMBERS:
             mo = _method_options(args, m)
             if mo:
                 member_opts[m] = mo
@@ -186,9 +160,7 @@ def value_options(args: argparse.Namespace, key: str, valid_id: int | None) -> t
 
 
 def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
-    from core.valuation import method_key
-
-    key = method_key(args.method)
+    key = registry.method_key(args.method)
     prog = common.progress(args, ws, f"value ({key.replace('_', '-')})")
     try:
         return _value(args, ws, key, prog)
@@ -197,8 +169,9 @@ def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
-    from core.valuation import method_key, value_dataset
+    from core.valuation import value_dataset
 
+    value_options(args, key, None)  # options checked before the (long) embedding
     loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
     valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
     opts, run_params = value_options(args, key, valid_id)
@@ -249,9 +222,7 @@ def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
 
 # ------------------------------------------------------------------------------------------------- audit
 def cmd_audit(args: argparse.Namespace, ws: Workspace) -> int:
-    from core.valuation import method_key
-
-    keys = [method_key(m) for m in args.methods.split(",") if m.strip()]
+    keys = [registry.method_key(m) for m in args.methods.split(",") if m.strip()]
     if not keys:
         raise DataError("--methods is empty; name at least one method, e.g. --methods ts-dshapley,knn-shapley")
     prog = common.progress(args, ws, "audit")

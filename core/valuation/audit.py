@@ -19,6 +19,10 @@ from core.errors import DataError
 from core.valuation.base import ProgressFn, Split, Values
 
 
+DEFAULT_METHODS = ("ts_dshapley", "knn_shapley", "data_oob", "label_quality", "consensus")
+"""The methods the self-check compares unless told otherwise."""
+
+
 def flip_labels(y: NDArray[np.int64], fraction: float, *, n_classes: int | None = None, seed: int = 0
                 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """A copy of y with round(fraction * n) labels moved to another class (uniformly), and the flipped mask."""
@@ -48,7 +52,7 @@ def detection_scores(values: NDArray[np.floating], flipped: NDArray[np.bool_]) -
 
 
 def audit_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[str] | NDArray[np.str_], *,
-                  methods: Sequence[str] = ("ts_dshapley", "knn_shapley", "label_quality"), flip: float = 0.05,
+                  methods: Sequence[str] = DEFAULT_METHODS, flip: float = 0.05,
                   valid: Split | None = None, seed: int = 0, classes: Sequence[str] | None = None,
                   method_options: dict[str, dict[str, Any]] | None = None,
                   on_progress: ProgressFn | None = None) -> tuple[list[dict[str, Any]], NDArray[np.bool_],
@@ -59,7 +63,8 @@ def audit_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
         (rows: one dict per method with method, auc, precision_at_k, n_flipped, seconds;
          the flipped mask; the Values of each method).
     """
-    from core.valuation.validation import method_key, value_dataset
+    from core.valuation.registry import method_key
+    from core.valuation.validation import value_dataset
 
     keys = [method_key(m) for m in methods]
     with_consensus = "consensus" in keys

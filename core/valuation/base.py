@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from core.errors import DataError
+from core.errors import DataError, OptionError
 
 
 @dataclass(frozen=True)
@@ -128,3 +128,85 @@ def values_from_samples(uids: NDArray[np.str_], sums: NDArray[np.float64], sumsq
         se = np.where(counts > 1, np.sqrt(np.maximum(var, 0.0) / np.maximum(counts, 1)), np.nan)
     return Values(uids=np.asarray(uids), values=mean, stderr=se, counts=counts, method=method,
                   params=params, seconds=seconds)
+
+
+# ------------------------------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class Option:
+    """One user-facing keyword option of a method: its type, range and help; the default is the function's own.
+
+    `low`/`high` bound numbers (inclusive; None: unbounded), `choices` bounds strings, `none_ok` lets None through
+    (the method then picks, e.g. `truncation=None`). `checked` fills `default` from the signature.
+    """
+
+    name: str
+    type: type
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    none_ok: bool = False
+    label: str = ""  # the Value page shows a widget with this label (empty: CLI and API only)
+    default: Any = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """The allowed values in words, scikit-learn style: "an int in the range [1, 1000]"."""
+        if self.choices:
+            text = "a str among {" + ", ".join(repr(c) for c in self.choices) + "}"
+        elif self.type is bool:
+            text = "a bool"
+        else:
+            lo = "-inf" if self.low is None else f"{self.low:g}"
+            hi = "inf" if self.high is None else f"{self.high:g}"
+            text = f"{'an int' if self.type is int else 'a float'} in the range [{lo}, {hi}]"
+        return text + (" or None" if self.none_ok else "")
+
+    def check(self, value: Any, owner: str) -> Any:
+        """`value` converted to the option's type; OptionError naming the option, the range and what was given."""
+        if value is None and self.none_ok:
+            return None
+        ok = True
+        if self.type is bool:
+            ok = isinstance(value, (bool, np.bool_))
+        elif self.type is str:
+            ok = isinstance(value, str) and (self.choices is None or value in self.choices)
+        elif self.type is int:
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+        else:
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            ok = ok and bool(np.isfinite(value))
+        if ok and self.type in (int, float):
+            ok = (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+        if not ok:
+            raise OptionError(f"the {self.name!r} option ({self.flag}) of {owner} must be {self.allowed()}; "
+                              f"got {value!r}")
+        return self.type(value)
+
+
+def checked(*options: Option) -> Callable[[Callable[..., Values]], Callable[..., Values]]:
+    """Decorate a method so that every call checks the declared options (whoever the caller), and attach them,
+    with their defaults from the signature, as `fn.options`."""
+    import functools
+    import inspect
+
+    def wrap(fn: Callable[..., Values]) -> Callable[..., Values]:
+        params = inspect.signature(fn).parameters
+        for o in options:
+            if o.name not in params:
+                raise TypeError(f"{fn.__name__} has no parameter {o.name!r}")
+        opts = tuple(replace(o, default=params[o.name].default) for o in options)
+
+        @functools.wraps(fn)
+        def method(*args: Any, **kwargs: Any) -> Values:
+            for o in opts:
+                if o.name in kwargs:
+                    kwargs[o.name] = o.check(kwargs[o.name], fn.__name__)
+            return fn(*args, **kwargs)
+
+        method.options = opts  # type: ignore[attr-defined]
+        return method
+    return wrap

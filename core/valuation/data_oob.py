@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import DataError
-from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.base import Option, ProgressFn, Split, Values, checked
 from core.valuation.ts_dshapley import check_finite, source_features
 
 
@@ -59,6 +59,8 @@ def fit_bagged_logistic(Z: NDArray[np.float64], y: NDArray[np.int64], weights: N
     return res.x.reshape(d + 1, B, n_classes).transpose(1, 0, 2)
 
 
+@checked(Option("n_estimators", int, "bootstrap models", low=1, high=100_000, label="Bootstrap models"),
+         Option("n_components", int, "PCA dimensions of the features", low=1, none_ok=True))
 def data_oob(train: Split, *, valid: Split | None = None, n_estimators: int = 200, n_components: int | None = 32,
              C: float = 1.0, seed: int | None = None, on_progress: ProgressFn | None = None) -> Values:
     """Out-of-bag accuracy of `n_estimators` bootstrap logistic regressions on each training row.

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from numpy.typing import NDArray
 
-from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.base import Option, ProgressFn, Split, Values, checked
 from core.valuation.ts_dshapley import check_classes, check_finite
 
 
@@ -31,6 +31,7 @@ def _sqdist(A: NDArray[np.floating], B: NDArray[np.floating]) -> NDArray[np.floa
     return (A**2).sum(1)[:, None] - 2.0 * A @ B.T + (B**2).sum(1)[None, :]
 
 
+@checked(Option("k", int, "neighbours of the KNN classifier", low=1, high=100_000, label="Neighbours k"))
 def knn_shapley(train: Split, *, valid: Split, k: int = 10, batch_size: int = 256, seed: int | None = None,
                 on_progress: ProgressFn | None = None) -> Values:
     """Exact KNN-Shapley values (Euclidean distance on the embeddings as given).

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import DataError
-from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.base import Option, ProgressFn, Split, Values, checked
 from core.valuation.ts_dshapley import check_finite, source_features
 
 
@@ -41,6 +41,8 @@ def out_of_fold_proba(train: Split, *, n_folds: int = 5, n_components: int | Non
     return proba
 
 
+@checked(Option("n_folds", int, "cross-fitting folds", low=2, high=100),
+         Option("n_components", int, "PCA dimensions of the features", low=1, none_ok=True))
 def label_quality(train: Split, *, valid: Split | None = None, n_folds: int = 5, n_components: int | None = None,
                   C: float = 1.0, score: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"]
                   = "self_confidence", seed: int | None = None, on_progress: ProgressFn | None = None) -> Values:

@@ -10,11 +10,12 @@ import time
 
 import numpy as np
 
-from core.valuation.base import ProgressFn, Split, Values
-from core.valuation.ts_dshapley import (Utility, _augment, _score_utility, check_classes, check_finite,
+from core.valuation.base import ProgressFn, Split, Values, checked
+from core.valuation.ts_dshapley import (N_COMPONENTS, RIDGE_ALPHA, UTILITY, Utility, _augment, _score_utility, check_classes, check_finite,
                                         ridge_utility, source_features)
 
 
+@checked(UTILITY, N_COMPONENTS, RIDGE_ALPHA)
 def loo(train: Split, *, valid: Split, utility: Utility = "neg_mse", n_components: int | None = 32,
         ridge_alpha: float = 10.0, batch_size: int = 256, seed: int | None = None,
         on_progress: ProgressFn | None = None) -> Values:

@@ -15,11 +15,14 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError
-from core.valuation.base import ProgressFn, Split, Values, values_from_samples
-from core.valuation.ts_dshapley import (Classifier, Utility, _default_tolerance, _rng, check_classes, check_finite,
+from core.valuation.base import Option, ProgressFn, Split, Values, checked, values_from_samples
+from core.valuation.ts_dshapley import (CLASSIFIER, N_COMPONENTS, RIDGE_ALPHA, TRUNCATION, UTILITY, Classifier,
+                                        Utility, _default_tolerance, _rng, check_classes, check_finite,
                                         full_utility, run_chains, source_features)
 
 
+@checked(Option("max_permutations", int, "permutations at most", low=1, high=10_000_000),
+         CLASSIFIER, UTILITY, N_COMPONENTS, RIDGE_ALPHA, TRUNCATION)
 def tmc_shapley(train: Split, *, valid: Split, max_permutations: int = 1000, min_permutations: int = 100,
                 batch_permutations: int = 50, convergence: float = 0.05, classifier: Classifier = "ridge",
                 utility: Utility = "accuracy", n_components: int | None = 32, ridge_alpha: float = 10.0,

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import DataError
-from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.base import Option, ProgressFn, Split, Values, checked
 
 Classifier = Literal["ridge", "logistic"]
 Utility = Literal["accuracy", "neg_mse", "log_likelihood"]
@@ -31,6 +31,16 @@ _STEP_CHUNK = 16  # prefixes scored per matrix product
 _SMALL_WORK = 3e8  # rows x passes x permutations x validation rows below which n_jobs=-1 stays in-process
 _TASK_CHAINS = 256  # permutations batched in one task; fixed so results never depend on the worker count
 _EST_PREFIX = "pass_"  # partial Values keep one per-pass estimate column per pass (NaN = not yet computed)
+
+# options of the source classifier, shared by the methods built on it
+CLASSIFIER = Option("classifier", str, "source classifier: ridge (exact incremental fits, fast) or logistic "
+                    "(refitted per prefix, slow)", choices=("ridge", "logistic"), label="Source classifier")
+UTILITY = Option("utility", str, "accuracy on the validation rows, or a smooth score (needs fewer passes)",
+                 choices=("accuracy", "neg_mse", "log_likelihood"), label="Utility")
+N_COMPONENTS = Option("n_components", int, "PCA dimensions of the source features", low=1, none_ok=True)
+RIDGE_ALPHA = Option("ridge_alpha", float, "L2 penalty of the ridge source classifier", low=0)
+TRUNCATION = Option("truncation", float, "truncation tolerance of a permutation (None: max(0.01, 1/|V|); 0: none)",
+                    low=0, none_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -400,6 +410,15 @@ def _default_tolerance(n_valid: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------
+@checked(Option("n_passes", int, "partitions of the data, estimates per row", low=1, high=1000,
+                label="Passes K (estimates per row)"),
+         Option("subset_size", int, "rows per subset m", low=2, high=1_000_000, label="Subset size m"),
+         Option("n_permutations", int, "permutations inside each subset", low=1, high=1000,
+                label="Permutations P per subset"),
+         CLASSIFIER, UTILITY, N_COMPONENTS, RIDGE_ALPHA, TRUNCATION,
+         Option("center", bool, "centre estimates per subset before aggregating"),
+         Option("n_jobs", int, "worker processes (-1: all cores)", low=-1, high=4096, none_ok=True),
+         Option("scheduler", str, "Dask scheduler address (None: $WINNOW_DASK_SCHEDULER)", none_ok=True))
 def ts_dshapley(train: Split, *, valid: Split, n_passes: int = 20, subset_size: int = 100,
                 n_permutations: int = 10, classifier: Classifier = "ridge", utility: Utility = "accuracy",
                 n_components: int | None = 32, ridge_alpha: float = 10.0, C: float = 1.0,

@@ -17,25 +17,11 @@ from numpy.typing import NDArray
 
 from core.errors import DataError
 from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.registry import REGISTRY, method_key
 
-NEEDS_VALID = frozenset({"ts_dshapley", "tmc_shapley", "knn_shapley", "loo"})
-ITERATIVE = frozenset({"ts_dshapley", "tmc_shapley"})  # take continue_from and pass partial Values
 CLEAN_THRESHOLD = 0.2
 """Default of `clean_valid`: held-out validation rows whose given label gets a cross-fitted probability below this
 are left out of the validation set (they are still valued)."""
-
-
-def method_key(name: str) -> str:
-    """Registry key of a method name given with hyphens or underscores; DataError when unknown."""
-    from core.valuation import METHODS
-
-    key = name.strip().lower().replace("-", "_")
-    if key == "tmc":
-        key = "tmc_shapley"
-    if key not in METHODS:
-        raise DataError(f"unknown valuation method {name!r}; choose from "
-                        f"{', '.join(k.replace('_', '-') for k in METHODS)}")
-    return key
 
 
 def stratified_sample(y: NDArray[np.int64], size: int, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -192,12 +178,12 @@ def value_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
             s2 = stratified_sample(y, min(1000, max(len(np.unique(y)), round(0.05 * n))),
                                    np.random.default_rng(_seed(seed, 6)))
             score_on = full.take(s2)
-    held = s2 if key in NEEDS_VALID or key == "consensus" else np.zeros(0, dtype=np.int64)
+    held = s2 if REGISTRY[key].needs_valid else np.zeros(0, dtype=np.int64)
     if valid is not None and len(valid) > max_valid:
         valid = valid.take(stratified_sample(valid.y, max_valid, np.random.default_rng(_seed(seed, 3))))
 
     clean = None
-    if valid is None and clean_valid and (key in NEEDS_VALID or key == "consensus"):
+    if valid is None and clean_valid and (REGISTRY[key].needs_valid):
         holdout_split(y, classes=classes)  # the data can hold out a split at all (else its clear error)
         clean = ValidCleaner.fit(X, y, uids, threshold=clean_valid, seed=seed)
     if key == "consensus":
@@ -270,19 +256,17 @@ def _value_rows(key: str, full: Split, *, valid: Split | None, held: NDArray[np.
                 continue_from: Values | None, report: ProgressFn, options: dict[str, Any],
                 clean: ValidCleaner | None = None) -> Values:
     """Value all rows of `full` with one method; `held` rows join the swapped phase (they never validate)."""
-    from core.valuation import METHODS
-
     t0 = time.perf_counter()
-    fn: Callable[..., Values] = METHODS[key]
+    fn: Callable[..., Values] = REGISTRY[key].function
     n = len(full)
     uids = full.uids
-    if key not in NEEDS_VALID:
+    if not REGISTRY[key].needs_valid:
         res = fn(full, valid=valid, seed=seed, on_progress=report, **options)
         return replace(res, params={**res.params, "seed": seed, "validation": "not used"})
 
     if valid is not None:
         kw = dict(options)
-        if key in ITERATIVE:
+        if REGISTRY[key].iterative:
             kw["continue_from"] = continue_from
         res = fn(full, valid=valid, seed=seed, on_progress=report, **kw)
         return replace(res, params={**res.params, "seed": seed, "validation": "file", "n_valid": len(valid)})
@@ -334,7 +318,7 @@ def _value_rows(key: str, full: Split, *, valid: Split | None, held: NDArray[np.
                 report(start + weights[i] * f, msg, None)
 
         # a phase resumes only when its checkpoint holds every row it values (not the filler of the swapped phase)
-        if key in ITERATIVE and continue_from is not None and len(train_rows) == len(rows):
+        if REGISTRY[key].iterative and continue_from is not None and len(train_rows) == len(rows):
             pp = (continue_from.params.get("phase_params") or [None, None])[i]
             if pp is not None:
                 kw["continue_from"] = replace(_subset_values(continue_from, tr_split.uids), params=pp)
