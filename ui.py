@@ -173,7 +173,14 @@ def decision_array(ws_path: str, dataset_id: int, version: int) -> Any:
     """The decision per row (dataset order; "" when undecided) at this decision version. Do not mutate."""
     from core import decisions
 
-    col = decisions.current(_workspace(ws_path), dataset_id).column(dataset_columns(ws_path, dataset_id)["uid"])
+    import numpy as np
+
+    state = decisions.current(_workspace(ws_path), dataset_id)
+    action = dict.fromkeys(state.removed, "remove")
+    action.update(dict.fromkeys(state.pinned, "keep"))
+    action.update(dict.fromkeys(state.relabels, "relabel"))
+    get = action.get  # (a dict lookup per row: ten times faster than a pandas index over 38k uid strings)
+    col = np.array([get(u, "") for u in dataset_columns(ws_path, dataset_id)["uid"]], dtype=object)
     col.setflags(write=False)
     return col
 

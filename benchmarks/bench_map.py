@@ -1,8 +1,11 @@
-"""How fast the Map page is in a real browser: open, recolour, lasso (Debian's chromium through Playwright).
+"""How fast the Map (and the clicks around it) answer in a real browser, Winnow beside a minimal page (the floor).
 
 Builds a workspace with the demo tweets (all 38,158 by default, plus one hostile row), fake hashed embeddings,
 KNN-Shapley values and a UMAP map (tests/demo_workspace.py), unless --workspace points at one already built, then
-starts `streamlit run app.py` and times the page. Prints one markdown table.
+starts `streamlit run app.py` and times, in Debian's chromium through Playwright, each interaction from the user's
+action (click, key, mouse-up) to what it should show (the selection table's heading, the new colour bar, the
+"Removed" message, ...). The floor is a page holding only the same `st.plotly_chart` (same figure) and a selection
+table of the selected rows' texts (benchmarks/bench_server.py writes it), timed the same way. Prints one table.
 
     python benchmarks/bench_map.py                    # full demo (builds for a few minutes: UMAP on 38k rows)
     python benchmarks/bench_map.py --n 2000 --projection pca
@@ -16,35 +19,197 @@ import math
 import os
 import platform
 import re
+import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+SEL_HEAD = re.compile(r"^Selection: [\d,]+ rows$")
 
 
-def _lasso_times(page, fraction: float, wait_idle) -> tuple[float, float, str]:
-    box = page.locator(".nsewdrag").first.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    rx, ry = box["width"] * fraction / 2, box["height"] * fraction / 2
-    pts = [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in [i * math.pi / 4 for i in range(9)]]
-    t = time.perf_counter()
+def _shape(page, fraction: float, *, box: bool) -> tuple[float, str]:
+    """Drag a lasso (octagon) or a box around the middle of the plot; returns (seconds from mouse-up until the
+    selection table's heading shows, its text)."""
+    area = page.locator(".nsewdrag").first.bounding_box()
+    cx, cy = area["x"] + area["width"] / 2, area["y"] + area["height"] / 2
+    rx, ry = area["width"] * fraction / 2, area["height"] * fraction / 2
+    if box:
+        pts = [(cx - rx, cy - ry), (cx + rx, cy + ry)]
+    else:
+        pts = [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in [i * math.pi / 4 for i in range(9)]]
     page.mouse.move(*pts[0])
     page.mouse.down()
     for q in pts[1:]:
-        page.mouse.move(*q, steps=2)
-    drag = time.perf_counter() - t
+        page.mouse.move(*q, steps=4)
     t = time.perf_counter()
     page.mouse.up()
-    head = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
+    head = page.get_by_text(SEL_HEAD)
     head.wait_for(timeout=600_000)
+    return time.perf_counter() - t, head.inner_text().removeprefix("Selection: ")
+
+
+def _clear_selection(page, wait_idle) -> None:
+    area = page.locator(".nsewdrag").first.bounding_box()
+    page.mouse.dblclick(area["x"] + 5, area["y"] + 5)
+    page.get_by_text(SEL_HEAD).wait_for(state="detached", timeout=600_000)
     wait_idle(page, 600)
-    table = time.perf_counter() - t
-    page.mouse.dblclick(box["x"] + 5, box["y"] + 5)  # clear the selection
-    wait_idle(page, 600)
-    return drag, table, head.inner_text().removeprefix("Selection: ")
+
+
+def _dragmode(page, mode: str) -> None:
+    title = {"lasso": "Lasso Select", "box": "Box Select"}[mode]
+    page.locator(".js-plotly-plot").first.hover()
+    page.locator(f".modebar-btn[data-title='{title}']").first.click()
+
+
+def _colour(page, name: str) -> float:
+    t = time.perf_counter()
+    page.get_by_text(name, exact=True).first.click()
+    page.wait_for_function(
+        "(name) => { const g = document.querySelector('.js-plotly-plot');"
+        " const m = g && g._fullData && g._fullData[0] && g._fullData[0].marker;"
+        " return m && m.colorbar && m.colorbar.title && m.colorbar.title.text === name; }", arg=name,
+        timeout=600_000)
+    return time.perf_counter() - t
+
+
+def round_trips(url: str, *, floor: bool, repeat: int = 2) -> dict[str, float]:
+    """Seconds per interaction (median of `repeat` where repeatable) against a running server at `url`."""
+    from playwright.sync_api import sync_playwright
+
+    from test_browser import CHROMIUM, FLAGS, open_map, wait_idle
+
+    out: dict[str, float] = {}
+    med = statistics.median
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        opens = []
+        for _ in range(repeat + 1):
+            opens.append(open_map(page, url if floor else url + "/Map", timeout=600_000)
+                         if not floor else _open_floor(page, url))
+            wait_idle(page, 600)
+        out["open the Map (cold)"] = opens[0]
+        out["open the Map (warm)"] = med(opens[1:])
+        out["points drawn"] = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullData[0].x.length")
+        rec = []
+        for _ in range(repeat):
+            rec.append(_colour(page, "label"))
+            wait_idle(page, 600)
+            _colour(page, "value")
+            wait_idle(page, 600)
+        out["recolour"] = med(rec)
+        las, box = [], []
+        for _ in range(repeat):
+            sec, n = _shape(page, 0.5, box=False)
+            las.append(sec)
+            out["lasso points"] = n
+            wait_idle(page, 600)
+            _clear_selection(page, wait_idle)
+        out["lasso -> selection table"] = med(las)
+        _dragmode(page, "box")
+        for _ in range(repeat):
+            sec, n = _shape(page, 0.2, box=True)
+            box.append(sec)
+            out["box points"] = n
+            wait_idle(page, 600)
+            _clear_selection(page, wait_idle)
+        out["box -> selection table"] = med(box)
+        _dragmode(page, "lasso")
+        if not floor:
+            _colour(page, "label")  # decisions do not change this colouring: the selection stays after Remove
+            wait_idle(page, 600)
+            sec, n = _shape(page, 0.5, box=False)
+            wait_idle(page, 600)
+            t = time.perf_counter()
+            page.get_by_role("button", name=re.compile(rf"^Remove {re.escape(n.split()[0])}$")).click()
+            page.get_by_text(re.compile(r"^Removed [\d,]+ rows")).wait_for(timeout=600_000)
+            out["Remove (lasso) -> 'Removed' shown"] = time.perf_counter() - t
+            wait_idle(page, 600)
+            t = time.perf_counter()
+            page.get_by_role("button", name=re.compile(rf"^Keep {re.escape(n.split()[0])}$")).click()
+            page.get_by_text(re.compile(r"^Kept \(pinned\) [\d,]+ rows")).wait_for(timeout=600_000)
+            out["Keep (lasso) -> 'Kept' shown"] = time.perf_counter() - t
+            wait_idle(page, 600)
+            t = time.perf_counter()
+            page.get_by_role("button", name=re.compile("Undo the last decisions")).click()
+            page.get_by_text(re.compile(r"^undid [\d,]+ decision")).wait_for(timeout=600_000)
+            out["Undo in the sidebar -> counts updated"] = time.perf_counter() - t
+            wait_idle(page, 600)
+            page.goto(url + "/Inspect")
+            page.get_by_text(re.compile(r"^page 1 of")).wait_for(timeout=600_000)
+            wait_idle(page, 600)
+            keys = []
+            for _ in range(repeat):
+                first = page.get_by_text(re.compile(r"^#[\d,]+ of [\d,]+, lowest value first")).first.inner_text()
+                t = time.perf_counter()
+                page.keyboard.press("x")
+                page.wait_for_function(
+                    "(old) => { const e = [...document.querySelectorAll('[data-testid=stText]')]"
+                    ".find(e => /lowest value first/.test(e.innerText)); return e && e.innerText !== old; }",
+                    arg=first, timeout=600_000)
+                keys.append(time.perf_counter() - t)
+                wait_idle(page, 600)
+            out["Inspect key X -> next card"] = med(keys)
+        browser.close()
+    return out
+
+
+def _open_floor(page, url: str) -> float:
+    t0 = time.perf_counter()
+    page.goto(url)
+    page.wait_for_function("() => { const g = document.querySelector('.js-plotly-plot');"
+                           " return g && g._fullData && g._fullData.length === 1 && g._fullData[0].x.length > 0; }",
+                           timeout=600_000)
+    return time.perf_counter() - t0
+
+
+def start_floor(floor_dir: Path, env_extra: dict[str, str], log: Path):
+    """`streamlit run floor_app.py` on a free loopback port; returns (process, url)."""
+    import subprocess
+    import urllib.request
+
+    from test_browser import _free_port
+
+    port = _free_port()
+    env = dict(os.environ, **env_extra)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "floor_app.py", "--server.headless", "true", "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=floor_dir, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the floor page did not start: {log.read_text()[-2000:]}")
+
+
+def browser_table(ws_path: Path, floor_dir: Path | None, floor_env: dict[str, str], repeat: int) -> dict:
+    """{'winnow': {...}, 'floor': {...}} seconds per interaction, against fresh servers."""
+    from test_browser import start_server, stop_server
+
+    res = {}
+    proc, url = start_server(ws_path, ws_path.parent / "bench_map_streamlit.log")
+    try:
+        res["winnow"] = round_trips(url, floor=False, repeat=repeat)
+    finally:
+        stop_server(proc)
+    if floor_dir is not None:
+        proc, url = start_floor(floor_dir, floor_env, floor_dir / "floor_streamlit.log")
+        try:
+            res["floor"] = round_trips(url, floor=True, repeat=repeat)
+        finally:
+            stop_server(proc)
+    return res
 
 
 def main() -> None:
@@ -52,57 +217,48 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="demo rows (a stratified sample); default: all")
     ap.add_argument("--projection", choices=("auto", "umap", "pca"), default="umap")
     ap.add_argument("--workspace", default=None, help="use (or build into) this folder instead of a temp one")
-    ap.add_argument("--repeat", type=int, default=3, help="page opens to time (default 3)")
-    ap.add_argument("--screenshots", default=str(ROOT / "tests" / "artifacts"), help="where 3_map_full_demo.png goes")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per interaction, median shown (default 2)")
+    ap.add_argument("--no-floor", action="store_true", help="skip the minimal page")
     args = ap.parse_args()
 
-    from playwright.sync_api import sync_playwright
-
     from demo_workspace import build_workspace
-    from test_browser import CHROMIUM, FLAGS, open_map, start_server, stop_server, wait_idle
 
     ws_path = Path(args.workspace) if args.workspace else Path(tempfile.mkdtemp(prefix="winnow-bench-")) / "ws"
     t0 = time.perf_counter()
     if not (ws_path / "winnow.db").exists():
         build_workspace(ws_path, n=args.n, projection=args.projection)
     build = time.perf_counter() - t0
-    shots = Path(args.screenshots)
-    shots.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple[str, str]] = []
-    proc, url = start_server(ws_path, ws_path.parent / "bench_map_streamlit.log")
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            for i in range(args.repeat):
-                s = open_map(page, url, timeout=600_000)
-                n = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullData[0].x.length")
-                rows.append((f"open the Map page ({'cold server' if i == 0 else 'warm'}) until {n:,} points are drawn",
-                             f"{s:.1f}"))
-                wait_idle(page, 600)
-            page.screenshot(path=str(shots / "3_map_full_demo.png"))
-            t = time.perf_counter()
-            page.get_by_text("label", exact=True).first.click()
-            page.wait_for_function(
-                "() => { const m = document.querySelector('.js-plotly-plot')._fullData[0].marker;"
-                " return m.colorbar && m.colorbar.title.text === 'label'; }", timeout=600_000)
-            rows.append(("recolour by label", f"{time.perf_counter() - t:.1f}"))
-            wait_idle(page, 600)
-            for frac in (0.1, 0.4):
-                drag, table, n_sel = _lasso_times(page, frac, wait_idle)
-                rows.append((f"lasso drag, 16 mouse moves (plotly highlights as it goes; {n_sel})", f"{drag:.1f}"))
-                rows.append((f"mouse up -> selection table of {n_sel}", f"{table:.1f}"))
-            browser.close()
-    finally:
-        stop_server(proc)
+    work = Path(tempfile.mkdtemp(prefix="winnow-bench-map-"))
+    copy = work / "ws"
+    shutil.copytree(ws_path, copy, ignore=shutil.ignore_patterns("jobs", "locks"))
+    floor_dir, floor_env = None, {}
+    if not args.no_floor:
+        import bench_server
+
+        floor_dir = work / "floor"
+        floor_dir.mkdir()
+        floor_env = bench_server.floor_page(copy, floor_dir)
+    res = browser_table(copy, floor_dir, floor_env, args.repeat)
     load = os.getloadavg()
-    print(f"{dt.date.today()} · {os.cpu_count()} CPUs (load {load[0]:.1f}) · {platform.python_version()} · "
-          f"workspace built in {build:.0f} s · chromium --headless --disable-gpu (software WebGL)")
+    w, f = res["winnow"], res.get("floor", {})
+    print(f"{dt.datetime.now():%Y-%m-%d %H:%M} · {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f} · Python {platform.python_version()} · workspace built in {build:.0f} s · "
+          f"chromium --headless --disable-gpu (software WebGL) · {w.get('points drawn', 0):,} points · lasso "
+          f"{w.get('lasso points')}, box {w.get('box points')} · median of {args.repeat}")
     print()
-    print("| step | seconds |")
-    print("|---|---|")
-    for step, sec in rows:
-        print(f"| {step} | {sec} |")
+    print_table(w, f)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(w: dict, f: dict, server: dict | None = None) -> None:
+    names = [k for k in w if not k.endswith("points") and k != "points drawn"]
+    if server is None:
+        print("| interaction | Winnow, browser s | floor, browser s | Winnow / floor |")
+        print("|---|---|---|---|")
+    for k in names:
+        a, b = w[k], f.get(k)
+        ratio = f"{a / b:.1f}x" if b else "-"
+        print(f"| {k} | {a:.2f} | {'-' if b is None else f'{b:.2f}'} | {ratio} |")
 
 
 if __name__ == "__main__":

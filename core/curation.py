@@ -37,6 +37,21 @@ def _as_int(v: Any) -> int | None:
     return int(f)
 
 
+def _fast_rows(points: Any, n_rows: int) -> NDArray[np.int64] | None:
+    """selection_rows for the usual payload (every point a dict with a scalar numeric customdata), vectorised: a
+    lasso of 20,000 points costs milliseconds instead of a Python check per point. None when it does not apply."""
+    if not isinstance(points, list) or not points:
+        return None
+    try:
+        got = np.array([p["customdata"] for p in points], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if got.ndim != 1 or not np.isfinite(got).all() or (got != np.round(got)).any():
+        return None
+    rows = got.astype(np.int64)
+    return np.unique(rows[(rows >= 0) & (rows < n_rows)])
+
+
 def selection_rows(state: Any, n_rows: int, *, positions: Sequence[int] | NDArray[np.integer] | None = None
                    ) -> NDArray[np.int64]:
     """Row positions chosen in a plotly selection event.
@@ -57,6 +72,9 @@ def selection_rows(state: Any, n_rows: int, *, positions: Sequence[int] | NDArra
     if sel is None:
         return np.zeros(0, dtype=np.int64)
     points = sel.get("points", []) if isinstance(sel, Mapping) else getattr(sel, "points", [])
+    fast = _fast_rows(points, n_rows)
+    if fast is not None:
+        return fast
     rows: list[int] = []
     for p in points or []:
         if not isinstance(p, Mapping):

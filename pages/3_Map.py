@@ -63,9 +63,8 @@ def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int 
     elif colour in ("label", "predicted label"):
         names = sorted(set(inp["label"]))
         arr = inp["label"] if colour == "label" else inp["pred"]
-        lookup = {c: i for i, c in enumerate(names)}
-        codes = np.array([lookup.get(a, 0) for a in arr[pos]], dtype=np.int8 if len(names) < 120 else np.int32)
-        marker = _categorical(codes, names, PALETTE, colour)
+        codes = pd.Categorical(arr[pos], categories=names).codes.astype(np.int32)
+        marker = _categorical(np.maximum(codes, 0), names, PALETTE, colour)
     elif colour == "cluster":
         cl = inp["cluster"][pos]
         ids = sorted(set(inp["cluster"].tolist()))
@@ -73,8 +72,7 @@ def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int 
         marker = _categorical(codes, [("none" if c < 0 else str(c)) for c in ids], PALETTE, "cluster")
     else:  # decision
         names = ["", "keep", "relabel", "remove"]
-        lookup = {c: i for i, c in enumerate(names)}
-        codes = np.array([lookup.get(d, 0) for d in decisions[pos]], dtype=np.int8)
+        codes = np.maximum(pd.Categorical(decisions[pos], categories=names).codes, 0).astype(np.int8)
         marker = _categorical(codes, ["none", "keep", "relabel", "remove"], list(DECISION_COLOURS.values()),
                               "decision")
     marker.update(size=4 if n_all > 5000 else 7, opacity=0.85, line=dict(width=0))

@@ -108,3 +108,15 @@ def test_method_ranks_and_agreement():
     cons = pd.DataFrame({"uid": uids, "value": [0.1, 0.5, 0.6, 0.9], "rank_a": [0.0, 1, 0.5, 0.2],
                          "rank_b": [0.05, 0.3, 1, 0.6]})
     assert list(curation.method_ranks({"consensus": cons}, uids).columns) == ["rank_a", "rank_b"]
+
+
+def test_selection_rows_of_a_big_lasso_match_point_by_point():
+    """A 20,000-point payload (the vectorised path) gives what the point-by-point reading gives."""
+    rng = np.random.default_rng(0)
+    rows = rng.integers(-5, 25_000, size=20_000)
+    pts = [{"curve_number": 0, "point_index": i, "customdata": int(r), "x": 0.1, "y": 0.2}
+           for i, r in enumerate(rows)]
+    got = curation.selection_rows({"selection": {"points": pts}}, 20_000)
+    assert got.tolist() == sorted({int(r) for r in rows if 0 <= r < 20_000})
+    pts[7]["customdata"] = [int(rows[7])]  # one point in the list form: read point by point, same answer
+    assert curation.selection_rows({"selection": {"points": pts}}, 20_000).tolist() == got.tolist()
