@@ -11,11 +11,14 @@ they say "line".
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
+import errno
 import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -1228,6 +1231,9 @@ def _save_atomic(ds: datasets.Dataset, target: Path) -> None:
     datasets.disable_progress_bars()
     try:
         ds.save_to_disk(str(tmp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written copy filling the disk
+        raise
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
@@ -1392,9 +1398,20 @@ def _register(ws: Workspace, res: LoadResult, fp: str, *, limit: int | None, see
             import pyarrow.compute as pc
 
             originals = originals.filter(pc.is_in(originals.column("uid"), value_set=pa.array(column(ds, "uid"))))
-        if originals is not None:
-            _write_originals(originals, Path(rec.dir) / ORIGINALS_FILE)
-        _save_atomic(ds, target)
+        try:
+            if originals is not None:
+                _write_originals(originals, Path(rec.dir) / ORIGINALS_FILE)
+            _save_atomic(ds, target)
+        except BaseException as e:
+            # the catalogue keeps no record of a dataset whose copy could not be saved
+            (Path(rec.dir) / ORIGINALS_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(Exception):
+                ws.forget_dataset(dataset_id)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                mb = max(1, math.ceil(int(getattr(ds.data, "nbytes", 0)) * 1.2 / 1e6))
+                raise DataError(f"disk full: {mb} MB needed to save {name} in the workspace {ws.path} (nothing was "
+                                "kept); free some space or point WINNOW_HOME to a bigger disk") from e
+            raise
     _emit(msgs)
     return Loaded(dataset_id, datasets.load_from_disk(str(target)), classes, rec, msgs)
 

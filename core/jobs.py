@@ -84,9 +84,12 @@ def _job(ws: Workspace, row: Any) -> Job:
     status = row["status"]
     if status in ("queued", "running") and row["pid"] is not None and not _alive(row["pid"], row["pid_start"]):
         # The process is gone without saying so: killed, crashed hard, or the machine restarted.
-        ws._job_update(row["id"], status="dead", finished=time.time(),
-                       message=f"the process (pid {row['pid']}) vanished; resume to continue from the last checkpoint")
-        row = ws._job_row(row["id"])
+        msg = f"the process (pid {row['pid']}) vanished; resume to continue from the last checkpoint"
+        if ws.read_only:  # say so all the same
+            row = {**dict(row), "status": "dead", "message": msg}
+        else:
+            ws._job_update(row["id"], status="dead", finished=time.time(), message=msg)
+            row = ws._job_row(row["id"])
         status = "dead"
     return Job(id=row["id"], argv=json.loads(row["argv"]), label=row["label"], status=row["status"],
                progress=float(row["progress"]), message=row["message"], pid=row["pid"], created=row["created"],

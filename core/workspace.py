@@ -8,11 +8,14 @@ decision can be undone and audited. Array artefacts are written to a temp file a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import json
 import os
 import sqlite3
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
@@ -21,7 +24,7 @@ import numpy as np
 
 from core.errors import WorkspaceError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released step; append a new one.
 _MIGRATIONS: list[str] = [
@@ -87,6 +90,11 @@ _MIGRATIONS: list[str] = [
             AND e.uid=NEW.uid AND e.action!='undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes=e.id))
             AND d.action!='clear';
     END;
+    """,
+    # 3 -> 4: the process behind a run, so a run whose process vanished reads as dead to anyone who reads it
+    """
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN pid_start TEXT;
     """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -199,6 +207,23 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+def _writable(path: Path, db_path: Path) -> bool:
+    """Whether this process may write the workspace folder and its database (False on a read-only disk)."""
+    return os.access(path, os.W_OK) and (not db_path.exists() or os.access(db_path, os.W_OK))
+
+
+def _is_full(e: BaseException) -> bool:
+    text = str(e).lower()
+    return "disk is full" in text or "no space left" in text or getattr(e, "errno", None) in (errno.ENOSPC,
+                                                                                              errno.EDQUOT)
+
+
+def _process_id() -> tuple[int, str | None]:
+    from core.jobs import _proc_start  # core.jobs imports this module
+
+    return os.getpid(), _proc_start(os.getpid())
+
+
 class Workspace:
     """A folder holding `winnow.db` and artefacts. Cheap to create: it holds the path only.
 
@@ -208,12 +233,15 @@ class Workspace:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_home()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise WorkspaceError(f"cannot create the workspace folder {self.path}: {e.strerror}; "
-                                 "set WINNOW_HOME to a writable folder") from e
+        if not self.path.is_dir():
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise WorkspaceError(f"cannot create the workspace folder {self.path}: {e.strerror}; "
+                                     "set WINNOW_HOME to a writable folder") from e
         self.db_path = self.path / "winnow.db"
+        # A read-only workspace (read-only disk, or files the user may not write) still serves every reading step
+        self.read_only = not _writable(self.path, self.db_path)
         self._migrate()
 
     def __repr__(self) -> str:
@@ -221,6 +249,8 @@ class Workspace:
 
     # ------------------------------------------------------------------ connections
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._connect_read_only()
         try:
             con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
             con.execute("PRAGMA busy_timeout=5000")
@@ -228,10 +258,39 @@ class Workspace:
             con.execute("PRAGMA synchronous=FULL")
             con.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as e:
+            if _is_full(e):
+                raise WorkspaceError(f"disk full: the workspace database {self.db_path} cannot be opened because "
+                                     "its disk has no space left; free some space (the database itself is "
+                                     "intact)") from e
             raise WorkspaceError(f"the workspace database {self.db_path} cannot be opened ({e}); "
                                  "move it aside or point WINNOW_HOME to another folder") from e
         con.row_factory = sqlite3.Row
         return con
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        if not self.db_path.exists():
+            raise WorkspaceError(f"the workspace {self.path} is read-only and holds no database yet; point "
+                                 "WINNOW_HOME (or --workspace) at a writable folder")
+        uri = "file:" + urllib.parse.quote(str(self.db_path.resolve())) + "?mode=ro"
+        try:
+            con = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+            con.execute("PRAGMA user_version").fetchone()
+        except sqlite3.DatabaseError:
+            # WAL readers need a -shm file they cannot create on a read-only disk: read the file as it stands
+            try:
+                con = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, isolation_level=None)
+                con.execute("PRAGMA user_version").fetchone()
+            except sqlite3.DatabaseError as e:
+                raise WorkspaceError(f"the workspace database {self.db_path} cannot be opened read-only ({e}); "
+                                     "point WINNOW_HOME to a readable copy") from e
+        con.execute("PRAGMA query_only=ON")
+        con.row_factory = sqlite3.Row
+        return con
+
+    def _refuse_write(self) -> None:
+        raise WorkspaceError(f"the workspace {self.path} is read-only, and this step needs to write to it; reading "
+                             "steps (info, decisions list, export to a writable --out) still work; for this one, "
+                             "point WINNOW_HOME (or --workspace) at a writable copy")
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -244,6 +303,8 @@ class Workspace:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A short write transaction taken with BEGIN IMMEDIATE (retried while another writer holds the lock)."""
+        if self.read_only:
+            self._refuse_write()
         con = self._connect()
         try:
             for attempt in range(200):
@@ -260,8 +321,12 @@ class Workspace:
             try:
                 yield con
                 con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
+            except BaseException as e:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                if isinstance(e, sqlite3.OperationalError) and _is_full(e):
+                    raise WorkspaceError(f"disk full: the workspace {self.path} has no space left for this change "
+                                         "(nothing was written); free some space and run the step again") from e
                 raise
         finally:
             con.close()
@@ -274,6 +339,10 @@ class Workspace:
                                  f"this one knows {SCHEMA_VERSION}); upgrade Winnow or use another WINNOW_HOME")
         if version == SCHEMA_VERSION:
             return
+        if self.read_only:
+            raise WorkspaceError(f"the workspace {self.path} is read-only and was written by an older Winnow "
+                                 f"(schema {version}, this one needs {SCHEMA_VERSION}); open it once where it is "
+                                 "writable, or point WINNOW_HOME to a writable copy")
         with self._write() as con:
             version = con.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
             for step in range(version, SCHEMA_VERSION):
@@ -374,6 +443,15 @@ class Workspace:
                  _dumps(meta or {}), time.time()))
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
+    def forget_dataset(self, dataset_id: int) -> bool:
+        """Drop a dataset's record if nothing refers to it yet (its save failed); True when dropped."""
+        with self._write() as con:
+            for table in ("decisions", "embeddings", "runs"):
+                if con.execute(f"SELECT 1 FROM {table} WHERE dataset_id=? LIMIT 1", (int(dataset_id),)).fetchone():
+                    return False
+            con.execute("DELETE FROM datasets WHERE id=?", (int(dataset_id),))
+        return True
+
     def dataset(self, dataset_id: int) -> DatasetRecord:
         with self._read() as con:
             row = con.execute("SELECT * FROM datasets WHERE id=?", (int(dataset_id),)).fetchone()
@@ -444,12 +522,13 @@ class Workspace:
                    parent_id: int | None = None) -> int:
         if kind not in RUN_KINDS:
             raise TypeError(f"unknown run kind {kind!r}; one of {RUN_KINDS}")
+        pid, pid_start = _process_id()
         with self._write() as con:
             cur = con.execute(
                 "INSERT INTO runs(kind, dataset_id, embedding_id, method, params, status, result, created, job_id,"
-                " parent_id) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                " parent_id, pid, pid_start) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                 (kind, dataset_id, embedding_id, method, _dumps(params or {}), status, "{}", time.time(), job_id,
-                 parent_id))
+                 parent_id, pid, pid_start))
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
     def update_run(self, run_id: int, *, status: str | None = None, result: dict[str, Any] | None = None,
@@ -485,12 +564,35 @@ class Workspace:
             if sets:
                 con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id=?", (*args, int(run_id)))
 
+    def _mark_dead_runs(self, con: sqlite3.Connection) -> list[sqlite3.Row] | None:
+        """Runs still 'running' whose process is gone (kill -9, crash): rows to report as dead."""
+        from core.jobs import _alive  # core.jobs imports this module
+
+        rows = con.execute("SELECT id, pid, pid_start FROM runs WHERE status='running' AND pid IS NOT NULL").fetchall()
+        return [r for r in rows if not _alive(r["pid"], r["pid_start"])]
+
+    def _sweep_runs(self) -> set[int]:
+        """Mark runs whose process vanished as dead, at once, for every reader; returns their ids."""
+        with self._read() as con:
+            dead = self._mark_dead_runs(con)
+        if not dead:
+            return set()
+        ids = {int(r["id"]) for r in dead}
+        if not self.read_only:
+            with self._write() as con:
+                for r in dead:
+                    con.execute("UPDATE runs SET status='dead', finished=? WHERE id=? AND status='running'",
+                                (time.time(), int(r["id"])))
+        return ids
+
     def run(self, run_id: int) -> RunRecord:
+        dead = self._sweep_runs()
         with self._read() as con:
             row = con.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
         if row is None:
             raise WorkspaceError(f"no run {run_id} in the workspace {self.path}; `python -m core runs` lists them")
-        return self._run(row)
+        rec = self._run(row)
+        return dataclasses.replace(rec, status="dead") if rec.id in dead else rec
 
     def runs(self, kind: str | None = None, *, dataset_id: int | None = None, method: str | None = None,
              status: str | None = None) -> list[RunRecord]:
@@ -501,9 +603,15 @@ class Workspace:
                 clauses.append(f"{col}=?")
                 args.append(val)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        dead = self._sweep_runs()
         with self._read() as con:
             rows = con.execute(f"SELECT * FROM runs{where} ORDER BY id DESC", args).fetchall()
-        return [self._run(r) for r in rows]
+        out = [self._run(r) for r in rows]
+        if dead and self.read_only:  # nothing could be written: say it all the same
+            out = [dataclasses.replace(r, status="dead") if r.id in dead else r for r in out]
+            if status is not None:
+                out = [r for r in out if r.status == status]
+        return out
 
     def latest_run(self, kind: str, *, dataset_id: int | None = None, method: str | None = None,
                    status: str | None = "done") -> RunRecord | None:

@@ -59,7 +59,8 @@ def open_data(args: argparse.Namespace, ws: Workspace) -> Loaded:
                                label_col=getattr(args, "label_col", None), encoding=getattr(args, "encoding", None),
                                split=getattr(args, "split", None), limit=getattr(args, "limit", None),
                                skip_bad_rows=getattr(args, "skip_bad_rows", False))
-    ws.set_setting("active_dataset", loaded.dataset_id)
+    if not ws.read_only:  # reading steps work on a read-only workspace
+        ws.set_setting("active_dataset", loaded.dataset_id)
     return Loaded(dataset_id=loaded.dataset_id, ds=loaded.ds, classes=list(loaded.classes), record=loaded.record,
                   warnings=list(loaded.warnings))
 
