@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from core.errors import DataError
 from core.valuation.base import Option, ProgressFn, Split, Values, checked
-from core.valuation.ts_dshapley import check_finite, source_features
+from core.valuation.source import check_finite, source_features
 
 
 def fit_bagged_logistic(Z: NDArray[np.float64], y: NDArray[np.int64], weights: NDArray[np.float64], *,

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.valuation.base import Option, ProgressFn, Split, Values, checked
-from core.valuation.ts_dshapley import check_classes, check_finite
+from core.valuation.source import check_classes, check_finite
 
 
 def knn_utility(train: Split, valid: Split, *, k: int = 10) -> float:

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from core.errors import DataError
 from core.valuation.base import Option, ProgressFn, Split, Values, checked
-from core.valuation.ts_dshapley import check_finite, source_features
+from core.valuation.source import check_finite, source_features
 
 
 def out_of_fold_proba(train: Split, *, n_folds: int = 5, n_components: int | None = None, C: float = 1.0,

@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from core.valuation.base import ProgressFn, Split, Values, checked
-from core.valuation.ts_dshapley import (N_COMPONENTS, RIDGE_ALPHA, UTILITY, Utility, _augment, _score_utility, check_classes, check_finite,
-                                        ridge_utility, source_features)
+from core.valuation.source import (N_COMPONENTS, RIDGE_ALPHA, UTILITY, Utility, augment, check_classes, check_finite,
+                                   ridge_utility, score_utility, source_features)
 
 
 @checked(UTILITY, N_COMPONENTS, RIDGE_ALPHA)
@@ -39,7 +39,7 @@ def loo(train: Split, *, valid: Split, utility: Utility = "neg_mse", n_component
     check_classes(train, valid)
     Z, Zv = source_features(train.X, valid.X, n_components=n_components)
     n_classes = int(max(train.y.max(), valid.y.max()) + 1)
-    A, Av = _augment(Z), _augment(Zv)
+    A, Av = augment(Z), augment(Zv)
     Y = np.eye(n_classes)[train.y]
     Ginv = np.linalg.inv(A.T @ A + ridge_alpha * np.eye(A.shape[1]))
     W = Ginv @ A.T @ Y
@@ -55,7 +55,7 @@ def loo(train: Split, *, valid: Split, utility: Utility = "neg_mse", n_component
     for b0 in range(0, n, batch_size):
         sl = slice(b0, min(n, b0 + batch_size))
         S_minus = S[None, :, :] - VU[:, sl].T[:, :, None] * R[sl][:, None, :]  # (b, |V|, c)
-        v_minus = _score_utility(S_minus, valid.y, utility)
+        v_minus = score_utility(S_minus, valid.y, utility)
         # a row whose removal leaves one class only: the downdated ridge is valid, but v is the constant rule
         lone = counts[train.y[sl]] == 1
         if lone.any():

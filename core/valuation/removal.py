@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from core.errors import DataError, WinnowWarning
 from core.valuation.base import Split, Values
-from core.valuation.ts_dshapley import _logistic_fit_utility, ridge_utility, source_features
+from core.valuation.source import logistic_fit_utility, ridge_utility, source_features
 
 FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.10, 0.15, 0.20, 0.30)
 
@@ -49,7 +49,7 @@ def _fit_score(Z: NDArray[np.float64], y: NDArray[np.int64], folds: Sequence[tup
         if classifier == "ridge":
             scores.append(ridge_utility(Z, y, Zs, ys, n_classes=n_classes, alpha=alpha))
         else:
-            scores.append(_logistic_fit_utility(Z, y, Zs, ys, n_classes, "accuracy", C, None)[0])
+            scores.append(logistic_fit_utility(Z, y, Zs, ys, n_classes, "accuracy", C, None)[0])
     return float(np.mean(scores))
 
 

@@ -16,248 +16,22 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import DataError
 from core.valuation.base import Option, ProgressFn, Split, Values, checked
+from core.valuation.source import (CLASSIFIER, N_COMPONENTS, RIDGE_ALPHA, TRUNCATION, UTILITY, Classifier, Utility,
+                                   check_classes, check_finite, default_tolerance, full_utility, seeded_rng,
+                                   source_features)
+from core.valuation.tmc import run_chains
 
-Classifier = Literal["ridge", "logistic"]
-Utility = Literal["accuracy", "neg_mse", "log_likelihood"]
 
-_STEP_CHUNK = 16  # prefixes scored per matrix product
 _SMALL_WORK = 3e8  # rows x passes x permutations x validation rows below which n_jobs=-1 stays in-process
 _TASK_CHAINS = 256  # permutations batched in one task; fixed so results never depend on the worker count
 _EST_PREFIX = "pass_"  # partial Values keep one per-pass estimate column per pass (NaN = not yet computed)
-
-# options of the source classifier, shared by the methods built on it
-CLASSIFIER = Option("classifier", str, "source classifier: ridge (exact incremental fits, fast) or logistic "
-                    "(refitted per prefix, slow)", choices=("ridge", "logistic"), label="Source classifier")
-UTILITY = Option("utility", str, "accuracy on the validation rows, or a smooth score (needs fewer passes)",
-                 choices=("accuracy", "neg_mse", "log_likelihood"), label="Utility")
-N_COMPONENTS = Option("n_components", int, "PCA dimensions of the source features", low=1, none_ok=True)
-RIDGE_ALPHA = Option("ridge_alpha", float, "L2 penalty of the ridge source classifier", low=0)
-TRUNCATION = Option("truncation", float, "truncation tolerance of a permutation (None: max(0.01, 1/|V|); 0: none)",
-                    low=0, none_ok=True)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# representation and source classifier
-def source_features(X_train: NDArray[np.floating], *others: NDArray[np.floating],
-                    n_components: int | None = 32) -> list[NDArray[np.float64]]:
-    """PCA (fitted on the training rows) to `n_components` dimensions, then standardised with training statistics.
-
-    Returns the transformed training rows followed by each array of `others`, all float64.
-    """
-    from sklearn.decomposition import PCA
-
-    X_train = np.asarray(X_train, dtype=np.float64)
-    outs = [np.asarray(o, dtype=np.float64) for o in others]
-    n, d = X_train.shape
-    if n_components is not None and n_components < d and n > 2:
-        k = int(min(n_components, n - 1))
-        pca = PCA(n_components=k, svd_solver="covariance_eigh" if n > 4 * d else "full")
-        X_train = pca.fit_transform(X_train)
-        outs = [pca.transform(o) for o in outs]
-    mu = X_train.mean(0)
-    sd = X_train.std(0)
-    sd[sd < 1e-12] = 1.0
-    return [(X_train - mu) / sd] + [(o - mu) / sd for o in outs]
-
-
-def _augment(Z: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.hstack([Z, np.ones((Z.shape[0], 1))])
-
-
-def _constant_utility(yv: NDArray[np.int64], n_classes: int, utility: str) -> float:
-    """Utility of the best constant predictor on the validation rows (empty or one-class prefix)."""
-    prior = np.bincount(yv, minlength=n_classes) / len(yv)
-    if utility == "accuracy":
-        return float(prior.max())
-    if utility == "neg_mse":
-        onehot = np.eye(n_classes)[yv]
-        return float(-((prior[None, :] - onehot) ** 2).sum(1).mean())
-    return float(np.log(np.maximum(prior[yv], 1e-12)).mean())
-
-
-def _score_utility(S: NDArray[np.float64], yv: NDArray[np.int64], utility: str) -> NDArray[np.float64]:
-    """Utility of class scores S (..., |V|, c) against labels yv; returns (...)."""
-    c = S.shape[-1]
-    if utility == "accuracy":
-        return (S.argmax(-1) == yv).mean(-1)
-    if utility == "neg_mse":
-        onehot = np.eye(c)[yv]
-        return -((S - onehot) ** 2).sum(-1).mean(-1)
-    P = np.clip(S, 1e-3, None)  # linear-probability outputs, clipped and renormalised
-    P = P / P.sum(-1, keepdims=True)
-    return np.log(np.take_along_axis(P, np.broadcast_to(yv[:, None], P.shape[:-1] + (1,)), -1)[..., 0]).mean(-1)
-
-
-def ridge_utility(Z: NDArray[np.float64], y: NDArray[np.int64], Zv: NDArray[np.float64], yv: NDArray[np.int64],
-                  *, n_classes: int, alpha: float = 1.0, utility: Utility = "accuracy") -> float:
-    """Utility of the ridge source classifier fitted on (Z, y) and scored on (Zv, yv), by a direct solve.
-
-    An empty or one-class training set scores the best constant predictor (for accuracy: the majority-class rate).
-    This is the exact function whose Shapley values the incremental chains estimate (used by tests and removal).
-    """
-    if len(y) == 0 or len(np.unique(y)) < 2:
-        return _constant_utility(yv, n_classes, utility)
-    A = _augment(Z)
-    G = A.T @ A + alpha * np.eye(A.shape[1])
-    W = np.linalg.solve(G, A.T @ np.eye(n_classes)[y])
-    return float(_score_utility(_augment(Zv) @ W, yv, utility))
-
-
-def _logistic_fit_utility(Z, y, Zv, yv, n_classes, utility, C, model):
-    if len(np.unique(y)) < 2:
-        return _constant_utility(yv, n_classes, utility), model
-    from sklearn.linear_model import LogisticRegression
-
-    if model is None:
-        model = LogisticRegression(C=C, max_iter=200, warm_start=True)
-    if len(model.classes_ if hasattr(model, "classes_") else []) != len(np.unique(y)):
-        model = LogisticRegression(C=C, max_iter=200, warm_start=True)  # class set grew: restart
-    model.fit(Z, y)
-    proba = np.zeros((len(yv), n_classes))
-    proba[:, model.classes_] = model.predict_proba(Zv)
-    if utility == "accuracy":
-        u = float((proba.argmax(1) == yv).mean())
-    elif utility == "neg_mse":
-        u = float(-((proba - np.eye(n_classes)[yv]) ** 2).sum(1).mean())
-    else:
-        u = float(np.log(np.maximum(proba[np.arange(len(yv)), yv], 1e-12)).mean())
-    return u, model
-
-
-# ----------------------------------------------------------------------------------------------------------
-# batched truncated Monte Carlo chains
-def run_chains(Z: NDArray[np.float64], y: NDArray[np.int64], Zv: NDArray[np.float64], yv: NDArray[np.int64],
-               orders: NDArray[np.int64], v_full: NDArray[np.float64], *, n_classes: int,
-               classifier: Classifier = "ridge", utility: Utility = "accuracy", alpha: float = 1.0,
-               C: float = 1.0, tolerance: float = 0.01, min_steps: int = 0) -> NDArray[np.float64]:
-    """Marginal contributions along many permutations at once.
-
-    Args:
-        Z, y: Source features (n, d) and labels (n,) of the rows the orders index.
-        Zv, yv: Validation features and labels.
-        orders: (chains, L) row indices; -1 pads a shorter permutation (a no-op step).
-        v_full: (chains,) utility of each chain's whole set, for truncation.
-        tolerance: A chain stops once |v_full - v(prefix)| < tolerance, never before `min_steps` rows.
-
-    Returns:
-        (chains, L) marginal contributions v(prefix_t) - v(prefix_{t-1}); 0 after truncation and on padding.
-    """
-    if classifier == "logistic":
-        return _logistic_chains(Z, y, Zv, yv, orders, v_full, n_classes=n_classes, utility=utility, C=C,
-                                tolerance=tolerance, min_steps=min_steps)
-    n_chains, L = orders.shape
-    Zp = np.vstack([_augment(Z), np.zeros((1, Z.shape[1] + 1))])  # row n = padding (zero: a no-op update)
-    Yp = np.vstack([np.eye(n_classes)[y], np.zeros((1, n_classes))])
-    orders = np.where(orders < 0, len(Z), orders)
-    dd = Zp.shape[1]
-    nv = len(yv)
-    v_empty = _constant_utility(yv, n_classes, utility)
-    ZvA = _augment(Zv)
-    if utility == "accuracy":  # validation rows grouped by label, float32: see _prefix_accuracy
-        by_class = [(k, np.ascontiguousarray(ZvA[yv == k].T, dtype=np.float32)) for k in range(n_classes)
-                    if (yv == k).any()]
-
-    alive = np.arange(n_chains)
-    Ainv = np.broadcast_to(np.eye(dd) / alpha, (n_chains, dd, dd)).copy()
-    W = np.zeros((n_chains, dd, n_classes))  # ridge weights of the current prefix
-    seen = np.zeros((n_chains, n_classes))
-    prev = np.full(n_chains, v_empty)
-    marg = np.zeros((n_chains, L))
-    outer = np.empty_like(Ainv)
-    for t0 in range(0, L, _STEP_CHUNK):
-        t1 = min(L, t0 + _STEP_CHUNK)
-        T = t1 - t0
-        Ws = np.empty((len(alive), T, dd, n_classes))
-        multi = np.empty((len(alive), T), dtype=bool)
-        for t in range(t0, t1):
-            idx = orders[alive, t]
-            x = Zp[idx]
-            yo = Yp[idx]
-            u = np.einsum("cij,cj->ci", Ainv, x)
-            kappa = 1.0 + np.einsum("ci,ci->c", x, u)
-            r = (yo - np.einsum("cjk,cj->ck", W, x)) / kappa[:, None]  # scaled residual of the new row
-            W += u[:, :, None] * r[:, None, :]
-            uk = np.einsum("ci,cj->cij", u, u / kappa[:, None], out=outer[: len(alive)])
-            Ainv -= uk
-            seen += yo
-            Ws[:, t - t0] = W
-            multi[:, t - t0] = (seen > 0).sum(1) >= 2
-        # every prefix of the chunk scored at once: one matrix product
-        if utility == "accuracy":
-            util = _prefix_accuracy(Ws.reshape(-1, dd, n_classes), by_class, nv).reshape(len(alive), T)
-        else:
-            S = (ZvA @ Ws.transpose(2, 0, 1, 3).reshape(dd, -1)).reshape(nv, len(alive), T, n_classes)
-            util = _score_utility(S.transpose(1, 2, 0, 3), yv, utility)
-        v = np.where(multi, util, v_empty)
-        m = np.diff(np.concatenate([prev[:, None], v], axis=1), axis=1)
-        steps = np.arange(t0 + 1, t1 + 1)  # prefix lengths
-        can = (steps >= min_steps) & (steps < L)
-        hit = (np.abs(v_full[alive][:, None] - v) < tolerance) & can[None, :]
-        first = np.where(hit.any(1), hit.argmax(1), T)  # the step after which a chain is truncated
-        m[np.arange(T)[None, :] > first[:, None]] = 0.0
-        marg[alive, t0:t1] = m
-        prev = v[:, -1]
-        keep = first == T
-        if not keep.all():
-            alive, Ainv, W, seen, prev = alive[keep], Ainv[keep], W[keep], seen[keep], prev[keep]
-            if len(alive) == 0:
-                break
-    return marg
-
-
-def _prefix_accuracy(W: NDArray[np.float64], by_class: list[tuple[int, NDArray[np.float32]]], nv: int
-                     ) -> NDArray[np.float64]:
-    """Validation accuracy of many ridge weight sets W (m, d', c) at once.
-
-    A row of class k is right when its score for k beats every other class c (argmax ties go to the lower
-    index): Zv_k (W_c - W_k) < 0 for c < k and <= 0 for c > k. One float32 product per (k, c) pair, so the work is
-    |V| (c - 1) d' per weight set instead of materialising all |V| c scores.
-    """
-    m, _, c = W.shape
-    W32 = W.astype(np.float32)
-    correct = np.zeros(m, dtype=np.int64)
-    for k, ZkT in by_class:
-        ok = None
-        for c2 in range(c):
-            if c2 == k:
-                continue
-            D = (W32[:, :, c2] - W32[:, :, k]) @ ZkT  # (m, |V_k|)
-            cond = D < 0 if c2 < k else D <= 0
-            ok = cond if ok is None else np.logical_and(ok, cond, out=ok)
-        correct += np.count_nonzero(ok, axis=1)
-    return correct / nv
-
-
-def _logistic_chains(Z, y, Zv, yv, orders, v_full, *, n_classes, utility, C, tolerance, min_steps):
-    n_chains, L = orders.shape
-    v_empty = _constant_utility(yv, n_classes, utility)
-    marg = np.zeros((n_chains, L))
-    for c in range(n_chains):
-        order = orders[c][orders[c] >= 0]
-        prev, model = v_empty, None
-        for t in range(len(order)):
-            v, model = _logistic_fit_utility(Z[order[: t + 1]], y[order[: t + 1]], Zv, yv, n_classes, utility,
-                                             C, model)
-            marg[c, t] = v - prev
-            prev = v
-            if t + 1 >= min_steps and abs(v_full[c] - v) < tolerance:
-                break
-    return marg
-
-
-def full_utility(Z, y, Zv, yv, *, n_classes, classifier, utility, alpha, C) -> float:
-    """Utility of the source classifier on all of (Z, y): the reference for truncation."""
-    if classifier == "ridge":
-        return ridge_utility(Z, y, Zv, yv, n_classes=n_classes, alpha=alpha, utility=utility)
-    return _logistic_fit_utility(Z, y, Zv, yv, n_classes, utility, C, None)[0]
-
 
 # ----------------------------------------------------------------------------------------------------------
 # subsets, seeds, tasks
@@ -266,10 +40,6 @@ def stratified_partition(y: NDArray[np.int64], n_subsets: int, rng: np.random.Ge
     order = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)])
     slot = rng.permutation(n_subsets)[np.arange(len(y)) % n_subsets]  # deal class by class, round-robin
     return [np.sort(order[slot == j]) for j in range(n_subsets)]
-
-
-def _rng(entropy: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(key)))
 
 
 @dataclass(frozen=True)
@@ -284,7 +54,7 @@ def _make_tasks(y: NDArray[np.int64], n_subsets: int, n_passes: int, n_permutati
     per_task = max(1, _TASK_CHAINS // n_permutations)
     tasks = []
     for k in range(n_passes):
-        subsets = stratified_partition(y, n_subsets, _rng(entropy, k))
+        subsets = stratified_partition(y, n_subsets, seeded_rng(entropy, k))
         for j0 in range(0, n_subsets, per_task):
             tasks.append(_Task(k, j0, tuple(subsets[j0: j0 + per_task])))
     return tasks
@@ -304,7 +74,7 @@ def _run_task(task: _Task, Z, y, Zv, yv, opts: dict[str, Any], entropy: int
             vf = full_utility(Z[rows], y[rows], Zv, yv, n_classes=opts["n_classes"], classifier=opts["classifier"],
                               utility=opts["utility"], alpha=opts["ridge_alpha"], C=opts["C"])
             for p in range(P):
-                perm = _rng(entropy, task.pass_idx, task.first_subset + j, p).permutation(len(rows))
+                perm = seeded_rng(entropy, task.pass_idx, task.first_subset + j, p).permutation(len(rows))
                 orders[j * P + p, : len(rows)] = rows[perm]
                 v_full[j * P + p] = vf
         marg = run_chains(Z, y, Zv, yv, orders, v_full, n_classes=opts["n_classes"],
@@ -386,29 +156,6 @@ def estimates_from_values(partial: Values, uids: NDArray[np.str_], n_passes: int
     return est
 
 
-def check_classes(train: Split, valid: Split) -> None:
-    """Raise DataError unless train and validation hold the same classes (by integer code)."""
-    tr, va = set(np.unique(train.y).tolist()), set(np.unique(valid.y).tolist())
-    if tr - va:
-        raise DataError(f"class code(s) {sorted(tr - va)} are in the training rows but missing from the validation "
-                        f"rows; give a validation set with every class")
-    if va - tr:
-        raise DataError(f"class code(s) {sorted(va - tr)} are in the validation rows but not in the training rows; "
-                        f"drop them from the validation set")
-
-
-def check_finite(split: Split, what: str = "embeddings") -> None:
-    """Raise DataError when any feature is NaN or infinite."""
-    bad = ~np.isfinite(split.X).all(1)
-    if bad.any():
-        raise DataError(f"{what} contain NaN or infinite values in {int(bad.sum())} row(s) (first uid: "
-                        f"{split.uids[np.flatnonzero(bad)[0]]}); re-run the embedding step")
-
-
-def _default_tolerance(n_valid: int) -> float:
-    return max(0.01, 1.0 / n_valid)
-
-
 # ----------------------------------------------------------------------------------------------------------
 @checked(Option("n_passes", int, "partitions of the data, estimates per row", low=1, high=1000,
                 label="Passes K (estimates per row)"),
@@ -483,7 +230,7 @@ def ts_dshapley(train: Split, *, valid: Split, n_passes: int = 20, subset_size: 
         seed = int(np.random.SeedSequence().entropy % (2**63))
     scheduler = scheduler or os.environ.get("WINNOW_DASK_SCHEDULER") or None
     n_classes = int(max(train.y.max(), valid.y.max()) + 1)
-    tol = _default_tolerance(len(valid)) if truncation is None else float(truncation)
+    tol = default_tolerance(len(valid)) if truncation is None else float(truncation)
     params = dict(n_passes=n_passes, subset_size=subset_size, n_permutations=n_permutations, classifier=classifier,
                   utility=utility, n_components=n_components, ridge_alpha=ridge_alpha, C=C, truncation=tol,
                   center=center, seed=int(seed), n_valid=len(valid))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core.valuation import loo
-from core.valuation.ts_dshapley import ridge_utility, source_features
+from core.valuation.source import ridge_utility, source_features
 
 
 @pytest.mark.parametrize("utility", ["neg_mse", "accuracy"])

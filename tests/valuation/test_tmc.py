@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.valuation import tmc_shapley
-from core.valuation.ts_dshapley import ridge_utility, source_features
+from core.valuation.source import ridge_utility, source_features
 
 
 def exact_shapley(Z, y, Zv, yv, n_classes, utility, alpha):

@@ -6,7 +6,9 @@ import pytest
 
 from core.errors import DataError
 from core.valuation import Split, ts_dshapley
-from core.valuation.ts_dshapley import (ridge_utility, run_chains, source_features, stratified_partition)
+from core.valuation.source import ridge_utility, source_features
+from core.valuation.tmc import run_chains
+from core.valuation.ts_dshapley import stratified_partition
 
 FAST = dict(n_passes=4, n_permutations=4, subset_size=50, n_jobs=1)
 

@@ -1,0 +1,161 @@
+"""The source classifier that TS-DShapley, TMC-Shapley, leave-one-out, the removal search and Data-OOB share:
+its features (PCA, standardised), its utilities (ridge by an exact solve, logistic), the truncation default, the
+input checks and the seeded random streams.
+
+The default source classifier is ridge least squares on one-hot targets over PCA-32 standardised embeddings; the
+utility is accuracy on the validation rows, or a smooth score (minus the squared error of the class scores, or the
+log-likelihood of clipped linear-probability outputs).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.errors import DataError
+from core.valuation.base import Option, Split
+
+Classifier = Literal["ridge", "logistic"]
+
+
+Utility = Literal["accuracy", "neg_mse", "log_likelihood"]
+
+
+CLASSIFIER = Option("classifier", str, "source classifier: ridge (exact incremental fits, fast) or logistic "
+                    "(refitted per prefix, slow)", choices=("ridge", "logistic"), label="Source classifier")
+
+
+UTILITY = Option("utility", str, "accuracy on the validation rows, or a smooth score (needs fewer passes)",
+                 choices=("accuracy", "neg_mse", "log_likelihood"), label="Utility")
+
+
+N_COMPONENTS = Option("n_components", int, "PCA dimensions of the source features", low=1, none_ok=True)
+
+
+RIDGE_ALPHA = Option("ridge_alpha", float, "L2 penalty of the ridge source classifier", low=0)
+
+
+TRUNCATION = Option("truncation", float, "truncation tolerance of a permutation (None: max(0.01, 1/|V|); 0: none)",
+                    low=0, none_ok=True)
+
+
+def source_features(X_train: NDArray[np.floating], *others: NDArray[np.floating],
+                    n_components: int | None = 32) -> list[NDArray[np.float64]]:
+    """PCA (fitted on the training rows) to `n_components` dimensions, then standardised with training statistics.
+
+    Returns the transformed training rows followed by each array of `others`, all float64.
+    """
+    from sklearn.decomposition import PCA
+
+    X_train = np.asarray(X_train, dtype=np.float64)
+    outs = [np.asarray(o, dtype=np.float64) for o in others]
+    n, d = X_train.shape
+    if n_components is not None and n_components < d and n > 2:
+        k = int(min(n_components, n - 1))
+        pca = PCA(n_components=k, svd_solver="covariance_eigh" if n > 4 * d else "full")
+        X_train = pca.fit_transform(X_train)
+        outs = [pca.transform(o) for o in outs]
+    mu = X_train.mean(0)
+    sd = X_train.std(0)
+    sd[sd < 1e-12] = 1.0
+    return [(X_train - mu) / sd] + [(o - mu) / sd for o in outs]
+
+
+def augment(Z: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.hstack([Z, np.ones((Z.shape[0], 1))])
+
+
+def constant_utility(yv: NDArray[np.int64], n_classes: int, utility: str) -> float:
+    """Utility of the best constant predictor on the validation rows (empty or one-class prefix)."""
+    prior = np.bincount(yv, minlength=n_classes) / len(yv)
+    if utility == "accuracy":
+        return float(prior.max())
+    if utility == "neg_mse":
+        onehot = np.eye(n_classes)[yv]
+        return float(-((prior[None, :] - onehot) ** 2).sum(1).mean())
+    return float(np.log(np.maximum(prior[yv], 1e-12)).mean())
+
+
+def score_utility(S: NDArray[np.float64], yv: NDArray[np.int64], utility: str) -> NDArray[np.float64]:
+    """Utility of class scores S (..., |V|, c) against labels yv; returns (...)."""
+    c = S.shape[-1]
+    if utility == "accuracy":
+        return (S.argmax(-1) == yv).mean(-1)
+    if utility == "neg_mse":
+        onehot = np.eye(c)[yv]
+        return -((S - onehot) ** 2).sum(-1).mean(-1)
+    P = np.clip(S, 1e-3, None)  # linear-probability outputs, clipped and renormalised
+    P = P / P.sum(-1, keepdims=True)
+    return np.log(np.take_along_axis(P, np.broadcast_to(yv[:, None], P.shape[:-1] + (1,)), -1)[..., 0]).mean(-1)
+
+
+def ridge_utility(Z: NDArray[np.float64], y: NDArray[np.int64], Zv: NDArray[np.float64], yv: NDArray[np.int64],
+                  *, n_classes: int, alpha: float = 1.0, utility: Utility = "accuracy") -> float:
+    """Utility of the ridge source classifier fitted on (Z, y) and scored on (Zv, yv), by a direct solve.
+
+    An empty or one-class training set scores the best constant predictor (for accuracy: the majority-class rate).
+    This is the exact function whose Shapley values the incremental chains estimate (used by tests and removal).
+    """
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return constant_utility(yv, n_classes, utility)
+    A = augment(Z)
+    G = A.T @ A + alpha * np.eye(A.shape[1])
+    W = np.linalg.solve(G, A.T @ np.eye(n_classes)[y])
+    return float(score_utility(augment(Zv) @ W, yv, utility))
+
+
+def logistic_fit_utility(Z, y, Zv, yv, n_classes, utility, C, model):
+    if len(np.unique(y)) < 2:
+        return constant_utility(yv, n_classes, utility), model
+    from sklearn.linear_model import LogisticRegression
+
+    if model is None:
+        model = LogisticRegression(C=C, max_iter=200, warm_start=True)
+    if len(model.classes_ if hasattr(model, "classes_") else []) != len(np.unique(y)):
+        model = LogisticRegression(C=C, max_iter=200, warm_start=True)  # class set grew: restart
+    model.fit(Z, y)
+    proba = np.zeros((len(yv), n_classes))
+    proba[:, model.classes_] = model.predict_proba(Zv)
+    if utility == "accuracy":
+        u = float((proba.argmax(1) == yv).mean())
+    elif utility == "neg_mse":
+        u = float(-((proba - np.eye(n_classes)[yv]) ** 2).sum(1).mean())
+    else:
+        u = float(np.log(np.maximum(proba[np.arange(len(yv)), yv], 1e-12)).mean())
+    return u, model
+
+
+def full_utility(Z, y, Zv, yv, *, n_classes, classifier, utility, alpha, C) -> float:
+    """Utility of the source classifier on all of (Z, y): the reference for truncation."""
+    if classifier == "ridge":
+        return ridge_utility(Z, y, Zv, yv, n_classes=n_classes, alpha=alpha, utility=utility)
+    return logistic_fit_utility(Z, y, Zv, yv, n_classes, utility, C, None)[0]
+
+
+def check_classes(train: Split, valid: Split) -> None:
+    """Raise DataError unless train and validation hold the same classes (by integer code)."""
+    tr, va = set(np.unique(train.y).tolist()), set(np.unique(valid.y).tolist())
+    if tr - va:
+        raise DataError(f"class code(s) {sorted(tr - va)} are in the training rows but missing from the validation "
+                        f"rows; give a validation set with every class")
+    if va - tr:
+        raise DataError(f"class code(s) {sorted(va - tr)} are in the validation rows but not in the training rows; "
+                        f"drop them from the validation set")
+
+
+def check_finite(split: Split, what: str = "embeddings") -> None:
+    """Raise DataError when any feature is NaN or infinite."""
+    bad = ~np.isfinite(split.X).all(1)
+    if bad.any():
+        raise DataError(f"{what} contain NaN or infinite values in {int(bad.sum())} row(s) (first uid: "
+                        f"{split.uids[np.flatnonzero(bad)[0]]}); re-run the embedding step")
+
+
+def default_tolerance(n_valid: int) -> float:
+    return max(0.01, 1.0 / n_valid)
+
+
+def seeded_rng(entropy: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(key)))
+
