@@ -16,9 +16,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import decisions
 from core.errors import WinnowError
-from core.selection import STRATEGIES
+from core.selection import NEEDS_CLUSTERS, NEEDS_VALUES, STRATEGIES
 from core.workspace import Workspace
 
 PAGE_SIZE = 8  # clusters shown per page of the weight panel
@@ -26,8 +25,6 @@ W_KEY = "select.weights"  # session state: {clusters run id: {cluster: weight}},
 NAMES = {"random": "random", "stratified": "stratified (keeps label shares)", "top_value": "top value",
          "drop_negative": "drop negative values", "kmq": "kMQ (clusters × quality)",
          "iterative": "iterative refinement (kMQ in rounds)"}
-NEEDS_VALUES = ("top_value", "drop_negative")
-NEEDS_CLUSTERS = ("kmq", "iterative")
 
 ws = ui.workspace()
 ws_path = str(ws.path)
@@ -56,41 +53,31 @@ def _plan(ws_path: str, dataset_id: int, strategy: str, clusters_run_id: int | N
     """The engine's precomputed plan for this strategy (any budget/weights is then array work), or, for
     drop_negative, its fixed subset. `decisions_key` only keys the cache (the decisions are read here)."""
     from core import selection
-    from core.cli.select import suggested_removal, values_from_run
     from core.selection.store import judge_proba, load_clusters
+    from core.valuation import store
 
     w = Workspace(ws_path)
     uids, y = _labels(ws_path, dataset_id)
     classes = w.dataset(dataset_id).classes
-    state = decisions.current(w, dataset_id)
-    removed, pinned = sorted(state.removed), sorted(state.pinned)
+    removed, pinned = selection.decided(w, dataset_id)
     cl = load_clusters(w, clusters_run_id) if clusters_run_id is not None else None
     if cl is not None and not np.array_equal(cl.uids.astype(str), uids):
         raise WinnowError(f"clusters run {clusters_run_id} does not match this dataset's rows; cluster again")
-    values, vrun = values_from_run(w, values_run_id) if values_run_id is not None else (None, None)
+    values = store.load_values(w, values_run_id) if values_run_id is not None else None
+    n_remove = store.suggested_removal(w.run(values_run_id)) if values_run_id is not None else None
     out: dict[str, Any] = {"uids": uids, "y": y, "classes": classes, "cluster": None if cl is None else cl.labels,
                            "k": 0 if cl is None else cl.k, "n_removed": len(removed), "n_pinned": len(pinned)}
-    if strategy == "random":
-        plan = selection.plan_random(uids, clusters=cl, pinned=pinned, removed=removed, seed=seed)
-    elif strategy == "stratified":
-        plan = selection.plan_stratified(uids, y, classes=classes, clusters=cl, pinned=pinned, removed=removed,
-                                         seed=seed)
-    elif strategy == "top_value":
-        plan = selection.plan_top_value(values, uids=uids, clusters=cl, pinned=pinned, removed=removed, seed=seed)
-    elif strategy == "drop_negative":
-        n_remove = suggested_removal(vrun)
-        sel = selection.select_drop_negative(values, n_remove=n_remove, uids=uids, clusters=cl, pinned=pinned,
-                                             removed=removed)
-        out.update(plan=None, fixed=sel, n_remove=n_remove)
+    judge = None
+    if strategy in NEEDS_CLUSTERS and values is None:  # quality = cross-fitted label confidence (cached per embedding)
+        run = w.run(clusters_run_id)
+        X = ui.embedding_matrix(ws_path, run.embedding_id)
+        judge = judge_proba(w, X, y, n_classes=len(classes), embedding_id=run.embedding_id, seed=seed)
+    plan = selection.plan_strategy(strategy, uids=uids, y=y, classes=classes, clusters=cl, values=values,
+                                   pinned=pinned, removed=removed, seed=seed, temperature=temperature, judge=judge,
+                                   n_remove=n_remove)
+    if isinstance(plan, selection.Selection):  # drop_negative: a fixed subset
+        out.update(plan=None, fixed=plan, n_remove=n_remove)
         return out
-    else:  # kmq, and iterative's first round
-        judge = None
-        if values is None:  # quality = cross-fitted label confidence (cached in the workspace per embedding)
-            run = w.run(clusters_run_id)
-            X = ui.embedding_matrix(ws_path, run.embedding_id)
-            judge = judge_proba(w, X, y, n_classes=len(classes), embedding_id=run.embedding_id, seed=seed)
-        plan = selection.plan_kmq(values, cl, temperature=temperature, pinned=pinned, removed=removed, seed=seed,
-                                  y=y, classes=classes, judge=judge)
     out["plan"] = plan
     return out
 
@@ -102,8 +89,9 @@ def _saved_uids(ws_path: str, run_id: int) -> np.ndarray:
 
 
 def _decisions_key(dataset_id: int) -> tuple[str, int, int]:
-    state = decisions.current(ws, dataset_id)
-    removed, pinned = sorted(state.removed), sorted(state.pinned)
+    from core.selection import decided
+
+    removed, pinned = decided(ws, dataset_id)
     h = hashlib.sha1(("\n".join(removed) + "\0" + "\n".join(pinned)).encode()).hexdigest()[:16]
     return h, len(removed), len(pinned)
 

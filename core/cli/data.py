@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from core import jobs, runs
+from core import decisions, jobs, runs
 from core.data import column as data_column
 from core.cli.common import add_data_args, add_embed_args, get_embeddings, open_data, print_table, progress, when
 from core.errors import DataError, WinnowError
@@ -221,10 +221,10 @@ def _check_uids(loaded, uids: list[str]) -> None:
 
 def cmd_decisions_list(args: argparse.Namespace, ws: Workspace) -> int:
     loaded = open_data(args, ws)
-    decisions = ws.decisions(loaded.dataset_id)
+    state = decisions.current(ws, loaded.dataset_id)
     print_table([{"uid": d.uid, "action": d.action, "reason": d.reason, "note": d.note, "source": d.source,
-                  "time": when(d.time), "event": d.event_id} for d in decisions.values()])
-    counts = ws.decision_counts(loaded.dataset_id)
+                  "time": when(d.time), "event": d.event_id} for d in state.as_dict().values()])
+    counts = state.counts
     print(f"\n{counts['remove']} removed, {counts['keep']} kept (pinned), {counts['relabel']} relabel notes")
     return 0
 
@@ -256,7 +256,7 @@ def cmd_decisions_undo(args: argparse.Namespace, ws: Workspace) -> int:
         ws.undo(args.event)
         print(f"undid event {args.event}")
     else:
-        undone = ws.undo_last(loaded.dataset_id)
+        undone = decisions.undo_last(ws, loaded.dataset_id)
         print(f"undid the last batch ({len(undone)} events)" if undone else "nothing to undo")
     return 0
 

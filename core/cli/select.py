@@ -12,15 +12,13 @@ from typing import Any
 import numpy as np
 
 from core.cli import common
-from core import decisions
 from core.errors import DataError
 from core.valuation.base import Values
-from core.valuation.store import latest_values, load_values
+from core.selection.strategies import NEEDS_CLUSTERS, NEEDS_VALUES, STRATEGIES
+from core.valuation.store import latest_values, load_values, suggested_removal
 from core.workspace import Workspace
 
-STRATEGY_FLAGS = ("random", "stratified", "top-value", "drop-negative", "kmq", "iterative")
-NEEDS_VALUES = ("top_value", "drop_negative")
-NEEDS_CLUSTERS = ("kmq", "iterative")
+STRATEGY_FLAGS = tuple(s.replace("_", "-") for s in STRATEGIES)
 
 
 def register(sub: Any) -> None:
@@ -110,23 +108,6 @@ def read_values_file(path: str) -> Values:
 
 def values_from_run(ws: Workspace, run_id: int) -> tuple[Values, Any]:
     return load_values(ws, run_id), ws.run(run_id)
-
-
-def suggested_removal(run: Any) -> int | None:
-    """A valuation run's suggested removal count, where it records one."""
-    if run is None:
-        return None
-    res = run.result or {}
-    for key in ("suggested_removal", "n_remove", "removal_count", "suggested_n_remove", "best_n_remove"):
-        if isinstance(res.get(key), (int, float)):
-            return int(res[key])
-    for sub in ("transfer", "removal"):
-        d = res.get(sub)
-        if isinstance(d, dict):
-            for key in ("n_remove", "count", "best_n_remove", "suggested_removal"):
-                if isinstance(d.get(key), (int, float)):
-                    return int(d[key])
-    return None
 
 
 def _labels(loaded: Any) -> np.ndarray:
@@ -228,8 +209,7 @@ def _run(fn: Any, args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
-    from core.selection import (plan_kmq, plan_random, plan_stratified, plan_top_value, resolve_budget,
-                                select_drop_negative, select_iterative)
+    from core.selection import Selection, decided, plan_strategy, resolve_budget, select_iterative
     from core.selection.store import judge_proba, last_selection, save_selection
 
     t0 = time.perf_counter()
@@ -250,8 +230,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
     loaded = common.open_data(args, ws)
     uids = np.asarray(ds_column(loaded.ds, "uid"), dtype=str)
     y = _labels(loaded)
-    state = decisions.current(ws, loaded.dataset_id)
-    removed, pinned = sorted(state.removed), sorted(state.pinned)
+    removed, pinned = decided(ws, loaded.dataset_id)
 
     # values: a file, a run, else the newest valuation run (unless --no-values)
     values: Values | None = None
@@ -313,22 +292,14 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
                                temperature=args.temperature, reweight_temperature=args.reweight_temperature,
                                weights=weights, pinned=pinned, removed=removed, seed=args.seed, train_fn=train_fn,
                                classes=loaded.classes, on_progress=prog.stage(0.65, 0.99, "iterative"))
-    elif strategy == "drop_negative":
-        n_remove = args.remove_count if args.remove_count is not None else suggested_removal(values_run)
-        sel = select_drop_negative(values, n_remove=n_remove, uids=uids, clusters=cl, pinned=pinned,
-                                   removed=removed)
     else:
-        if strategy == "random":
-            plan = plan_random(uids, clusters=cl, pinned=pinned, removed=removed, seed=args.seed)
-        elif strategy == "stratified":
-            plan = plan_stratified(uids, y, classes=loaded.classes, clusters=cl, pinned=pinned, removed=removed,
-                                   seed=args.seed)
-        elif strategy == "top_value":
-            plan = plan_top_value(values, uids=uids, clusters=cl, pinned=pinned, removed=removed, seed=args.seed)
-        else:
-            plan = plan_kmq(values, cl, temperature=args.temperature, pinned=pinned, removed=removed,
-                            seed=args.seed, y=y, classes=loaded.classes, judge=judge)
-        if args.dry_run:
+        n_remove = args.remove_count if args.remove_count is not None else suggested_removal(values_run)
+        plan = plan_strategy(strategy, uids=uids, y=y, classes=loaded.classes, clusters=cl, values=values,
+                             pinned=pinned, removed=removed, seed=args.seed, temperature=args.temperature,
+                             judge=judge, n_remove=n_remove)
+        if isinstance(plan, Selection):  # drop-negative: a fixed subset
+            sel = plan
+        elif args.dry_run:
             pv = plan.preview(args.budget, weights or None, last=last)
             prog.close("preview")
             print(f"preview: {pv.n} rows; vs last saved subset: +{pv.added} -{pv.removed} ({pv.seconds * 1e3:.1f} ms)")
@@ -336,7 +307,8 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
             if pv.per_cluster:
                 print("per cluster: " + ", ".join(f"{k}:{v}" for k, v in pv.per_cluster.items()))
             return 0
-        sel = plan.select(args.budget, weights or None)
+        else:
+            sel = plan.select(args.budget, weights or None)
     if args.dry_run:
         prog.close("preview")
         print(f"{sel.strategy}: {len(sel)} rows (not saved)")

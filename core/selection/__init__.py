@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from core.selection.clusters import K_GRID, Clusters, fit_clusters, summaries_table, summarize_clusters
 from core.selection.quality import cross_fitted_proba, label_confidence, rank_normalise
-from core.selection.store import (find_clusters, judge_proba, last_selection, load_clusters, load_selection,
-                                  save_clusters, save_selection)
+from core.selection.store import (decided, find_clusters, judge_proba, last_selection, load_clusters,
+                                  load_selection, save_clusters, save_selection)
 from core.selection.strategies import (
+    NEEDS_CLUSTERS,
+    NEEDS_VALUES,
     STRATEGIES,
     Preview,
     Selection,
@@ -18,6 +20,7 @@ from core.selection.strategies import (
     TrainFn,
     align_values,
     plan_kmq,
+    plan_strategy,
     plan_random,
     plan_stratified,
     plan_top_value,
@@ -33,7 +36,7 @@ from core.selection.strategies import (
 )
 
 __all__ = [
-    "K_GRID", "STRATEGIES", "Clusters", "Preview", "Selection", "SelectionPlan", "TrainFn", "align_values",
+    "K_GRID", "NEEDS_CLUSTERS", "NEEDS_VALUES", "STRATEGIES", "decided", "plan_strategy", "Clusters", "Preview", "Selection", "SelectionPlan", "TrainFn", "align_values",
     "cross_fitted_proba", "fit_clusters", "label_confidence", "plan_kmq", "plan_random", "plan_stratified",
     "plan_top_value", "preview", "rank_normalise", "resolve_budget", "select_clean_kmq", "select_drop_negative", "select_iterative",
     "select_kmq", "select_random", "select_stratified", "select_top_value", "summaries_table",

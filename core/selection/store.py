@@ -7,12 +7,18 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from core import runs
+from core import decisions, runs
 from core.errors import WorkspaceError
 from core.selection.clusters import Clusters
 from core.selection.quality import cross_fitted_proba
 from core.selection.strategies import Selection
 from core.workspace import RunRecord, Workspace
+
+
+def decided(ws: Workspace, dataset_id: int) -> tuple[list[str], list[str]]:
+    """(removed, pinned): the uids a subset must leave out and must keep, from the decisions in force."""
+    state = decisions.current(ws, dataset_id)
+    return sorted(state.removed), sorted(state.pinned)
 
 
 def save_clusters(ws: Workspace, dataset_id: int, clusters: Clusters, *, embedding_id: int | None = None,

@@ -34,6 +34,8 @@ from core.selection.quality import cross_fitted_proba, fit_proba, rank_normalise
 from core.valuation.base import Values
 
 STRATEGIES = ("random", "stratified", "top_value", "drop_negative", "kmq", "iterative")
+NEEDS_VALUES = ("top_value", "drop_negative")  # rank rows by value: no values, no subset
+NEEDS_CLUSTERS = ("kmq", "iterative")  # spread over clusters (the others use clusters only to label rows)
 Strategy = Literal["random", "stratified", "top_value", "drop_negative", "kmq", "iterative"]
 TEMPERATURE = 0.1
 # T of the re-weighting w * exp(z / T). DESIGN.md writes the in-cluster T there too, but z is a z-score, so 0.1
@@ -489,6 +491,43 @@ def plan_kmq(values: Values | NDArray[np.floating] | None, clusters: Clusters, *
 
 
 # ----------------------------------------------------------------------------------------------- strategies
+def plan_strategy(strategy: str, *, uids: Sequence[str], y: Sequence[int], classes: Sequence[str] | None = None,
+                  clusters: Clusters | None = None, values: Values | None = None, pinned: Sequence[str] = (),
+                  removed: Sequence[str] = (), seed: int | None = 0, temperature: float = TEMPERATURE,
+                  judge: NDArray[np.floating] | None = None, n_remove: int | None = None
+                  ) -> SelectionPlan | Selection:
+    """The one dispatcher from a strategy name to the engine (the CLI and the Select page both call it).
+
+    Returns a `SelectionPlan` (then any budget and cluster weights are array work: `.select`, `.preview`), or for
+    "drop_negative" its fixed `Selection` (it sets its own size: `n_remove` lowest values, default all below 0).
+    "iterative" plans its first round as "kmq"; its rounds run in `select_iterative`.
+
+    Raises:
+        DataError: Unknown strategy, or one that needs values or clusters without them.
+    """
+    key = strategy.replace("-", "_")
+    if key not in STRATEGIES:
+        names = ", ".join(s.replace("_", "-") for s in STRATEGIES)
+        raise DataError(f"unknown strategy {strategy!r}; choose from {names}")
+    if key in NEEDS_VALUES and values is None:
+        raise DataError(f"strategy {key.replace('_', '-')} needs values: value the data first")
+    if key in NEEDS_CLUSTERS and clusters is None:
+        raise DataError(f"strategy {key.replace('_', '-')} needs clusters: cluster the data first")
+    uids = np.asarray(uids, dtype=str)
+    if key == "random":
+        return plan_random(uids, clusters=clusters, pinned=pinned, removed=removed, seed=seed)
+    if key == "stratified":
+        return plan_stratified(uids, y, classes=classes, clusters=clusters, pinned=pinned, removed=removed, seed=seed)
+    if key == "top_value":
+        return plan_top_value(values, uids=uids, clusters=clusters, pinned=pinned, removed=removed,
+                              seed=seed)
+    if key == "drop_negative":
+        return select_drop_negative(values, n_remove=n_remove, uids=uids, clusters=clusters,
+                                    pinned=pinned, removed=removed)
+    return plan_kmq(values, clusters, temperature=temperature, pinned=pinned, removed=removed,
+                    seed=seed, y=y, classes=classes, judge=judge)
+
+
 def select_random(uids: Sequence[str] | None = None, *, budget: int | float | str, clusters: Clusters | None = None,
                   pinned: Sequence[str] = (), removed: Sequence[str] = (), seed: int | None = None) -> Selection:
     """A uniform random subset of exactly `budget` rows.

@@ -42,6 +42,23 @@ def latest_values(ws: Workspace, dataset_id: int) -> tuple[Values | None, RunRec
         return None, None
 
 
+def suggested_removal(run: RunRecord | None) -> int | None:
+    """A valuation run's suggested removal count, where it records one."""
+    if run is None:
+        return None
+    res = run.result or {}
+    for key in ("suggested_removal", "n_remove", "removal_count", "suggested_n_remove", "best_n_remove"):
+        if isinstance(res.get(key), (int, float)):
+            return int(res[key])
+    for sub in ("transfer", "removal"):
+        d = res.get(sub)
+        if isinstance(d, dict):
+            for key in ("n_remove", "count", "best_n_remove", "suggested_removal"):
+                if isinstance(d.get(key), (int, float)):
+                    return int(d[key])
+    return None
+
+
 def _partial_path(run_id: int) -> str:
     return f"artefacts/checkpoints/values-{int(run_id)}.parquet"
 
