@@ -59,6 +59,8 @@ __all__ = [
     "LABEL_NAMES",
     "ID_NAMES",
     "SUPPORTED_EXTENSIONS",
+    "versions",
+    "read_originals",
 ]
 
 TEXT_NAMES = ("text", "sentence", "content", "tweet", "review")
@@ -1368,6 +1370,7 @@ def _warm(ws: Workspace, fp: str) -> Loaded | None:
     ds = _reopen(rec)
     if ds is None:
         return None  # registered but never saved (crash): load again, registration is idempotent
+    _finish_inheritance(ws, rec, ds)
     msgs = _record_warnings(rec)
     _emit(msgs)
     return Loaded(rec.id, ds, list(rec.classes), rec, msgs)
@@ -1386,6 +1389,12 @@ def _register(ws: Workspace, res: LoadResult, fp: str, *, limit: int | None, see
         msgs = notes + _quality_warnings(sample["text"].tolist(), sample["label"].tolist(), f"{res.name}, {len(ds)}-row sample")
     meta = res.meta() | {"warnings": msgs, "limit": limit, "seed": seed if limit is not None else None,
                          "source_fingerprint": res.fingerprint}
+    known = ws.dataset_by_fingerprint(fp)
+    lineage = _lineage(ws, res.source, res.text_col, res.label_col, res.split, limit, meta["seed"],
+                       column(ds, "uid") if known is None else None, name)
+    meta["lineage"] = lineage
+    if lineage.get("message"):
+        msgs.append(lineage["message"])
     dataset_id = ws.register_dataset(
         name=name, source=res.source, fingerprint=fp, n_rows=len(ds), classes=classes, text_col=res.text_col,
         label_col=res.label_col, meta=meta,
@@ -1412,8 +1421,78 @@ def _register(ws: Workspace, res: LoadResult, fp: str, *, limit: int | None, see
                 raise DataError(f"disk full: {mb} MB needed to save {name} in the workspace {ws.path} (nothing was "
                                 "kept); free some space or point WINNOW_HOME to a bigger disk") from e
             raise
+    saved = datasets.load_from_disk(str(target))
+    _finish_inheritance(ws, rec, saved)
     _emit(msgs)
-    return Loaded(dataset_id, datasets.load_from_disk(str(target)), classes, rec, msgs)
+    return Loaded(dataset_id, saved, classes, rec, msgs)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Lineage: a changed source is a new version that inherits the decisions on the rows it still holds
+
+
+def _lineage_key(source: str, text_col: str | None, label_col: str | None, split: str | None, limit: Any,
+                 seed: Any) -> list[Any]:
+    return [source, text_col, label_col, split, limit, seed if limit is not None else None]
+
+
+def _record_key(rec: Any) -> list[Any]:
+    meta = rec.meta or {}
+    if isinstance(meta.get("lineage"), dict) and meta["lineage"].get("key"):
+        return list(meta["lineage"]["key"])
+    return _lineage_key(rec.source, rec.text_col, rec.label_col, meta.get("split"), meta.get("limit"),
+                        meta.get("seed"))
+
+
+def versions(ws: Workspace, dataset_id: int) -> list[Any]:
+    """Every version of the source of `dataset_id` (same source and options), oldest first."""
+    rec = ws.dataset(dataset_id)
+    key = _record_key(rec)
+    return sorted((r for r in ws.datasets() if r.source == rec.source and _record_key(r) == key),
+                  key=lambda r: r.id)
+
+
+def version_table(ws: Workspace, dataset_id: int) -> list[dict[str, Any]]:
+    """The versions of a dataset's source, oldest first, for the Data page: what each carried over."""
+    import time as _time
+
+    out = []
+    for i, r in enumerate(versions(ws, dataset_id), start=1):
+        lin = (r.meta or {}).get("lineage") or {}
+        out.append({"version": i, "dataset": r.id, "this one": "*" if r.id == dataset_id else "", "rows": r.n_rows,
+                    "decisions carried over": lin.get("carried", ""), "decided rows gone": lin.get("gone", ""),
+                    "loaded": _time.strftime("%Y-%m-%d %H:%M", _time.localtime(r.created))})
+    return out
+
+
+def _lineage(ws: Workspace, source: str, text_col: str | None, label_col: str | None, split: str | None,
+             limit: Any, seed: Any, uids: list[str] | None, name: str) -> dict[str, Any]:
+    """Find the newest earlier version of this source; count the decisions that will carry over."""
+    key = _lineage_key(source, text_col, label_col, split, limit, seed)
+    earlier = sorted((r for r in ws.datasets() if r.source == source and _record_key(r) == key), key=lambda r: r.id)
+    if uids is None or not earlier:
+        return {"key": key, "parent": earlier[-1].id if earlier and uids is not None else None,
+                "version": len(earlier) + (1 if uids is not None else 0)}
+    parent = earlier[-1]
+    from core import decisions
+
+    decided = set(decisions.current(ws, parent.id).as_dict())
+    carried = len(decided & set(uids))
+    gone = len(decided) - carried
+    msg = (f"{name} differs from dataset {parent.id} loaded earlier from the same source: this is version "
+           f"{len(earlier) + 1}; {carried} decision(s) carried over (their rows are still there), {gone} decided "
+           f"row(s) are gone (their uids are not in the new data)")
+    return {"key": key, "parent": parent.id, "version": len(earlier) + 1, "carried": carried, "gone": gone,
+            "message": msg}
+
+
+def _finish_inheritance(ws: Workspace, rec: Any, ds: datasets.Dataset) -> None:
+    """Copy the parent version's decisions once (idempotent; also completes a copy a crash interrupted)."""
+    lineage = (rec.meta or {}).get("lineage") or {}
+    parent = lineage.get("parent")
+    if parent is None or ws.read_only or ws.get_setting(f"inherited:{rec.id}") is not None:
+        return
+    ws.inherit_decisions(int(parent), rec.id, column(ds, "uid"))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -678,6 +678,29 @@ class Workspace:
         """Undo one decision event; the row returns to its previous state. Returns the undo event's id."""
         return self.undo_many([event_id])[0]
 
+    def inherit_decisions(self, parent_id: int, child_id: int, present: Sequence[str]) -> tuple[int, int] | None:
+        """Copy the decisions in force on `parent_id` to `child_id` for every uid in `present`, once.
+
+        The events keep their action, reason, note, source and time. Done in one transaction with a marker, so a
+        crash never copies twice or half; returns (carried over, decided uids gone), or None when already done.
+        """
+        marker = f"inherited:{int(child_id)}"
+        keep = set(map(str, present))
+        with self._write() as con:
+            if con.execute("SELECT 1 FROM settings WHERE key=?", (marker,)).fetchone() is not None:
+                return None
+            rows = con.execute("SELECT uid, action, reason, note, source, time FROM decision_state"
+                               " WHERE dataset_id=? ORDER BY event_id", (int(parent_id),)).fetchall()
+            carry = [r for r in rows if r["uid"] in keep]
+            con.executemany("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time)"
+                            " VALUES(?,?,?,?,?,?,?)",
+                            [(int(child_id), r["uid"], r["action"], r["reason"], r["note"], r["source"], r["time"])
+                             for r in carry])
+            result = (len(carry), len(rows) - len(carry))
+            con.execute("INSERT INTO settings(key, value) VALUES(?, ?)",
+                        (marker, _dumps({"parent": int(parent_id), "carried": result[0], "gone": result[1]})))
+        return result
+
     def undo_many(self, event_ids: Sequence[int]) -> list[int]:
         """Undo several decision events in one transaction (all or none). Returns the undo events' ids.
 

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
+from core import data
 
 ws = ui.workspace()
 st.title("Data")
@@ -79,6 +80,11 @@ with ui.guard():
     c[3].metric("Label conflicts", f"{summary['conflicts']['groups']:,}",
                 help="texts that appear more than once with different labels")
 
+    history = data.version_table(ws, rec.id)
+    if len(history) > 1:
+        with st.expander(f"Versions of this source ({len(history)}): decisions carry over to each new version",
+                         icon=":material/history:"):
+            st.dataframe(pd.DataFrame(history), hide_index=True, key="data.versions")
     warns = list(st.session_state.get("data.warnings") or []) if st.session_state.get("data.loaded") == rec.id \
         else list(rec.meta.get("warnings") or [])
     if warns:

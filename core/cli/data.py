@@ -67,6 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                               "which the export writes")
     q.add_argument("--source", choices=("manual", "lasso", "rule", "selection"), default="manual")
     q.set_defaults(func=cmd_decisions_add)
+    q = dsub.add_parser("import", help="re-apply an export's manifest (removals, pins, relabels) to DATA, by uid",
+                        description="A manifest is a reusable recipe: its decisions are applied to the rows of DATA "
+                                    "with the same uids; uids DATA lacks are counted and skipped.")
+    add_data_args(q)
+    q.add_argument("manifest", help="a manifest written by `python -m core export` (NAME.manifest.json)")
+    q.set_defaults(func=cmd_decisions_import)
     q = dsub.add_parser("undo", help="undo one decision event (by id) or the last batch")
     add_data_args(q)
     q.add_argument("event", nargs="?", type=int, help="event id from `decisions log` (default: the last batch)")
@@ -138,9 +144,24 @@ def _flat(d: dict, prefix: str = "") -> list:
 
 
 def cmd_datasets(args: argparse.Namespace, ws: Workspace) -> int:
+    from core.data import _record_key
+
     active = ws.get_setting("active_dataset")
-    print_table([{"id": d.id, "active": "*" if d.id == active else "", "name": d.name, "rows": d.n_rows,
-                  "classes": len(d.classes), "source": d.source, "loaded": when(d.created)} for d in ws.datasets()])
+    every = ws.datasets()
+    version: dict[int, int] = {}
+    parent: dict[int, int] = {}
+    groups: dict[str, list] = {}
+    for d in every:
+        groups.setdefault(json.dumps(_record_key(d), default=str), []).append(d)
+    for members in groups.values():
+        members.sort(key=lambda d: d.id)
+        for i, d in enumerate(members):
+            version[d.id] = i + 1
+            if i:
+                parent[d.id] = members[i - 1].id
+    print_table([{"id": d.id, "active": "*" if d.id == active else "", "name": d.name, "version": version[d.id],
+                  "previous": parent.get(d.id, ""), "rows": d.n_rows, "classes": len(d.classes), "source": d.source,
+                  "loaded": when(d.created)} for d in every])
     return 0
 
 
@@ -226,6 +247,57 @@ def cmd_decisions_list(args: argparse.Namespace, ws: Workspace) -> int:
                   "time": when(d.time), "event": d.event_id} for d in state.as_dict().values()])
     counts = state.counts
     print(f"\n{counts['remove']} removed, {counts['keep']} kept (pinned), {counts['relabel']} relabel notes")
+    return 0
+
+
+def cmd_decisions_import(args: argparse.Namespace, ws: Workspace) -> int:
+    from core import decisions
+    from core.workspace import SOURCES
+
+    try:
+        with open(args.manifest, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except OSError as e:
+        raise DataError(f"cannot read {args.manifest}: {e.strerror}") from e
+    except ValueError as e:
+        raise DataError(f"{args.manifest} is not JSON ({e}); pass a NAME.manifest.json written by the export") from e
+    if not isinstance(manifest, dict) or "winnow_version" not in manifest or "removals" not in manifest:
+        raise DataError(f"{args.manifest} is not a Winnow manifest (no winnow_version and removals); pass a "
+                        "NAME.manifest.json written by `python -m core export`")
+    loaded = open_data(args, ws)
+    present = set(data_column(loaded.ds, "uid"))
+    state = decisions.current(ws, loaded.dataset_id)
+    wanted: list[tuple[str, str, str, str, str]] = []  # uid, action, reason, note, source
+    for r in manifest.get("removals") or []:
+        wanted.append((str(r["uid"]), "remove", r.get("reason") or "", r.get("note") or "", r.get("source") or ""))
+    for r in manifest.get("relabels") or []:
+        wanted.append((str(r["uid"]), "relabel", r.get("reason") or "", str(r["new"]), r.get("source") or ""))
+    for r in manifest.get("other_decisions") or []:
+        if r.get("action") in ("keep", "relabel"):
+            wanted.append((str(r["uid"]), r["action"], r.get("reason") or "", r.get("note") or "",
+                           r.get("source") or ""))
+    gone = sorted({w[0] for w in wanted if w[0] not in present})
+    batches: dict[tuple[str, str, str, str], list[str]] = {}
+    same = 0
+    for uid, action, reason, note, source in wanted:
+        if uid not in present:
+            continue
+        now = state.get(uid)
+        if now is not None and now.action == action and (action != "relabel" or now.note == note):
+            same += 1
+            continue
+        batches.setdefault((action, reason, note, source if source in SOURCES else "rule"), []).append(uid)
+    counts = {"remove": 0, "keep": 0, "relabel": 0}
+    for (action, reason, note, source), uids in batches.items():
+        ws.decide(loaded.dataset_id, uids, action, reason=reason, note=note, source=source)
+        counts[action] += len(uids)
+    total = sum(counts.values())
+    print(f"imported {total} decision(s) ({counts['remove']} removal(s), {counts['keep']} pin(s), "
+          f"{counts['relabel']} relabel(s)) from {args.manifest} into dataset {loaded.dataset_id}"
+          + (f"; {same} already in force" if same else ""))
+    if gone:
+        print(f"{len(gone)} uid(s) of the manifest are not in {loaded.record.name} (e.g. {', '.join(gone[:3])}); "
+              "they were skipped")
     return 0
 
 

@@ -57,3 +57,23 @@ def test_reopen_and_embed_button_starts_a_job(app, demo_ws, tmp_path):
     app.button(key="data.open").click().run()
     assert ws.get_setting("active_dataset") == demo_ws["dataset_id"]
     assert not app.exception
+
+
+def test_a_changed_file_shows_what_carried_over_and_its_versions(app, demo_ws, tmp_path):
+    from core import data
+
+    ws = demo_ws["ws"]
+    f = tmp_path / "v.csv"
+    f.write_text("text,label\ngood film,pos\nbad film,neg\nfine film,pos\nawful film,neg\n", encoding="utf-8")
+    app.text_input(key="data.path").input(str(f)).run()
+    app.button(key="data.load_path").click().run()
+    first = ws.get_setting("active_dataset")
+    ws.decide(first, [data.column(data.open_dataset(ws, f"ws:{first}").ds, "uid")[1]], "remove", reason="x")
+    f.write_text("text,label\r\ngood film,pos\r\nbad film,neg\r\nfine film,pos\r\nawful film,neg\r\nnew,pos\r\n",
+                 encoding="utf-8")
+    app.button(key="data.load_path").click().run()
+    assert not app.exception, app.exception
+    assert ws.get_setting("active_dataset") != first
+    assert any("1 decision(s) carried over" in t and "0 decided row(s) are gone" in t for t in shown_text(app))
+    versions = [d for d in app.dataframe if "version" in d.value.columns]
+    assert versions and versions[0].value["version"].tolist() == [1, 2]
