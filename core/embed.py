@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from core.device import select_device
 from core.errors import DataError, ModelError, WinnowWarning
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ _MAX_SHARDS = 32  # past this many shard files the cache is compacted into one o
 # Texts per forward pass. Measured on 2 cores with MiniLM (one batch per core): 16-32 beat 64 and 128 for both
 # paths (smaller products stay in cache; with length-sorted batches padding no longer argues for big batches).
 BATCH_SIZE = 32
+GPU_BATCH_SIZE = 256  # texts per forward pass on CUDA when the caller kept the CPU default
 
 
 def default_model_path() -> str:
@@ -269,7 +271,7 @@ class Encoder:
     """
 
     def __init__(self, model: str | os.PathLike[str] | ModelSpec | None = None, *, precision: str = "float32",
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, device: str | None = None) -> None:
         spec = resolve_model(model, precision, max_length=max_length)
         self.spec = spec
         self.max_length = spec.max_length
@@ -292,6 +294,11 @@ class Encoder:
         model_obj.eval()
         if self.precision == "int8":
             model_obj = _quantize_int8(model_obj, _input_ranges(model_obj, self.tokenizer, self.max_length))
+        # CUDA when torch sees a GPU (float32 there too: the vectors and their cache key stay the same); the int8
+        # path is CPU kernels only
+        self.device = select_device("cpu" if self.precision == "int8" else device, threads=self.threads)
+        if self.device.is_cuda:
+            model_obj.to(self.device.name)
         self.model = model_obj
         # silence "Token indices sequence length is longer than ..." - we count and report truncation ourselves
         self.tokenizer.model_max_length = 1 << 30
@@ -356,7 +363,10 @@ class Encoder:
         used = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         order = np.argsort(-used, kind="stable")  # longest first: a memory problem shows at once
         batch_size = max(1, int(batch_size))
+        if self.device.is_cuda and batch_size == BATCH_SIZE:
+            batch_size = GPU_BATCH_SIZE
         starts = range(0, n, batch_size)
+        where = f" on {self.device.name}" if self.device.is_cuda else ""
 
         def run(start: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
             idx = order[start:start + batch_size]
@@ -367,13 +377,16 @@ class Encoder:
                 row = ids[i]
                 input_ids[r, :len(row)] = row
                 mask[r, :len(row)] = 1
+            inp, msk = torch.from_numpy(input_ids), torch.from_numpy(mask)
+            if self.device.is_cuda:
+                inp, msk = inp.to(self.device.name, non_blocking=True), msk.to(self.device.name, non_blocking=True)
             with torch.inference_mode():
-                return idx, self._forward(torch.from_numpy(input_ids), torch.from_numpy(mask))
+                return idx, self._forward(inp, msk)
 
         # One batch per core, each on one torch thread: with MiniLM-sized matrices this beats splitting every
         # matrix product across the cores (intra-op threads), and it degrades gracefully when other processes
         # share the cores (spinning OpenMP teams collapse under oversubscription).
-        workers = min(self.threads, len(starts))
+        workers = 1 if self.device.is_cuda else min(self.threads, len(starts))
         prev = torch.get_num_threads()
         done = 0
         try:
@@ -385,7 +398,7 @@ class Encoder:
                         out[idx] = X
                         done += len(idx)
                         if on_progress is not None:
-                            on_progress(done / n, f"{done:,}/{n:,} texts", None)
+                            on_progress(done / n, f"{done:,}/{n:,} texts{where}", None)
             else:
                 torch.set_num_threads(self.threads)
                 for start in starts:
@@ -393,7 +406,7 @@ class Encoder:
                     out[idx] = X
                     done += len(idx)
                     if on_progress is not None:
-                        on_progress(done / n, f"{done:,}/{n:,} texts", None)
+                        on_progress(done / n, f"{done:,}/{n:,} texts{where}", None)
         except RuntimeError as e:
             if "memory" in str(e).lower() or "alloc" in str(e).lower():
                 raise ModelError(f"out of memory embedding {n:,} texts with batch size {batch_size}; "
@@ -408,7 +421,7 @@ class Encoder:
         hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         m = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled.float(), p=2, dim=1).numpy()
+        return torch.nn.functional.normalize(pooled.float(), p=2, dim=1).cpu().numpy()
 
 
 # The int8 path: every Linear layer runs as a dynamic int8 GEMM (weights int8 per output channel, activations

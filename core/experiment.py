@@ -618,9 +618,11 @@ def plan_runs(sizes: Mapping[str, int], *, protocol: str, epochs: int, batch_siz
 
 
 def estimate_seconds(sizes: Mapping[str, int], *, seeds: int, n_test: int, throughput: Throughput, protocol: str,
-                     epochs: int, batch_size: int, valid_fraction: float) -> dict[str, Any]:
-    """The estimated duration of a comparison: per fine-tune, set-up + training examples / training speed +
-    (validation rows x passes + test rows) / prediction speed, summed over subsets x seeds.
+                     epochs: int, batch_size: int, valid_fraction: float, setup_seconds: float = 0.0
+                     ) -> dict[str, Any]:
+    """The estimated duration of a comparison: `setup_seconds` (reading the data, drawing the subsets) plus, per
+    fine-tune, model set-up + training examples / training speed + (validation rows x passes + test rows) /
+    prediction speed, summed over subsets x seeds.
 
     Returns:
         {"total": seconds, "per_subset": {spec: seconds of one fine-tune}, "train_examples": total, "upper_bound":
@@ -631,9 +633,18 @@ def estimate_seconds(sizes: Mapping[str, int], *, seeds: int, n_test: int, throu
     for s, sh in shapes.items():
         per[s] = (throughput.load_seconds + sh.train_examples / throughput.train_examples_per_second
                   + (sh.n_valid * sh.checks + n_test) / throughput.predict_examples_per_second)
-    return {"total": float(seeds * sum(per.values())), "per_subset": per,
+    return {"total": float(setup_seconds + seeds * sum(per.values())), "per_subset": per,
             "train_examples": int(seeds * sum(sh.train_examples for sh in shapes.values())),
             "upper_bound": protocol == "convergence"}
+
+
+SETUP_SECONDS_PER_ROW = 0.001  # reading the data and drawing the subsets, until a comparison has measured it
+
+
+def setup_estimate(ws: Workspace, dataset_id: int, n_rows: int) -> float:
+    """Seconds to read the data and draw every subset: the last comparison's rate on this dataset, else a default."""
+    rate = ws.get_setting(f"compare.setup_seconds.{dataset_id}")
+    return float(rate if isinstance(rate, (int, float)) else SETUP_SECONDS_PER_ROW) * n_rows
 
 
 def _pool_size(n_rows: int, *, has_eval_file: bool, eval_fraction: float, eval_max: int,
@@ -728,7 +739,7 @@ def estimate_compare(ws: Workspace, dataset_id: int, subsets: Sequence[str] | st
                        "measure this machine's speed for an estimate")
         return out
     est = estimate_seconds(sizes, seeds=seeds, n_test=n_test, throughput=tp, protocol=protocol, epochs=epochs,
-                           batch_size=bs, valid_fraction=vf)
+                           batch_size=bs, valid_fraction=vf, setup_seconds=setup_estimate(ws, dataset_id, n_rows))
     out.update(total=est["total"], per_subset=est["per_subset"])
     bound = "at most " if est["upper_bound"] else "about "
     out["line"] = (f"estimated {bound}{format_duration(est['total'])}: {runs} fine-tunes ({len(specs)} subsets × "
@@ -847,6 +858,7 @@ def compare(
     from core import jobs
     from core.device import batch_size_for, select_device
 
+    t_setup = time.perf_counter()
     specs = parse_subsets(subsets)
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seed_list:
@@ -889,7 +901,6 @@ def compare(
         run_id = ws.create_run("compare", dataset_id=dataset_id, method="compare", params=params, job_id=job_id)
     jobs.attach_run(ws, job_id, run_id)
     done = ws.checkpoints(run_id)
-    t0 = time.perf_counter()
     prev = float(existing.seconds or 0.0) if existing is not None else 0.0
     report = on_progress or (lambda f, m: None)
     cluster_of = _cluster_of(ws, dataset_id)
@@ -909,9 +920,12 @@ def compare(
         tp = cached_throughput(ws, model=model, max_length=max_length, batch_size=batch_size, threads=threads,
                                device=device)
         sizes0 = {s: len(r.uids) for s, r in plans[seed_list[0]][2].items()}
+        setup_guess = setup_estimate(ws, dataset_id, len(df))  # what the page showed before Start
+        ws.set_setting(f"compare.setup_seconds.{dataset_id}",
+                       round((time.perf_counter() - t_setup) / max(len(df), 1), 7))
         estimate = None if tp is None else estimate_seconds(
             sizes0, seeds=len(seed_list), n_test=n_test, throughput=tp, protocol=protocol, epochs=epochs,
-            batch_size=bs, valid_fraction=vf)["total"]
+            batch_size=bs, valid_fraction=vf, setup_seconds=setup_guess)["total"]
         # work weights for the progress fraction and ETA: training examples plus the prediction passes
         todo = [(s, seed) for seed in seed_list for s in specs]
         weight = {(s, seed): plans[seed][3][s].train_examples + (plans[seed][3][s].n_valid
@@ -920,14 +934,13 @@ def compare(
         total_w = sum(weight.values()) or 1.0
         done_w = sum(weight[(s, seed)] for s, seed in todo if f"{s}|{seed}" in done)
         start_w = done_w
-        t_work = time.perf_counter()
 
         def eta(frac_w: float) -> str:
-            spent = time.perf_counter() - t_work
-            worked = frac_w - start_w
-            if worked <= 0 or spent < 1:
-                return "" if estimate is None else f" · estimate {format_duration(estimate)}"
-            return f" · ETA {format_duration(spent * (total_w - frac_w) / worked)}"
+            """The estimate before any work is done; afterwards the progress line's own time-left takes over
+            (the fraction reported is weighted by each fine-tune's work, so it is a fair basis)."""
+            if frac_w > start_w or estimate is None:
+                return ""
+            return f" · estimated {format_duration(estimate)}"
 
         for i, (spec, seed) in enumerate(todo):
             key = f"{spec}|{seed}"
@@ -943,7 +956,7 @@ def compare(
             def step(frac: float, msg: str, _i: int = i, _key: str = key, _w: float = weight[(spec, seed)],
                      _base: float = base_w) -> None:
                 f = (_base + frac * _w) / total_w
-                report(f, f"[{_i + 1}/{n_total}] {_key}: {msg}{eta(_base + frac * _w)}")
+                report(f, f"[{_i + 1}/{n_total}] {_key}: {msg}")
 
             report(done_w / total_w, f"[{i + 1}/{n_total}] {key}: {len(texts)} rows, {shape.steps} steps"
                    + eta(done_w))
@@ -978,9 +991,8 @@ def compare(
             ws.update_run(run_id, result={"table": table, "n_done": len(done), "n_test": n_test,
                                           "estimate_seconds": estimate, "verdict": verdict_line(table),
                                           "warnings": compare_warnings(table, done), "device": res.device},
-                          seconds=prev + time.perf_counter() - t0)
-            report(done_w / total_w, f"[{i + 1}/{n_total}] {key} finished: accuracy {res.accuracy:.4f}"
-                   + eta(done_w))
+                          seconds=prev + time.perf_counter() - t_setup)
+            report(done_w / total_w, f"[{i + 1}/{n_total}] {key} finished: accuracy {res.accuracy:.4f}")
     except BaseException as e:
         cancelled = isinstance(e, (KeyboardInterrupt, Cancelled))
         ws.update_run(run_id, status="cancelled" if cancelled else "failed",
@@ -990,7 +1002,7 @@ def compare(
     frame = pd.DataFrame([{k: v for k, v in m.items() if not isinstance(v, (dict, list))} for m in done.values()])
     ws.save_run_frame(run_id, frame)
     devices = sorted({str(m.get("device", "cpu")) for m in done.values()})
-    ws.update_run(run_id, status="done", seconds=prev + time.perf_counter() - t0,
+    ws.update_run(run_id, status="done", seconds=prev + time.perf_counter() - t_setup,
                   result={"table": table, "n_done": len(done), "n_test": n_test, "classes": classes,
                           "verdict": verdict_line(table), "warnings": compare_warnings(table, done),
                           "estimate_seconds": estimate, "device": ", ".join(devices), "error": ""})

@@ -294,3 +294,17 @@ def test_packaged_minilm_on_twenty_texts():
     assert S[4, 5] > S[4, 2]
     fast = embed.Encoder(precision="int8").encode(texts)  # the benchmark measures it properly; this is a smoke test
     assert (fast * X).sum(1).min() > 0.98
+
+
+def test_encoder_device_is_cpu_without_cuda_and_int8_stays_on_cpu(tiny_bert, monkeypatch):
+    import torch
+
+    monkeypatch.delenv("WINNOW_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    enc = embed.Encoder(tiny_bert)
+    assert enc.device.name == "cpu" and next(enc.model.parameters()).device.type == "cpu"
+    seen: list[str] = []
+    enc.encode(["a b", "c"], on_progress=lambda f, m, _: seen.append(m))
+    assert seen[-1] == "2/2 texts"  # no device note on the CPU path: its output is unchanged
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU is there, but int8 kernels are CPU only
+    assert embed.Encoder(tiny_bert, precision="int8").device.name == "cpu"
