@@ -408,6 +408,7 @@ def summarize_compare(checkpoints: Mapping[str, Any], subsets: Sequence[str]) ->
             "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
             "majority": _json_num(float(np.mean([r["majority"] for r in runs]))) if all(
                 "majority" in r for r in runs) else None,
+            "n_test": int(np.mean([r["n_test"] for r in runs])) if all(r.get("n_test") for r in runs) else None,
         }
         for name, ref in (("full", "full"), ("random", ref_random)):
             if ref is None or ref == spec or ref not in per:
@@ -435,6 +436,8 @@ def verdict_line(table: Sequence[Mapping[str, Any]]) -> str:
     key = "vs_full" if ref == "full" else "vs_random"
     cands = [r for r in table if r["subset"] != ref and key in r
              and not (ref == "full" and r["subset"].startswith("random:"))]
+    if not cands:  # only full and random: how far a random subset of the budget is from the full set
+        cands = [r for r in table if r["subset"] != ref and key in r]
     if not cands:
         return "only the reference subset has results so far"
     best = max(cands, key=lambda r: r[key]["mean"])
@@ -457,14 +460,19 @@ def compare_warnings(table: Sequence[Mapping[str, Any]], checkpoints: Mapping[st
     if table and all(r["runs"] < 2 for r in table):
         out.append("one seed per subset: spreads and intervals are meaningless and differences may be noise; "
                    "use 2 or more seeds")
-    near = [r for r in table if r.get("majority") is not None
-            and r["accuracy_mean"] <= r["majority"] + MAJORITY_MARGIN]
+    def margin(r: Mapping[str, Any]) -> float:
+        """Points above the majority rate a model needs to differ from it: 2 standard errors of an accuracy at that
+        rate on this many test rows, at least MAJORITY_MARGIN."""
+        m, n = r["majority"], r.get("n_test")
+        return max(MAJORITY_MARGIN, 2 * float(np.sqrt(m * (1 - m) / n)) if n else 0.0)
+
+    near = [r for r in table if r.get("majority") is not None and r["accuracy_mean"] <= r["majority"] + margin(r)]
     if table and len(near) == len(table):
-        out.append(f"every model is within {100 * MAJORITY_MARGIN:.0f} points of the majority-class rate "
+        out.append(f"every model is within {100 * margin(table[0]):.0f} points of the majority-class rate "
                    f"({100 * table[0]['majority']:.1f} %): they learned little, so the comparison says nothing; "
                    "train more steps or epochs, or check the labels")
     else:
-        out.extend(f"{r['subset']} is within {100 * MAJORITY_MARGIN:.0f} points of the majority-class rate "
+        out.extend(f"{r['subset']} is within {100 * margin(r):.0f} points of the majority-class rate "
                    f"({100 * r['majority']:.1f} %): it learned little" for r in near)
     seen: set[str] = set()
     for key in sorted(checkpoints):

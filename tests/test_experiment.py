@@ -367,3 +367,16 @@ def test_estimate_before_start_measures_once_and_caches(tiny_bert, ws, monkeypat
     run_id = compare(ws, did, subsets="full,random:0.5", data=df, seeds=2, pool_max=100, model=str(tiny_bert),
                      **TINY)
     assert ws.run(run_id).result["estimate_seconds"] == pytest.approx(est["total"])
+
+
+def test_verdict_with_only_full_and_random_compares_them():
+    table = experiment.summarize_compare(_ckpts({"full": [0.80, 0.82], "random:50": [0.70, 0.71]}),
+                                         ["full", "random:50"])
+    assert experiment.verdict_line(table).startswith("random:50 is worse than full by 10.5 ±")
+
+
+def test_near_majority_margin_grows_on_a_small_test_set():
+    ck = _ckpts({"full": [0.46, 0.455], "random:50": [0.50, 0.505]}, majority=0.425, n_test=200)
+    w = experiment.compare_warnings(experiment.summarize_compare(ck, ["full", "random:50"]), ck)
+    # 2 standard errors at 42.5 % on 200 rows = 7 points: full (45.8 %) is flagged, random (50.3 %) is not
+    assert w == ["full is within 7 points of the majority-class rate (42.5 %): it learned little"]
