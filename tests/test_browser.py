@@ -172,8 +172,10 @@ def test_lasso_remove_and_export(app, page):
     page.goto(url + "/Inspect")
     page.get_by_text(re.compile(r"^page 1 of")).wait_for(timeout=60_000)
     wait_idle(page)
+    page.screenshot(path=str(ARTIFACTS / "4_inspect.png"), full_page=True)
     if app["hostile_uid"] not in removed:  # lowest value: the first card, shown verbatim in a code block
         page.locator("[data-testid='stCode']").first.wait_for(timeout=60_000)
+        page.get_by_text("<script>alert(1)</script>", exact=False).first.wait_for(timeout=60_000)
         assert page.get_by_text("<script>alert(1)</script>", exact=False).count() >= 1
     assert page.locator("img[src*='example.com']").count() == 0  # the Markdown image is not rendered
     assert page.locator("a[href='http://x']").count() == 0  # nor the link
@@ -184,12 +186,12 @@ def test_lasso_remove_and_export(app, page):
     wait_idle(page)
     page.screenshot(path=str(ARTIFACTS / "1_data.png"), full_page=True)
 
-    out = app["root"] / "export" / "curated.csv"
+    out = ws.path / "exports" / "curated.csv"  # the app writes only into the workspace's exports folder
     page.goto(url + "/Export")
-    path_box = page.get_by_label("Output path")
+    path_box = page.get_by_label("File name")
     path_box.wait_for(timeout=60_000)
     wait_idle(page)
-    path_box.fill(str(out))
+    path_box.fill(out.name)
     page.keyboard.press("Enter")
     wait_idle(page)
     page.get_by_role("button", name="Write").click()
@@ -200,7 +202,7 @@ def test_lasso_remove_and_export(app, page):
     df = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert len(df) == len(app["uids"]) - n_selected
     assert not set(df["uid"]) & set(removed)
-    manifest = json.loads(out.with_name("curated.manifest.json").read_text())
+    manifest = json.loads(out.with_name("curated.csv.manifest.json").read_text())
     assert manifest["rows_removed_by_decision"] == n_selected
     listed = {r["uid"]: r for r in manifest["removals"]}
     assert set(listed) == set(removed)
