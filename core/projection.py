@@ -68,6 +68,62 @@ def stratified_positions(n: int, size: int, strata: Sequence[Any] | None, rng: n
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
+_NUMBA_CACHED = False
+
+
+def cache_numba() -> int:
+    """Keep UMAP's numba compilations on disk, so only the first process ever compiles them.
+
+    umap-learn compiles most of its kernels (the layout optimiser, the fuzzy simplicial set, ...) without
+    numba's `cache=True`, so every new process paid the compilation again (DESIGN.md: about 30 s on the first call).
+    Caching is switched on for each of its not-yet-compiled dispatchers; numba then writes the machine code next to
+    umap's sources (or, when that folder is read-only, to its user-wide cache, or to $NUMBA_CACHE_DIR when set).
+    Functions numba cannot cache are compiled per process as before. Returns how many dispatchers were switched.
+    """
+    global _NUMBA_CACHED
+    if _NUMBA_CACHED:
+        return 0
+    import importlib
+
+    from numba.core.registry import CPUDispatcher
+
+    switched = 0
+    for name in ("umap.umap_", "umap.layouts", "umap.utils", "umap.distances", "umap.sparse", "umap.spectral"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        for obj in list(vars(mod).values()):
+            if isinstance(obj, CPUDispatcher) and obj._cache.__class__.__name__ == "NullCache" \
+                    and not obj.overloads:
+                try:
+                    obj.enable_caching()
+                    switched += 1
+                except Exception:  # noqa: BLE001 (a function numba cannot cache: compiled per process)
+                    pass
+    _NUMBA_CACHED = True
+    return switched
+
+
+def warm_up(dim: int = 384, metric: str = "cosine") -> None:
+    """Compile (or load from numba's disk cache) UMAP's kernels with a tiny fit; a no-op after the first call.
+
+    The first run calls it in a thread while the texts are embedded, so the one-off compilation of a new machine
+    overlaps the embedding instead of delaying the first map.
+    """
+    import warnings
+
+    import umap
+
+    cache_numba()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, dim)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        umap.UMAP(n_components=2, n_neighbors=10, metric=metric, random_state=0, low_memory=True,
+                  n_epochs=5).fit_transform(X)
+
+
 def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbors: int = 15, min_dist: float = 0.1,
             metric: str = "cosine", seed: int | None = 0, max_fit: int = 100_000,
             strata: Sequence[Any] | None = None, on_progress: Progress | None = None) -> NDArray[np.float32]:
@@ -101,7 +157,9 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
     import warnings
 
     report(0.02, "loading UMAP (the first call compiles for ~30 s)")
-    import umap  # heavy: numba compiles on first use
+    import umap  # heavy: numba compiles on first use (once per machine: see cache_numba)
+
+    cache_numba()
 
     nn = int(max(2, min(n_neighbors, n - 1)))
     reducer = umap.UMAP(n_components=2, n_neighbors=nn, min_dist=float(min_dist), metric=metric,

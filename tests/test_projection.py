@@ -143,3 +143,16 @@ def test_project_cli_reuses_the_run(ws, monkeypatch, capsys):
     uids = list(ws.load_run_frame(runs[0].id)["uid"])
     preds = curation.load_predictions(ws, 5, uids)
     assert preds is not None and set(preds["pred"]) <= {"neg", "pos"}
+
+
+def test_umap_kernels_are_cached_on_disk_across_processes():
+    """umap-learn's kernels compile once per machine, not once per process (cache_numba switches numba's cache)."""
+    pytest.importorskip("umap")
+    projection.cache_numba()
+    import umap.layouts
+    import umap.umap_
+
+    for fn in (umap.layouts._nb_optimize_layout_euclidean_single_epoch, umap.umap_.smooth_knn_dist,
+               umap.umap_.compute_membership_strengths):
+        assert type(fn._cache).__name__ != "NullCache", fn
+    assert projection.cache_numba() == 0  # once per process

@@ -11,6 +11,7 @@ import numpy as np
 
 from core import first_run, jobs
 from core.cli import common
+from core.projection import PCA_BELOW
 from core.workspace import Workspace
 
 
@@ -135,6 +136,14 @@ def _preliminary(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded,
     uncached = int((cache.lookup([embed.text_key(t) for t in s_texts]) < 0).sum())
     t0 = time.perf_counter()
     whole = ws.embedding(ds_id, spec.key)
+    warm = None
+    if uncached and size >= PCA_BELOW:  # compile UMAP while the texts are embedded (once per machine: cached)
+        import threading
+
+        from core.projection import warm_up
+
+        warm = threading.Thread(target=warm_up, kwargs={"dim": spec.dim or 384}, daemon=True)
+        warm.start()
     if rec is not None and rec.n_rows == size:
         emb_id, Xs = rec.id, np.asarray(ws.read_array(rec.relpath), dtype=np.float32)
     else:
@@ -151,6 +160,8 @@ def _preliminary(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded,
                                        meta={"model": spec.name, "path": spec.path, "precision": spec.precision,
                                              "max_length": spec.max_length, **prelim})
     timings["embed"] = time.perf_counter() - t0
+    if warm is not None:
+        warm.join()
 
     # 2. values of the sample, same method and options as the full run
     t0 = time.perf_counter()
