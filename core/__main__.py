@@ -15,7 +15,7 @@ import warnings
 from typing import Sequence
 
 from core import __version__
-from core.errors import Cancelled, WinnowError, WinnowWarning
+from core.errors import Cancelled, WinnowError, WinnowWarning, user_warning
 
 # Every module here has register(subparsers); each sub-command sets func=cmd(args, ws) -> int.
 COMMAND_MODULES = ("core.cli.data", "core.cli.value", "core.cli.select", "core.cli.finetune", "core.cli.project",
@@ -47,11 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_shown: set[str] = set()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-    if issubclass(category, WinnowWarning):
-        print(f"winnow: warning: {message}", file=sys.stderr)
-    else:
+    """Winnow's warnings, and library warnings reworded for users, as one `winnow: warning:` line each (once)."""
+    text = user_warning(message, category)
+    if text is None:
         _default_showwarning(message, category, filename, lineno, file, line)
+        return
+    if not issubclass(category, WinnowWarning):
+        if text in _shown:
+            return  # a library warning repeated in a loop is said once
+        _shown.add(text)
+    print(f"winnow: warning: {_one_line(text)}", file=sys.stderr)
 
 
 _default_showwarning = warnings.showwarning
@@ -64,6 +73,7 @@ def _one_line(msg: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
+    _shown.clear()
     parser = build_parser()
     args = parser.parse_args(argv)
     from core import jobs

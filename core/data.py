@@ -1592,7 +1592,47 @@ def summarize(ds: datasets.Dataset, *, examples: int = 10) -> dict[str, Any]:
             ],
         },
         "metadata": [c for c in ds.column_names if c not in ("uid", "text", "label")],
+        "truncated": truncation(texts.to_pylist()),
     }
+
+
+def truncation(texts: Sequence[str], model: str | None = None) -> dict[str, Any] | None:
+    """How many texts the default encoder cuts at its window: {"rows", "window"}; None when it cannot tell."""
+    from core.embed import count_truncated
+    from core.errors import WinnowError
+
+    try:
+        n, window = count_truncated(texts, model)
+    except WinnowError:
+        return None
+    return {"rows": n, "window": window}
+
+
+def class_mix_warnings(full: dict[str, int], subset: dict[str, int]) -> list[str]:
+    """Warnings for classes a subset loses: none left, or under half their share of the full data.
+
+    Args:
+        full: Class -> rows in the data the subset is drawn from.
+        subset: Class -> rows in the subset.
+    """
+    n_full, n_sub = sum(full.values()), sum(subset.values())
+    if n_full == 0 or n_sub == 0:
+        return []
+    out = []
+    for c, n in full.items():
+        if n == 0:
+            continue
+        k = int(subset.get(c, 0))
+        share, sub_share = n / n_full, k / n_sub
+        if k == 0:
+            out.append(f"the subset has no row of class {c!r} ({n:,} in the data, {100 * share:.1f} %): a model "
+                       "trained on it cannot predict that class; raise its clusters' weights, pin some of its rows, "
+                       "or use a larger budget")
+        elif sub_share < share / 2:
+            out.append(f"class {c!r} falls to {k:,} rows, {100 * sub_share:.1f} % of the subset against "
+                       f"{100 * share:.1f} % of the data (under half its share); check the class mix before "
+                       "training on it")
+    return out
 
 
 def label_codes(ds: datasets.Dataset, classes: Sequence[str]) -> NDArray[np.int64]:

@@ -862,3 +862,31 @@ def ensure_embeddings(ws: Workspace, dataset_id: int, texts: Sequence[str], *,
                                          "max_length": spec.max_length, "truncated": len(truncated_rows),
                                          "truncated_rows": truncated_rows[:1000]})
     return emb_id, X
+
+
+def count_truncated(texts: Sequence[str], model: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+    """How many texts are longer than the model's window (so embedding cuts them), without loading the model.
+
+    Only texts whose UTF-8 size could exceed the window are tokenized (a token covers at least one byte), so short
+    texts such as tweets cost nothing. Returns (texts over the window, window in tokens).
+
+    Raises:
+        ModelError: If the model's tokenizer cannot be found.
+    """
+    spec = resolve_model(model)
+    window = spec.max_length
+    cand = [t for t in texts if isinstance(t, str) and len(t.encode("utf-8", "surrogatepass")) + 2 > window]
+    if not cand:
+        return 0, window
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(spec.path)
+    except Exception as e:  # noqa: BLE001 - transformers raises OSError/ValueError/KeyError/...
+        raise ModelError(f"cannot load the tokenizer of {spec.name} from {spec.path}: {type(e).__name__}: {e}") from e
+    tok.model_max_length = 1 << 30
+    if spec.lowercase:
+        cand = [t.lower() for t in cand]
+    ids = tok(cand, add_special_tokens=True, truncation=False, return_attention_mask=False,
+              return_token_type_ids=False)["input_ids"]
+    return int(sum(len(x) > window for x in ids)), window

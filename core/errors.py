@@ -33,3 +33,21 @@ class Cancelled(BaseException):
 
 class OptionError(WinnowError, ValueError):
     """A method option out of its range or of the wrong type; names the option, what is allowed and what was given."""
+
+
+def user_warning(message: object, category: type[Warning]) -> str | None:
+    """A library warning (scikit-learn, numpy) in a user's words, or None when it is not one Winnow rewords.
+
+    Winnow's own `WinnowWarning`s are already worded for users and pass through unchanged.
+    """
+    if issubclass(category, WinnowWarning):
+        return str(message)
+    text = " ".join(str(message).split())
+    detail = text if len(text) <= 140 else text[:139] + "…"
+    if category.__name__ == "ConvergenceWarning":
+        return ("a classifier inside this step stopped before fully converging (the iteration limit was reached); "
+                f"its results are usable but a little less exact (scikit-learn said: {detail})")
+    if issubclass(category, RuntimeWarning):
+        return ("a numeric step met invalid or extreme values (e.g. a division by zero on identical or constant "
+                f"embeddings); affected numbers may be missing or less exact (numpy said: {detail})")
+    return None

@@ -73,7 +73,11 @@ with ui.guard():
     st.text(f"{rec.name} (dataset {rec.id})\nsource: {rec.source} · text column: {rec.text_col} · "
             f"label column: {rec.label_col}")
     summary = ui.dataset_summary(str(ws.path), rec.id)
-    c = st.columns(4)
+    c = st.columns(5)
+    trunc = summary.get("truncated") or {}
+    c[4].metric("Truncated texts", f"{trunc['rows']:,}" if trunc else "—",
+                help=f"texts longer than the model's {trunc.get('window', '?')}-token window: embedding reads only "
+                     "their beginning")
     c[0].metric("Rows", f"{summary['rows']:,}")
     c[1].metric("Classes", summary["n_classes"])
     c[2].metric("Duplicate texts", f"{summary['duplicates']['extra']:,}", help="extra copies of repeated texts")

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
+from core import data
 from core.errors import WinnowError
 from core.selection import NEEDS_CLUSTERS, NEEDS_VALUES, STRATEGIES
 from core.workspace import Workspace
@@ -333,6 +334,9 @@ def subset_panel(info: dict[str, Any], strategy: str, clusters_run: Any, values_
                                   hover=[f"of {sizes.get(c, 0):,}" for c in xs]),
                             key="select.per_cluster")
         g2.plotly_chart(_bars(list(per_class), list(per_class.values()), "Rows per class"), key="select.per_class")
+        full_mix = {classes[j]: int(v) for j, v in enumerate(np.bincount(y, minlength=len(classes)))}
+        for w in data.class_mix_warnings(full_mix, per_class):
+            st.warning(ui.plain(w), icon=":material/warning:")
         st.caption(f"preview computed in {ms:.0f} ms")
 
         # save

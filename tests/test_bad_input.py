@@ -194,3 +194,31 @@ def test_any_malformed_file_gives_one_error_line(tmp_path, capsys, case):
     rc = run_info(tmp_path, p)
     err_line = one_error_line(capsys, p)
     assert rc == 2 and err_line.startswith("winnow: error: ")
+
+
+def test_library_warnings_reach_the_user_in_winnow_words(capsys):
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from core.__main__ import _show_warning
+
+    old = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            X = np.random.default_rng(0).normal(size=(60, 5))
+            for _ in range(3):  # the same warning from a loop is said once
+                LogisticRegression(max_iter=1).fit(X, (X[:, 0] > 0).astype(int))
+            np.log(np.zeros(2))
+    finally:
+        warnings.showwarning = old
+    err = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("winnow: warning: ") for line in err), err
+    assert sum("stopped before fully converging" in line for line in err) == 1
+    assert sum("numeric step met invalid or extreme values" in line for line in err) == 1
+    assert ConvergenceWarning  # the scikit-learn class it rewords

@@ -91,3 +91,13 @@ def test_every_step_has_help():
         with pytest.raises(SystemExit) as e:
             main([name, "--help"])
         assert e.value.code == 0
+
+
+def test_info_counts_texts_longer_than_the_model_window(tmp_path, capsys):
+    long = " ".join(f"word{i}" for i in range(400))  # ~1,200 tokens, far over MiniLM's 256
+    pd.DataFrame({"text": [long, "short one", long + " again", "tiny"], "label": ["a", "b", "a", "b"]}).to_csv(
+        tmp_path / "long.csv", index=False)
+    assert run(tmp_path / "ws", "info", tmp_path / "long.csv") == 0
+    assert "texts longer than the model's 256-token window (cut when embedded): 2" in capsys.readouterr().out
+    assert run(tmp_path / "ws", "info", tmp_path / "long.csv", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["truncated"] == {"rows": 2, "window": 256}

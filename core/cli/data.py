@@ -125,6 +125,9 @@ def cmd_info(args: argparse.Namespace, ws: Workspace) -> int:
     print(f"exact duplicate texts: {dup.get('groups', 0):,} texts in {dup.get('rows', 0):,} rows "
           f"({dup.get('extra', 0):,} extra copies)")
     print(f"texts with conflicting labels: {con.get('groups', 0):,} texts in {con.get('rows', 0):,} rows")
+    trunc = summary.get("truncated")
+    if trunc:
+        print(f"texts longer than the model's {trunc['window']}-token window (cut when embedded): {trunc['rows']:,}")
     examples = con.get("examples") or []
     if examples:
         print()

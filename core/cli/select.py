@@ -304,6 +304,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
             prog.close("preview")
             print(f"preview: {pv.n} rows; vs last saved subset: +{pv.added} -{pv.removed} ({pv.seconds * 1e3:.1f} ms)")
             print("per class: " + ", ".join(f"{k} {v}" for k, v in pv.per_class.items()))
+            _warn_class_mix(y, loaded.classes, pv.per_class)
             if pv.per_cluster:
                 print("per cluster: " + ", ".join(f"{k}:{v}" for k, v in pv.per_cluster.items()))
             return 0
@@ -332,6 +333,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
         prev = set(last.uids.tolist())
         now = set(sel.uids.tolist())
         diff = f"; vs subset before: +{len(now - prev)} -{len(prev - now)}"
+    _warn_class_mix(y, loaded.classes, dict(zip(loaded.classes, (int(c) for c in counts))))
     src = sel.params.get("quality") or sel.params.get("values") or ""
     print(f"{sel.strategy}: {len(sel)} of {len(uids)} rows ({len(removed)} removed, {len(pinned)} pinned"
           f"{', quality: ' + src if src else ''}); class mix: {mix}{diff}; selection run {run_id}; "
@@ -345,3 +347,15 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("run as: python -m core select ...")
+
+
+def _warn_class_mix(y: np.ndarray, classes: list[str], subset: dict[str, int]) -> None:
+    """A class the subset drops (or keeps under half its share) is a warning, not a silent number."""
+    import warnings
+
+    from core.data import class_mix_warnings
+    from core.errors import WinnowWarning
+
+    full = dict(zip(classes, (int(c) for c in np.bincount(y, minlength=len(classes)))))
+    for w in class_mix_warnings(full, subset):
+        warnings.warn(w, WinnowWarning, stacklevel=2)

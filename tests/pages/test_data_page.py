@@ -77,3 +77,13 @@ def test_a_changed_file_shows_what_carried_over_and_its_versions(app, demo_ws, t
     assert any("1 decision(s) carried over" in t and "0 decided row(s) are gone" in t for t in shown_text(app))
     versions = [d for d in app.dataframe if "version" in d.value.columns]
     assert versions and versions[0].value["version"].tolist() == [1, 2]
+
+
+def test_the_page_counts_truncated_texts(app, demo_ws, tmp_path):
+    f = tmp_path / "long.csv"
+    long = " ".join(f"word{i}" for i in range(400))
+    f.write_text(f"text,label\n{long},pos\nshort,neg\nfine,pos\n", encoding="utf-8")
+    app.text_input(key="data.path").input(str(f)).run()
+    app.button(key="data.load_path").click().run()
+    assert not app.exception, app.exception
+    assert {m.label: m.value for m in app.metric}["Truncated texts"] == "1"
