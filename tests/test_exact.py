@@ -245,3 +245,18 @@ def test_cli_relabel_needs_a_class_and_export_says_how_many(tmp_path, capsys):
     assert "relabelled: 2 rows" in capsys.readouterr().out
     back = pd.read_csv(tmp_path / "o.csv", dtype=str, keep_default_na=False)
     assert back["label"].tolist() == ["b", "b", "b", "b", "a", "b"]
+
+
+@pytest.mark.slow
+def test_the_demo_exports_every_row_minus_the_removed_ones_cell_for_cell(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    loaded = open_quiet(ws, "demo")
+    uids = data.column(loaded.ds, "uid")
+    ws.decide(loaded.dataset_id, uids[:5], "remove", reason="test")
+    res = export(ws, loaded, "csv", tmp_path / "demo.csv")
+    back = read_back(res)
+    assert len(back) == 38_158 - 5 == res.manifest["rows_after"]
+    src = pd.read_csv(data.demo_path(), dtype=str, keep_default_na=False, encoding="latin-1").iloc[5:]
+    assert back["text"].tolist() == src["text"].tolist()
+    assert back["label"].tolist() == src["sentiment"].tolist()
+    assert back["confidence"].tolist() == src["confidence"].tolist()  # typed on load, written as read
