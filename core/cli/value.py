@@ -169,43 +169,19 @@ def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
-    from core.valuation import value_dataset
-
     value_options(args, key, None)  # options checked before the (long) embedding
     loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
     valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
     opts, run_params = value_options(args, key, valid_id)
-    resumable = None if args.no_resume else ws.find_resumable("values", dataset_id=loaded.dataset_id, method=key,
-                                                              params=run_params)
-    partial = None
-    if resumable is not None:
-        partial, done = store.load_partial(ws, resumable.id)
-        print(f"resuming run {resumable.id} from its checkpoint ({done:.0%} done)", file=sys.stderr)
-    with runs.recorded(ws, "values", dataset_id=loaded.dataset_id, method=key, params=run_params,
-                       embedding_id=emb_id, job_id=getattr(args, "job", None),
-                       resume=None if resumable is None else resumable.id) as run:
-        run_id = run.id
-        ckpt = store.Checkpointer(ws, run_id)
-        stage = prog.stage(e + 0.05, 1.0)
-
-        def on_progress(fraction: float, message: str, part: Any = None) -> None:
-            if part is not None:
-                ckpt(part, fraction)
-            stage(fraction, message)
-
-        values = value_dataset(X, y, uids, method=key, valid=valid, seed=args.seed, classes=loaded.classes,
-                               suggest_removal=args.suggest_removal, continue_from=partial,
-                               valid_fraction=args.valid_fraction, clean_valid=args.clean_valid or None,
-                               on_progress=on_progress, **opts)
-        store.save_values(ws, run_id, values)
-        store.drop_partial(ws, run_id)
-        result: dict[str, Any] = {**store.summary(values), "method_params": values.params,
-                                  "resumed": resumable is not None}
-        removal = values.params.get("removal")
-        if removal:
-            result["suggested_removal"] = removal["n_remove_total"]
-            result["removal"] = removal
-        run.done(result, seconds=values.seconds)
+    run_id, values, result = store.record_values(
+        ws, loaded.dataset_id, X, y, uids, method=key, options=opts, run_params=run_params, embedding_id=emb_id,
+        job_id=getattr(args, "job", None), valid=valid, seed=args.seed, classes=loaded.classes,
+        valid_fraction=args.valid_fraction, suggest_removal=args.suggest_removal,
+        clean_valid=args.clean_valid or None, resume=not args.no_resume,
+        on_progress=prog.stage(e + 0.05, 1.0),
+        on_resume=lambda rid, done: print(f"resuming run {rid} from its checkpoint ({done:.0%} done)",
+                                          file=sys.stderr))
+    removal = values.params.get("removal")
     prog.close(f"run {run_id} done")
     if args.out:
         values.to_frame()[list(COLUMNS)].to_csv(args.out, index=False)

@@ -1,12 +1,18 @@
 """A valuation run's values in the workspace: saved with the run in the `Values.to_frame` schema, loaded back as
-`Values`, and the partial values of an interrupted iterative run kept as a checkpoint to resume from."""
+`Values`, and the partial values of an interrupted iterative run kept as a checkpoint to resume from.
+`record_values` values a dataset and records the run (the `value` step's library half)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable, Sequence
 
+import numpy as np
+from numpy.typing import NDArray
+
+from core import runs
 from core.errors import DataError, WorkspaceError
-from core.valuation.base import Values
+from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.validation import CLEAN_THRESHOLD, value_dataset
 from core.workspace import RunRecord, Workspace
 
 
@@ -105,9 +111,56 @@ class Checkpointer:
 
 def summary(values: Values) -> dict[str, Any]:
     """The figures recorded with a finished valuation run (rows, mean, range, rows below 0, median stderr)."""
-    import numpy as np
-
     v = values.values
     return {"n_rows": len(v), "mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)),
             "n_negative": int((v < 0).sum()), "median_stderr": float(np.nanmedian(values.stderr))
             if np.isfinite(values.stderr).any() else None}
+
+
+def record_values(ws: Workspace, dataset_id: int, X: NDArray[np.floating], y: NDArray[np.int64],
+                  uids: NDArray[np.str_], *, method: str, options: dict[str, Any], run_params: dict[str, Any],
+                  embedding_id: int | None = None, job_id: str | None = None, valid: Split | None = None,
+                  seed: int = 0, classes: Sequence[str] | None = None, valid_fraction: float = 0.1,
+                  suggest_removal: bool = False, clean_valid: float | None = CLEAN_THRESHOLD, resume: bool = True,
+                  on_progress: ProgressFn | None = None,
+                  on_resume: Callable[[int, float], None] | None = None) -> tuple[int, Values, dict[str, Any]]:
+    """Value every row (`value_dataset`) and record it as a "values" run: saved frame, summary, checkpoints.
+
+    An unfinished run with exactly these `run_params` is taken up from its checkpoint (unless `resume` is False);
+    `on_resume(run id, fraction done)` is told. Partial Values of iterative methods are checkpointed as they come.
+
+    Returns:
+        (run id, the Values, the recorded result).
+    """
+
+    resumable = ws.find_resumable("values", dataset_id=dataset_id, method=method, params=run_params) \
+        if resume else None
+    partial = None
+    if resumable is not None:
+        partial, done = load_partial(ws, resumable.id)
+        if on_resume is not None:
+            on_resume(resumable.id, done)
+    report = on_progress or (lambda f, m, p=None: None)
+    with runs.recorded(ws, "values", dataset_id=dataset_id, method=method, params=run_params,
+                       embedding_id=embedding_id, job_id=job_id,
+                       resume=None if resumable is None else resumable.id) as run:
+        ckpt = Checkpointer(ws, run.id)
+
+        def progress(fraction: float, message: str, part: Values | None = None) -> None:
+            if part is not None:
+                ckpt(part, fraction)
+            report(fraction, message, None)
+
+        values = value_dataset(X, y, uids, method=method, valid=valid, seed=seed, classes=classes,
+                               suggest_removal=suggest_removal, continue_from=partial,
+                               valid_fraction=valid_fraction, clean_valid=clean_valid, on_progress=progress,
+                               **options)
+        save_values(ws, run.id, values)
+        drop_partial(ws, run.id)
+        result: dict[str, Any] = {**summary(values), "method_params": values.params, "resumed": resumable is not None}
+        removal = values.params.get("removal")
+        if removal:
+            result["suggested_removal"] = removal["n_remove_total"]
+            result["removal"] = removal
+        run.done(result, seconds=values.seconds)
+    return run.id, values, result
