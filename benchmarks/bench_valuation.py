@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 from core.valuation import METHODS, Split, flip_labels, suggest_removal, value_dataset  # noqa: E402
 from core.valuation.audit import detection_scores  # noqa: E402
 from core.valuation.consensus import combine  # noqa: E402
-from core.valuation.validation import stratified_sample  # noqa: E402
+from core.valuation.validation import default_valid_fraction, stratified_sample  # noqa: E402
 
 CACHE = Path("/tmp/winnow_bench_cache")
 
@@ -159,17 +159,21 @@ def run_methods(name, X, y_noisy, flipped, valid, seed, args, rows, keep, noise)
         note = TS_NOTE if m == "ts_dshapley" else (f"{args.tmc_permutations} permutations" if m == "tmc_shapley"
                                                    else "")
         if valid is None and m in ("ts_dshapley", "tmc_shapley", "knn_shapley", "loo"):
-            note = (note + "; " if note else "") + "held-out 10 % (cleaned) + swapped roles"
+            note = (note + "; " if note else "") + \
+                f"held-out {default_valid_fraction(m):.0%} (cleaned) + swapped roles"
         add(m.replace("_", "-"), v, sec, cpu, note)
-    # TS-DShapley without a validation file: the held-out split cleaned (the default) and as drawn
-    variants = [("cleaned split", {}), ("uncleaned split", {"clean_valid": None})]
+    # TS-DShapley without a validation file: the held-out split cleaned (the default: half held out), as drawn, and
+    # the previous default (10 % held out, as drawn)
+    variants = [("cleaned split", {}), ("uncleaned split", {"clean_valid": None}),
+                ("10 % held out, uncleaned (before)", {"clean_valid": None, "valid_fraction": 0.1})]
     for label, kw in variants:
         if valid is None and not kw:
             continue  # the default row above is already the cleaned held-out split
         v, sec, cpu = timed(value_dataset, X, y_noisy, uids, method="ts_dshapley", valid=None, seed=seed, n_jobs=1,
                             **kw)
         got[f"ts_dshapley ({label})"] = (v, sec, cpu)
-        add(f"ts-dshapley, no --valid, {label}", v, sec, cpu, "held-out 10 % + swapped roles")
+        held = kw.get("valid_fraction", default_valid_fraction("ts_dshapley"))
+        add(f"ts-dshapley, no --valid, {label}", v, sec, cpu, f"held-out {held:.0%} + swapped roles")
     members = [got[k] for k in MEMBERS]
     cons = combine([v for v, _, _ in members])
     rows.append(score_row(name, n, "consensus, equal weights", sum(s for _, s, _ in members),
@@ -216,6 +220,8 @@ def human_check(X, y, confidence, seed, args):
         print(f"  human check: {m}", file=sys.stderr, flush=True)
     vals["ts-dshapley, uncleaned split"] = value_dataset(X, y, uids, method="ts_dshapley", seed=seed, n_jobs=1,
                                                          clean_valid=None).values
+    vals["ts-dshapley, 10 % held out, uncleaned (before)"] = value_dataset(
+        X, y, uids, method="ts_dshapley", seed=seed, n_jobs=1, clean_valid=None, valid_fraction=0.1).values
     cons = value_dataset(X, y, uids, method="consensus", seed=seed, member_options={"ts_dshapley": {"n_jobs": 1}})
     vals["consensus, calibrated"] = cons.values
     return agreement_check(vals, confidence), cons.params["self_check"]
@@ -277,8 +283,8 @@ def main() -> None:
           "note |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['n']:,} | {r['noise']:.0%} | {r['method']} | {fmt(r['auc'])} | {fmt(r['prec'])} | "
-              f"{fmt(r['cpu'], '.1f')} | {fmt(r['seconds'], '.1f')} | {r['note']} |")
+        print(f"| {r['dataset']} | {r['n']:,} | {r['noise']:.0%} | {r['method']} | {fmt(r['auc'])} | "
+              f"{fmt(r['prec'])} | {fmt(r['cpu'], '.1f')} | {fmt(r['seconds'], '.1f')} | {r['note']} |")
 
     by = {(r["dataset"], r["n"], r["noise"], r["method"]): r["auc"] for r in rows}
     groups = list(dict.fromkeys((r["dataset"], r["n"], r["noise"]) for r in rows))
@@ -297,17 +303,18 @@ def main() -> None:
               f"{fmt(by.get((*g, 'consensus, equal weights')))} | {fmt(cal)} | {cal - member[best]:+.3f} |")
     print()
     print("TS-DShapley's validation data against label quality (ROC-AUC for the flipped rows): dev.tsv (SST-2), and "
-          "without a validation file the held-out 10 % as drawn or cleaned (rows a cross-fitted classifier gives "
-          "p(given label) < 0.2 left out)")
+          "without a validation file the previous default (10 % held out as drawn), half held out as drawn, and half "
+          "held out and cleaned (rows a cross-fitted classifier gives p(given label) < 0.2 left out; the default)")
     print()
-    print("| data set | rows | flipped | with dev.tsv | no --valid, uncleaned | no --valid, cleaned | label quality | "
-          "cleaned - label quality |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| data set | rows | flipped | with dev.tsv | no --valid: 10 %, uncleaned (before) | 50 %, uncleaned | "
+          "50 %, cleaned (default) | label quality | default - label quality |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for g in groups:
         file_auc = by.get((*g, "ts-dshapley")) if g[0] == "SST-2" else None
         cleaned = by.get((*g, "ts-dshapley, no --valid, cleaned split"), by.get((*g, "ts-dshapley")))
         lq = by.get((*g, "label-quality"))
-        print(f"| {g[0]} | {g[1]:,} | {g[2]:.0%} | {fmt(file_auc)} | "
+        before = by.get((*g, "ts-dshapley, no --valid, 10 % held out, uncleaned (before)"))
+        print(f"| {g[0]} | {g[1]:,} | {g[2]:.0%} | {fmt(file_auc)} | {fmt(before)} | "
               f"{fmt(by.get((*g, 'ts-dshapley, no --valid, uncleaned split')))} | {fmt(cleaned)} | {fmt(lq)} | "
               f"{cleaned - lq:+.3f} |")
 

@@ -59,8 +59,9 @@ def add_value_args(p: argparse.ArgumentParser) -> None:
                    help="validation file with the same text/label columns (default: a held-out split)")
     p.add_argument("--out", default=None, metavar="CSV", help="write uid,value,stderr,count here")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and sampling (default 0)")
-    p.add_argument("--valid-fraction", type=float, default=0.1, metavar="F",
-                   help="share held out as validation when no --valid is given (default 0.1, at most 2,000 rows)")
+    p.add_argument("--valid-fraction", type=float, default=None, metavar="F",
+                   help="share held out as validation when no --valid is given (default 0.5 for TS-DShapley, whose "
+                        "scale does not depend on it, 0.1 for the others; at most 2,000 rows)")
     p.add_argument("--suggest-removal", action="store_true",
                    help="also search the best number of lowest-valued rows to remove (recorded with the run)")
     p.add_argument("--members", default=None, metavar="M1,M2",
@@ -149,7 +150,7 @@ def value_options(args: argparse.Namespace, key: str, valid_id: int | None) -> t
         if member_opts:
             opts["member_options"] = member_opts
         opts["weights"] = args.weights.replace("-", "_")
-    if not 0 < args.valid_fraction < 1:
+    if args.valid_fraction is not None and not 0 < args.valid_fraction < 1:
         raise DataError(f"--valid-fraction must be between 0 and 1 (got {args.valid_fraction})")
     if not 0 <= args.clean_valid < 1:
         raise DataError(f"--clean-valid must be between 0 and 1 (got {args.clean_valid})")

@@ -13,7 +13,7 @@ from scipy.stats import ks_2samp
 
 from core.valuation import METHODS, value_dataset
 from core.valuation.consensus import normalised_rank
-from core.valuation.validation import holdout_split
+from core.valuation.validation import default_valid_fraction, holdout_split
 
 FAST = {"ts_dshapley": dict(n_passes=4, n_permutations=4, subset_size=40, n_jobs=1),
         "tmc_shapley": dict(max_permutations=150, min_permutations=150, convergence=0),
@@ -23,8 +23,8 @@ FAST = {"ts_dshapley": dict(n_passes=4, n_permutations=4, subset_size=40, n_jobs
 SEED = 3
 
 
-def _held_out(y: np.ndarray) -> np.ndarray:
-    _, va = holdout_split(y, fraction=0.1, max_rows=2000, seed=SEED)
+def _held_out(y: np.ndarray, method: str) -> np.ndarray:
+    _, va = holdout_split(y, fraction=default_valid_fraction(method), max_rows=2000, seed=SEED)
     mask = np.zeros(len(y), dtype=bool)
     mask[va] = True
     return mask
@@ -34,8 +34,8 @@ def _held_out(y: np.ndarray) -> np.ndarray:
 def test_held_out_rows_share_the_scale_of_the_others(method, make_pair):
     clean, _, _ = make_pair(n=600, n_valid=10, n_classes=3, flip=0.0, seed=11, spread=2.0)
     v = value_dataset(clean.X, clean.y, clean.uids, method=method, seed=SEED, **FAST.get(method, {}))
-    held = _held_out(clean.y)
-    assert held.sum() == 60
+    held = _held_out(clean.y, method)
+    assert held.sum() == 600 * default_valid_fraction(method)
     r = normalised_rank(v.values)
     p = ks_2samp(r[held], r[~held]).pvalue
     assert p > 0.01, f"{method}: held-out ranks differ from the others' (KS p = {p:.2g}; held-out mean rank " \
@@ -44,7 +44,7 @@ def test_held_out_rows_share_the_scale_of_the_others(method, make_pair):
         return
     noisy, _, flipped = make_pair(n=600, n_valid=10, n_classes=3, flip=0.2, seed=12, spread=2.0)
     v = value_dataset(noisy.X, noisy.y, noisy.uids, method=method, seed=SEED, **FAST.get(method, {}))
-    held = _held_out(noisy.y)
+    held = _held_out(noisy.y, method)
     r = normalised_rank(v.values)
     assert (held & flipped).sum() >= 5
     # flipped held-out rows rank low, like the flipped rows valued in the first phase

@@ -13,13 +13,15 @@ TS = dict(n_passes=3, n_permutations=3, subset_size=40, n_jobs=1)
 
 def test_holdout_then_swap_values_every_row(blobs, auc):
     train, _, flipped = blobs
-    v = value_dataset(train.X, train.y, train.uids, method="ts-dshapley", seed=0, **TS)
+    v = value_dataset(train.X, train.y, train.uids, method="ts-dshapley", seed=0, valid_fraction=0.1, **TS)
     assert list(v.uids) == list(train.uids)
     assert (v.counts == 3).all()  # held-out rows too
     assert v.params["validation"] == "holdout+swap" and v.params["n_valid"] == 20
     assert "swap_params" in v.params and not any(k.startswith("pass_") for k in v.extra)
     assert auc(v.values, flipped) > 0.7  # 20 noisy validation rows, 9 samples per row
-    again = value_dataset(train.X, train.y, train.uids, method="ts_dshapley", seed=0, **TS)
+    half = value_dataset(train.X, train.y, train.uids, method="ts_dshapley", seed=0, **TS)
+    assert half.params["n_valid"] == 100 and half.params["valid_fraction"] == 0.5  # TS-DShapley's default
+    again = value_dataset(train.X, train.y, train.uids, method="ts_dshapley", seed=0, valid_fraction=0.1, **TS)
     np.testing.assert_array_equal(v.values, again.values)
 
 
