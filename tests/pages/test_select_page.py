@@ -142,3 +142,13 @@ def test_select_page_saves_iterative_refinement_as_a_job(clustered):
     assert argv[argv.index("--weights") + 1] == "2=2" and argv[argv.index("--k") + 1] == "4"
     assert argv[argv.index("--run") + 1] == str(clustered["values_id"])
     _parses(argv)
+
+
+def test_select_preview_warns_when_a_class_is_dropped(clustered):
+    ws, ds_id, uids = clustered["ws"], clustered["dataset_id"], clustered["uids"]
+    labels = clustered["labels"]
+    gone = sorted(set(labels))[0]
+    ws.decide(ds_id, [u for u, lab in zip(uids, labels) if lab == gone], "remove", reason="test")
+    at = _open(ws)
+    assert not at.exception, at.exception
+    assert any(f"no row of class {gone!r}" in w.value for w in at.warning)
