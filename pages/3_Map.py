@@ -258,6 +258,8 @@ with ui.guard():
     if preds is None:
         bits.append("predicted labels: computing in the background")
     st.caption(" · ".join(bits))
+    if clusters_run and clusters_run.result.get("k_reason"):
+        st.caption(ui.plain(clusters_run.result["k_reason"]))
     ui.first_run_note(rec.id, values_run)
     if job is not None and job.active:
         ui.job_panel(job)

@@ -123,7 +123,7 @@ st.subheader("Clusters")
 cluster_job = ui.current_job("cluster", ds_id)
 k1, k2, k3 = st.columns([2, 2, 2], vertical_alignment="bottom")
 k_mode = k1.radio("Number of clusters", ["auto", "set"], horizontal=True, key="select.k_mode",
-                  help="auto: the k with the best silhouette over 4..256")
+                  help="auto: the best silhouette over a range of k that grows with the rows")
 k_value = k2.number_input("k", min_value=2, max_value=max(2, min(512, rec.n_rows // 2)),
                           value=min(16, max(2, rec.n_rows // 10)),
                           step=1, key="select.k", disabled=k_mode == "auto")

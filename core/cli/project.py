@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto (default): PCA below 500 rows, else UMAP")
     g.add_argument("--n-neighbors", type=int, default=15, help="UMAP neighbourhood size (default 15)")
     g.add_argument("--min-dist", type=float, default=0.1, help="UMAP minimum distance (default 0.1)")
-    g.add_argument("--seed", type=int, default=0, help="seed (default 0): the same embeddings and seed give the same map, on any machine run")
+    g.add_argument("--seed", type=int, default=0, help="seed (default 0): the same embeddings and seed give the same map")
     g.add_argument("--max-fit", type=int, default=100_000,
                    help="fit UMAP on at most this many rows and transform the rest (default 100000)")
     g.add_argument("--no-predictions", action="store_true",

@@ -179,9 +179,9 @@ def _cluster(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
         from core import jobs
 
         jobs.attach_run(ws, args.job, run_id)
-    sil = ", ".join(f"{k}: {v:.3f}" for k, v in sorted(cl.silhouette.items()))
-    how = "set by --k" if args.k is not None else "best cosine silhouette"
-    print(f"{cl.k} clusters ({how}; silhouette by k: {sil}); {'fitted in %.1f s' % cl.seconds if fitted else 'reused'}"
+    from core.selection.clusters import k_reason
+
+    print(f"{cl.k} clusters ({k_reason(cl)}); {'fitted in %.1f s' % cl.seconds if fitted else 'reused'}"
           f"; clusters run {run_id}" + (f"; values from run {values_run.id} ({values_run.method})"
                                         if values_run is not None else ""))
     common.print_table(summaries_table(summ))

@@ -106,7 +106,31 @@ def _kmeans(X: NDArray[np.float32], k: int, *, seed: int | None, n_init: int,
     return best, best.labels_.astype(np.int64)
 
 
-def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Sequence[int] = K_GRID,
+def auto_k_grid(n_rows: int) -> tuple[int, ...]:
+    """The k searched for `n_rows` rows: three powers of two from about sqrt(n) / 4 upward (at least 4).
+
+    The silhouette on a sample keeps preferring a handful of clusters (k = 4 for the 38,158 demo tweets), too coarse
+    for per-cluster weights; Diversify and Conquer's best k grew with the data (64 on Alpaca's 52k, 2,048 on
+    WizardLM's 196k). So the search range grows with the rows: 38,158 rows search 32, 64, 128; 2,000 rows 8, 16, 32;
+    the silhouette picks among them.
+    """
+    lo = max(4, int(np.sqrt(max(n_rows, 1)) / 4))
+    lo = 1 << (lo.bit_length() - 1)  # a power of two, rounded down
+    return (lo, 2 * lo, 4 * lo)
+
+
+def k_reason(clusters: "Clusters", *, n_rows: int | None = None) -> str:
+    """Why this k: set by the user, or the best silhouette among the grid searched (and why that grid)."""
+    p = clusters.params
+    if p.get("k_requested") is not None:
+        return f"k = {clusters.k}: set by the user"
+    sil = ", ".join(f"{k}: {v:.3f}" for k, v in sorted(clusters.silhouette.items()))
+    why = p.get("grid_reason") or "the grid given"
+    return (f"k = {clusters.k}: the best cosine silhouette on a sample of {p.get('sample_size', 0):,} rows among "
+            f"k = {', '.join(map(str, sorted(clusters.silhouette)))} ({why}); silhouette by k: {sil}")
+
+
+def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Sequence[int] | None = None,
                  seed: int | None = 0, budget: int | None = None, uids: Sequence[str] | None = None,
                  sample_size: int = SAMPLE_SIZE, n_init: int = 4, minibatch_above: int = MINIBATCH_ABOVE,
                  on_progress: Callable[..., None] | None = None) -> Clusters:
@@ -116,6 +140,7 @@ def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Seque
         X: (n, d) embeddings; normalised here, so any scale works.
         k: Number of clusters; None searches `k_grid`.
         k_grid: Candidate k; values above `budget / 10` or `sample / 10` are skipped (k stays well below the budget).
+            None: `auto_k_grid(n)`, a range that grows with the rows.
         seed: Seeds the sample and every k-means fit.
         budget: Rows the selection will keep, if known; caps k.
         uids: Row ids aligned with X (default "0", "1", ...).
@@ -150,10 +175,17 @@ def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Seque
             raise DataError(f"--k {k} is not between 2 and the {n} rows; pick a smaller k")
         grid = [int(k)]
     else:
+        grid_reason = "the grid given"
+        if k_grid is None:
+            k_grid = auto_k_grid(n)
+            grid_reason = f"a range growing with the rows: from about sqrt({n:,}) / 4"
         cap = max(2, len(sample) // ROWS_PER_CLUSTER)
         if budget is not None:
             cap = max(2, min(cap, int(budget) // ROWS_PER_CLUSTER))
         grid = sorted({int(g) for g in k_grid if 2 <= int(g) <= cap}) or [min(cap, max(2, min(k_grid)))]
+        if len(grid) < len(k_grid):
+            grid_reason += f", at most {cap:,} (" + ("budget" if budget is not None and cap == max(
+                2, int(budget) // ROWS_PER_CLUSTER) else "sample") + f" / {ROWS_PER_CLUSTER})"
 
     silhouette: dict[int, float] = {}
     best: tuple[float, int, Any] | None = None
@@ -204,6 +236,7 @@ def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Seque
     report(1.0, f"{len(order)} clusters", None)
     params = {"k": int(len(order)), "k_requested": None if k is None else int(k), "k_grid": list(grid),
               "seed": seed, "sample_size": int(len(sample)), "n_init": n_init, "budget": budget,
+              "grid_reason": None if k is not None else grid_reason,
               "cpu_seconds": round(time.process_time() - c0, 3)}
     return Clusters(uids=uid_arr, labels=labels, centroids=centroids, k=int(len(order)), silhouette=silhouette,
                     seed=seed, seconds=time.perf_counter() - t0, method=method, params=params)

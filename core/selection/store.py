@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from core import decisions, runs
 from core.errors import WorkspaceError
-from core.selection.clusters import Clusters
+from core.selection.clusters import Clusters, k_reason
 from core.selection.quality import cross_fitted_proba
 from core.selection.strategies import Selection
 from core.workspace import RunRecord, Workspace
@@ -40,7 +40,7 @@ def save_clusters(ws: Workspace, dataset_id: int, clusters: Clusters, *, embeddi
         ws.write_array(rel, clusters.centroids)
         run.done({"k": clusters.k, "silhouette": {str(k): v for k, v in clusters.silhouette.items()},
                   "sizes": clusters.sizes.tolist(), "centroids": rel, "method": clusters.method,
-                  "summaries": list(summaries or []), "params": clusters.params}, seconds=clusters.seconds)
+                  "summaries": list(summaries or []), "params": clusters.params, "k_reason": k_reason(clusters)}, seconds=clusters.seconds)
     return run.id
 
 

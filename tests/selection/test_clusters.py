@@ -88,3 +88,22 @@ def test_summaries_name_the_right_top_words():
                  method="x")
     assert summarize_clusters(cl, texts, labels, X, run)[1]["value_mean"] == pytest.approx(vals[5:].mean())
     assert summarize_clusters(cl, texts, labels, X)[0]["value_mean"] is None
+
+
+def test_auto_k_grows_with_the_data_and_the_reason_is_recorded(ws):
+    from core.selection.clusters import auto_k_grid, k_reason
+    from core.selection.store import save_clusters
+
+    assert auto_k_grid(38_158) == (32, 64, 128)  # the demo: k = 4 was too coarse for per-cluster weights
+    assert auto_k_grid(2_000) == (8, 16, 32) and auto_k_grid(300) == (4, 8, 16)
+    assert auto_k_grid(196_000)[0] >= 64
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 8))
+    cl = fit_clusters(X, seed=0)
+    assert set(cl.silhouette) == {4, 8, 16} and cl.k in (4, 8, 16)
+    reason = k_reason(cl)
+    assert reason.startswith(f"k = {cl.k}: the best cosine silhouette") and "growing with the rows" in reason
+    ds = ws.register_dataset(name="t", source="t", fingerprint="fp", n_rows=400, classes=["a"])
+    rid = save_clusters(ws, ds, cl)
+    assert ws.run(rid).result["k_reason"] == reason
+    assert k_reason(fit_clusters(X, k=5, seed=0)) == "k = 5: set by the user"
