@@ -206,7 +206,7 @@ def undo_button(dataset_id: int) -> None:
 
 def toast_undo(message: str) -> None:
     """A toast after a decision, pointing at the sidebar's Undo."""
-    st.toast(plain(f"{message}. Undo: sidebar, 'Undo the last decisions'"), icon=":material/undo:")
+    st.toast(plain(f"To take it back: 'Undo the last decisions' in the sidebar ({message})"), icon=":material/undo:")
 
 
 def active_values_run(dataset_id: int) -> Any:

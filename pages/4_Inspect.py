@@ -18,10 +18,12 @@ st.title("Inspect")
 st.session_state.setdefault("inspect.page", 0)
 
 
-def _decide(ds_id: int, uid: str, action: str, reason: str, note: str = "") -> None:
+def _decide(ds_id: int, uid: str, action: str) -> None:
+    """A card's button (or key), as a callback: recorded before the page runs, so one run shows the result."""
+    reason = str(st.session_state.get(f"inspect.reason.{uid}") or "")
+    note = str(st.session_state.get(f"inspect.target.{uid}") or "") if action == "relabel" else ""
     ws.decide(ds_id, [uid], action, reason=reason, note=note, source="manual")
     st.session_state["inspect.flash"] = f"{action}: {uid}" + (f" (relabel to {note})" if note else "")
-    ui.toast_undo(f"{action}: {uid}")
 
 
 def _fmt(v: float, spec: str, missing: str = "–") -> str:
@@ -77,6 +79,7 @@ with ui.guard():
     if (flash := st.session_state.pop("inspect.flash", None)) is not None:
         st.success("Decision recorded", icon=":material/check_circle:")
         st.text(flash)
+        ui.toast_undo(flash)
     if len(rows) == 0:
         st.info("Nothing left to inspect: every valued row has a decision. Untick 'Hide rows already decided' "
                 "to review them.", icon=":material/task_alt:")
@@ -122,21 +125,18 @@ with ui.guard():
                 else 0
             target = a[1].selectbox("Relabel to", others, index=default, key=f"inspect.target.{uid}",
                                     label_visibility="collapsed", help="the label it should have (kept as a note)")
-            if a[2].button("Remove", key=f"inspect.remove.{uid}", type="primary" if focus else "secondary",
-                           help="drop it from the curated set" + (" (shortcut: X)" if focus else ""),
-                           shortcut="X" if focus else None, width="stretch"):
-                _decide(rec.id, uid, "remove", reason)
-                st.rerun()
-            if a[3].button("Keep", key=f"inspect.keep.{uid}",
-                           help="it is fine: pin it" + (" (shortcut: K)" if focus else ""),
-                           shortcut="K" if focus else None, width="stretch"):
-                _decide(rec.id, uid, "keep", reason)
-                st.rerun()
-            if a[4].button("Relabel", key=f"inspect.relabel.{uid}",
-                           help="note the right label; the row stays" + (" (shortcut: L)" if focus else ""),
-                           shortcut="L" if focus else None, width="stretch"):
-                _decide(rec.id, uid, "relabel", reason, note=str(target))
-                st.rerun()
+            a[2].button("Remove", key=f"inspect.remove.{uid}", type="primary" if focus else "secondary",
+                         help="drop it from the curated set" + (" (shortcut: X)" if focus else ""),
+                         shortcut="X" if focus else None, width="stretch", on_click=_decide,
+                         args=(rec.id, uid, "remove"))
+            a[3].button("Keep", key=f"inspect.keep.{uid}",
+                         help="it is fine: pin it" + (" (shortcut: K)" if focus else ""),
+                         shortcut="K" if focus else None, width="stretch", on_click=_decide,
+                         args=(rec.id, uid, "keep"))
+            a[4].button("Relabel", key=f"inspect.relabel.{uid}",
+                         help="note the right label; the row stays" + (" (shortcut: L)" if focus else ""),
+                         shortcut="L" if focus else None, width="stretch", on_click=_decide,
+                         args=(rec.id, uid, "relabel"))
             with right:
                 st.caption("Nearest neighbours (cosine similarity) and their labels")
                 if nb_idx is not None:

@@ -71,14 +71,20 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
+IDLE_JS = ("() => { const app = document.querySelector(\"[data-testid='stApp']\");"
+           " return !!app && app.getAttribute('data-test-script-state') === 'notRunning'"
+           " && !document.querySelector(\"[data-testid='stStatusWidget']\"); }")
+
+
 def wait_idle(page, timeout: float = 60.0) -> None:
-    """Wait until the script run ends (Streamlit shows its status widget while a script runs)."""
+    """Wait until the script run ends: the app root says `data-test-script-state="notRunning"` (the status widget
+    is not a signal: the minimal toolbar hides it), twice in a row 200 ms apart."""
     page.wait_for_timeout(300)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if page.locator("[data-testid='stStatusWidget']").count() == 0:
+        if page.evaluate(IDLE_JS):
             page.wait_for_timeout(200)
-            if page.locator("[data-testid='stStatusWidget']").count() == 0:
+            if page.evaluate(IDLE_JS):
                 return
         page.wait_for_timeout(200)
     raise AssertionError("the app kept running for more than %.0f s" % timeout)
@@ -208,3 +214,87 @@ def test_lasso_remove_and_export(app, page):
     assert set(listed) == set(removed)
     assert {r["reason"] for r in listed.values()} == {"off-topic cluster (browser test)"}
     assert {r["source"] for r in listed.values()} == {"lasso"}
+
+
+def test_selection_table_after_a_lasso_and_undo_from_the_sidebar(app, page):
+    """A lasso shows the selection table (texts looked up on the server from row positions); an Inspect key press
+    is taken back by the sidebar's Undo, and the undo itself is in the decision log."""
+    ws, url, ds_id = app["ws"], app["url"], app["dataset_id"]
+    open_map(page, url)
+    wait_idle(page)
+    lasso(page, 0.5)
+    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
+    heading.wait_for(timeout=60_000)
+    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    wait_idle(page)
+    assert n_selected > 0
+    assert page.locator("[data-testid='stDataFrame']").count() >= 1
+    assert page.get_by_role("button", name=re.compile(rf"^Remove {n_selected:,}$")).count() == 1
+
+    page.goto(url + "/Inspect")
+    page.get_by_text(re.compile(r"^page 1 of")).wait_for(timeout=60_000)
+    wait_idle(page)
+    before = {u for u, d in ws.decisions(ds_id).items()}
+    page.keyboard.press("x")
+    page.get_by_text("Decision recorded").wait_for(timeout=60_000)
+    wait_idle(page)
+    after = ws.decisions(ds_id)
+    new = [u for u in after if u not in before]
+    assert len(new) == 1 and after[new[0]].action == "remove" and after[new[0]].source == "manual"
+
+    page.get_by_role("button", name=re.compile("Undo the last decisions")).click()
+    page.get_by_text(re.compile(r"^undid 1 decision$")).wait_for(timeout=60_000)
+    wait_idle(page)
+    assert new[0] not in ws.decisions(ds_id)
+    log = ws.decision_log(ds_id, new[0])
+    assert [e.action for e in log][-1] == "undo"  # the undo is recorded, not the event deleted
+
+
+def _stored_cache_keys(ws_path: Path) -> int:
+    import numpy as np
+
+    return sum(len(np.load(f)["keys"]) for f in (ws_path / "cache" / "embeddings").rglob("*.npz"))
+
+
+def test_two_tabs_needing_embeddings_share_one_embedding_job(tmp_path):
+    """The Map (project job) and Value (value job) of a dataset without embeddings, opened in two tabs: the second
+    job waits for the first's embeddings, its progress line says so, and every text is embedded once."""
+    from core import jobs
+    from core.data import column, open_dataset
+    from core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    loaded = open_dataset(ws, "demo", limit=3000)
+    ws.set_setting("active_dataset", loaded.dataset_id)
+    ds_id = loaded.dataset_id
+    proc, url = start_server(tmp_path / "ws", tmp_path / "streamlit.log")
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+            tab_map = browser.new_page(viewport={"width": 1400, "height": 1100})
+            tab_map.goto(url + "/Map")
+            tab_map.get_by_text("Drawing the map", exact=False).wait_for(timeout=120_000)
+            project_id = ws.get_setting(f"job.project.{ds_id}")
+            assert project_id is not None
+            # the project job holds the embedding once it reports texts embedded
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                job = jobs.get(ws, project_id)
+                if re.search(r"[\d,]+/3,000", job.message) or not job.active:
+                    break
+                time.sleep(0.3)
+            assert job.active, f"the project job ended before a second one could start: {job.message}"
+            # a second tab starts valuing the same data (the Value page's button does exactly this)
+            value_id = jobs.start(ws, ["value", f"ws:{ds_id}", "--method", "knn-shapley"], label="value")
+            ws.set_setting(f"job.value.{ds_id}", value_id)
+            tab_value = browser.new_page(viewport={"width": 1400, "height": 1100})
+            tab_value.goto(url + "/Value")
+            tab_value.get_by_text("waiting for the embedding job", exact=False).first.wait_for(timeout=300_000)
+            browser.close()
+        pj, vj = jobs.wait(ws, project_id, timeout=1200), jobs.wait(ws, value_id, timeout=1200)
+        assert (pj.status, vj.status) == ("done", "done"), (pj.message, vj.message)
+        assert "waiting for the embedding job" in jobs.log_tail(vj, 400)
+        assert _stored_cache_keys(tmp_path / "ws") == len(set(column(loaded.ds, "text")))
+        assert len(ws.embeddings(ds_id)) == 1
+    finally:
+        stop_server(proc)
