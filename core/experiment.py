@@ -23,10 +23,11 @@ from numpy.typing import NDArray
 from core import decisions, finetune
 from core.errors import Cancelled, DataError
 from core.finetune import DEFAULT_EVAL_FRACTION, DEFAULT_EVAL_MAX, EVAL_SPLIT_SEED, FinetuneProgress
-from core.selection import select_clean_kmq, select_iterative, select_kmq
+from core.selection import clean_removal_count, select_clean_kmq, select_iterative, select_kmq
 from core.selection.store import judge_proba, load_clusters
 from core.selection.strategies import TrainFn, resolve_budget
 from core.valuation.base import Values
+from core.valuation.store import load_values, suggested_removal
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -265,10 +266,9 @@ def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, res
     if vrun is None or vrun.status != "done":
         raise DataError(f"clean-kmq needs a finished valuation run of dataset {dataset_id}; run `python -m core "
                         "value` first or name one: clean-kmq:B:RUN_ID")
-    values = _values_of(ws, vrun)
-    n_remove = None
-    if not (np.asarray(values.counts) >= 2).any():  # no standard errors: fall back to the suggested removal
-        n_remove = _suggested_removal(vrun)
+    values = load_values(ws, vrun.id)
+    n_remove = clean_removal_count(values, suggested_removal(vrun))  # None: the significantly harmful rows
+    if n_remove is not None or not (np.asarray(values.counts) >= 2).any():
         if n_remove is None:
             raise DataError(f"valuation run {vrun.id} ({vrun.method}) has no standard errors and no suggested "
                             "removal: clean-kmq cannot tell harmful rows; use a sampling method (ts_dshapley)")
@@ -280,24 +280,6 @@ def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, res
                            classes=classes)
     return np.sort(sel.uids.astype(str)), (f"clean ({sel.params['n_dropped']} rows dropped: {sel.params['rule']}, "
                                            f"values run {vrun.id}), then kMQ on {where}")
-
-
-def _values_of(ws: Workspace, run: Any) -> Values:
-    """A valuation run's values (the valuation store's one schema)."""
-    from core.valuation.store import load_values
-
-    return load_values(ws, run.id)
-
-
-def _suggested_removal(run: Any) -> int | None:
-    res = run.result or {}
-    for key in ("suggested_removal", "n_remove"):
-        if isinstance(res.get(key), (int, float)):
-            return int(res[key])
-    d = res.get("removal")
-    if isinstance(d, dict) and isinstance(d.get("n_remove"), (int, float)):
-        return int(d["n_remove"])
-    return None
 
 
 def _load_eval(path: str) -> pd.DataFrame:

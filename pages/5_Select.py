@@ -25,6 +25,7 @@ PAGE_SIZE = 8  # clusters shown per page of the weight panel
 W_KEY = "select.weights"  # session state: {clusters run id: {cluster: weight}}, kept while widgets are paged out
 NAMES = {"random": "random", "stratified": "stratified (keeps label shares)", "top_value": "top value",
          "drop_negative": "drop negative values", "kmq": "kMQ (clusters × quality)",
+         "clean_kmq": "clean, then diversify (drop significantly harmful rows, then kMQ)",
          "iterative": "iterative refinement (kMQ in rounds)"}
 
 ws = ui.workspace()
@@ -66,6 +67,8 @@ def _plan(ws_path: str, dataset_id: int, strategy: str, clusters_run_id: int | N
         raise WinnowError(f"clusters run {clusters_run_id} does not match this dataset's rows; cluster again")
     values = store.load_values(w, values_run_id) if values_run_id is not None else None
     n_remove = store.suggested_removal(w.run(values_run_id)) if values_run_id is not None else None
+    if strategy == "clean_kmq":  # the significantly harmful rows; the suggested removal only without std. errors
+        n_remove = selection.clean_removal_count(values, n_remove)
     out: dict[str, Any] = {"uids": uids, "y": y, "classes": classes, "cluster": None if cl is None else cl.labels,
                            "k": 0 if cl is None else cl.k, "n_removed": len(removed), "n_pinned": len(pinned)}
     judge = None
@@ -322,6 +325,10 @@ def subset_panel(info: dict[str, Any], strategy: str, clusters_run: Any, values_
         if strategy == "iterative":
             st.caption("The preview shows the first round (kMQ with your weights); iterative refinement re-weights "
                        "the clusters after each round, so the saved subset differs.")
+        if strategy == "clean_kmq" and plan is not None:
+            st.caption(f"Clean, then diversify: {plan.params['n_dropped']:,} rows dropped as "
+                       f"{plan.params['rule']}; the budget is spread over the clusters in proportion to their size "
+                       "before cleaning (kMQ's shares), rows inside a cluster by value.")
         if strategy == "drop_negative":
             how = (f"the {info['n_remove']:,} lowest values (the run's suggested removal)" if info.get("n_remove")
                    is not None else "every row valued below 0")

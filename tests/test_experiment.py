@@ -380,3 +380,33 @@ def test_near_majority_margin_grows_on_a_small_test_set():
     w = experiment.compare_warnings(experiment.summarize_compare(ck, ["full", "random:50"]), ck)
     # 2 standard errors at 42.5 % on 200 rows = 7 points: full (45.8 %) is flagged, random (50.3 %) is not
     assert w == ["full is within 7 points of the majority-class rate (42.5 %): it learned little"]
+
+
+def test_clean_kmq_and_iterative_specs_give_b_rows_from_the_pool(ws):
+    from core.selection import fit_clusters
+    from core.selection.store import save_clusters
+    from core.valuation.base import Values
+    from core.valuation.store import save_values
+
+    df = frame(80)
+    did = _register(ws, df)
+    X = np.random.default_rng(0).normal(size=(80, 8)).astype(np.float32)
+    ws.write_array("artefacts/emb.npy", X)
+    emb = ws.register_embedding(dataset_id=did, model="fake", dim=8, n_rows=80, relpath="artefacts/emb.npy")
+    save_clusters(ws, did, fit_clusters(X, k=3, uids=df["uid"].tolist(), seed=0), embedding_id=emb)
+    v = np.full(80, 0.01)
+    v[5:15] = -0.05  # significantly harmful: u5..u9 are test rows, u10..u14 pool rows
+    vals = Values(uids=df["uid"].to_numpy(), values=v, stderr=np.full(80, 0.001), counts=np.full(80, 10),
+                  method="ts_dshapley")
+    run = ws.create_run("values", dataset_id=did, method="ts_dshapley")
+    save_values(ws, run, vals)
+    ws.update_run(run, status="done")
+    pool = df.iloc[10:].reset_index(drop=True)  # u0..u9 play the test rows
+    got = resolve_subset(ws, did, "clean-kmq:40", pool, seed=0)
+    assert len(got.uids) == 40 and set(got.uids) <= set(pool["uid"])
+    assert not {f"u{i}" for i in range(10, 15)} & set(got.uids) and "5 rows dropped: significantly harmful" in got.note
+    assert got.uids == resolve_subset(ws, did, f"clean-kmq:0.571:{run}", pool, seed=0).uids
+    it = resolve_subset(ws, did, "iterative:30", pool, seed=1)
+    assert len(it.uids) == 30 and set(it.uids) <= set(pool["uid"]) and "iterative refinement" in it.note
+    with pytest.raises(DataError, match="malformed"):
+        experiment.parse_subsets("iterative")

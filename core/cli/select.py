@@ -60,7 +60,8 @@ def register(sub: Any) -> None:
                    help="iterative: score rounds with a fine-tuned MODEL (folder or 'default') instead of the "
                         "logistic-regression source classifier (slow)")
     s.add_argument("--remove-count", type=int, default=None, metavar="N",
-                   help="drop-negative: drop the N lowest values (default: the run's suggestion, else all < 0)")
+                   help="drop-negative: drop the N lowest values (default: the run's suggestion, else all < 0); "
+                        "clean-kmq: drop the N lowest instead of the significantly harmful rows")
     _cluster_args(s)
     s.add_argument("--out", default=None, metavar="CSV", help="write uid,cluster,reason here")
     s.add_argument("--dry-run", action="store_true", help="print the preview; save nothing")
@@ -209,7 +210,8 @@ def _run(fn: Any, args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
-    from core.selection import Selection, decided, plan_strategy, resolve_budget, select_iterative
+    from core.selection import (Selection, clean_removal_count, decided, plan_strategy, resolve_budget,
+                                select_iterative)
     from core.selection.store import judge_proba, last_selection, save_selection
 
     t0 = time.perf_counter()
@@ -294,6 +296,8 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
                                classes=loaded.classes, on_progress=prog.stage(0.65, 0.99, "iterative"))
     else:
         n_remove = args.remove_count if args.remove_count is not None else suggested_removal(values_run)
+        if strategy == "clean_kmq" and args.remove_count is None:  # significance first, the suggestion as fallback
+            n_remove = clean_removal_count(values, n_remove)
         plan = plan_strategy(strategy, uids=uids, y=y, classes=loaded.classes, clusters=cl, values=values,
                              pinned=pinned, removed=removed, seed=args.seed, temperature=args.temperature,
                              judge=judge, n_remove=n_remove)

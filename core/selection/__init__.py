@@ -19,6 +19,8 @@ from core.selection.strategies import (
     SelectionPlan,
     TrainFn,
     align_values,
+    clean_removal_count,
+    plan_clean_kmq,
     plan_kmq,
     plan_strategy,
     plan_random,
@@ -37,7 +39,7 @@ from core.selection.strategies import (
 
 __all__ = [
     "K_GRID", "NEEDS_CLUSTERS", "NEEDS_VALUES", "STRATEGIES", "decided", "plan_strategy", "Clusters", "Preview", "Selection", "SelectionPlan", "TrainFn", "align_values",
-    "cross_fitted_proba", "fit_clusters", "label_confidence", "plan_kmq", "plan_random", "plan_stratified",
+    "cross_fitted_proba", "fit_clusters", "label_confidence", "clean_removal_count", "plan_clean_kmq", "plan_kmq", "plan_random", "plan_stratified",
     "plan_top_value", "preview", "rank_normalise", "resolve_budget", "select_clean_kmq", "select_drop_negative", "select_iterative",
     "select_kmq", "select_random", "select_stratified", "select_top_value", "summaries_table",
     "summarize_clusters", "find_clusters", "judge_proba", "last_selection", "load_clusters", "load_selection",

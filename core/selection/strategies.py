@@ -1,4 +1,4 @@
-"""Selection strategies under a budget: random, stratified, top_value, drop_negative, kmq and iterative.
+"""Selection strategies under a budget: random, stratified, top_value, drop_negative, kmq, clean_kmq and iterative.
 
 kMQ and iterative refinement follow *Diversify and Conquer: Diversity-Centric Data Selection with Iterative
 Refinement* (arXiv 2409.11378) as DESIGN.md fixes it. The budget b (a count, or a fraction of the rows
@@ -33,10 +33,10 @@ from core.selection.clusters import Clusters
 from core.selection.quality import cross_fitted_proba, fit_proba, rank_normalise
 from core.valuation.base import Values
 
-STRATEGIES = ("random", "stratified", "top_value", "drop_negative", "kmq", "iterative")
-NEEDS_VALUES = ("top_value", "drop_negative")  # rank rows by value: no values, no subset
-NEEDS_CLUSTERS = ("kmq", "iterative")  # spread over clusters (the others use clusters only to label rows)
-Strategy = Literal["random", "stratified", "top_value", "drop_negative", "kmq", "iterative"]
+STRATEGIES = ("random", "stratified", "top_value", "drop_negative", "kmq", "clean_kmq", "iterative")
+NEEDS_VALUES = ("top_value", "drop_negative", "clean_kmq")  # rank rows by value: no values, no subset
+NEEDS_CLUSTERS = ("kmq", "clean_kmq", "iterative")  # spread over clusters (the others use clusters only as labels)
+Strategy = Literal["random", "stratified", "top_value", "drop_negative", "kmq", "clean_kmq", "iterative"]
 TEMPERATURE = 0.1
 # T of the re-weighting w * exp(z / T). DESIGN.md writes the in-cluster T there too, but z is a z-score, so 0.1
 # multiplies weights by e^10 per standard deviation: measured on SST-2 (10 % flipped, k = 64) every weight collapsed
@@ -524,6 +524,9 @@ def plan_strategy(strategy: str, *, uids: Sequence[str], y: Sequence[int], class
     if key == "drop_negative":
         return select_drop_negative(values, n_remove=n_remove, uids=uids, clusters=clusters,
                                     pinned=pinned, removed=removed)
+    if key == "clean_kmq":  # n_remove: the suggested removal instead of the significantly harmful rows
+        return plan_clean_kmq(values, clusters, n_remove=n_remove, pinned=pinned, removed=removed,
+                              temperature=temperature, seed=seed, y=y, classes=classes)
     return plan_kmq(values, clusters, temperature=temperature, pinned=pinned, removed=removed,
                     seed=seed, y=y, classes=classes, judge=judge)
 
@@ -657,6 +660,52 @@ def select_kmq(values: Values | NDArray[np.floating] | None, clusters: Clusters,
                     y=y, classes=classes, judge=judge).select(budget, weights)
 
 
+def plan_clean_kmq(values: Values, clusters: Clusters, *, n_remove: int | None = None, pinned: Sequence[str] = (),
+                   removed: Sequence[str] = (), temperature: float = TEMPERATURE, seed: int | None = None,
+                   y: Sequence[int] | None = None, classes: Sequence[str] | None = None) -> SelectionPlan:
+    """Clean, then diversify, with every draw precomputed (see `select_clean_kmq`): a kMQ plan on the rows left after
+    cleaning whose cluster shares are those of the rows *before* cleaning."""
+    import pandas as pd
+
+    from core.valuation.significance import classify
+
+    u = np.asarray(clusters.uids, dtype=str)
+    v = align_values(values, u)
+    pin, elig = _masks(u, pinned, removed)
+    cand = elig & ~pin
+    if n_remove is None:
+        at = pd.Index(np.asarray(values.uids, dtype=str)).get_indexer(pd.Index(u))  # all found: align_values checked
+        sig = classify(v, np.asarray(values.stderr, dtype=np.float64)[at], np.asarray(values.counts)[at])
+        drop = cand & (sig == "harmful")
+        rule = "significantly harmful (95 % interval below 0)"
+    else:
+        n_remove = int(n_remove)
+        if n_remove < 0 or n_remove >= int(elig.sum()):
+            raise DataError(f"removal count {n_remove} must be between 0 and the {int(elig.sum())} eligible rows")
+        idx = np.flatnonzero(cand)
+        idx = idx[np.lexsort((idx, np.nan_to_num(v[idx], nan=np.inf)))][:n_remove]
+        drop = np.zeros(len(u), dtype=bool)
+        drop[idx] = True
+        rule = f"the {n_remove} lowest values (suggested removal)"
+    plan = plan_kmq(v, clusters, temperature=temperature, pinned=pinned, removed=list(u[~elig | drop]), seed=seed,
+                    y=y, classes=classes)
+    plan.size = np.bincount(clusters.labels[elig], minlength=clusters.k).astype(np.float64)  # shares before cleaning
+    plan.strategy = "clean_kmq"
+    lab = clusters.labels
+    plan.params = dict(plan.params, strategy="clean_kmq", rule=rule, n_dropped=int(drop.sum()), n_remove=n_remove,
+                       values=values.method if isinstance(values, Values) else "values")
+    plan._describe = lambda idx: [f"clean-kmq: cluster {lab[i]}, value {v[i]:.3g} (kept: not {rule})" for i in idx]
+    return plan
+
+
+def clean_removal_count(values: Values | None, suggested: int | None) -> int | None:
+    """What clean-then-diversify drops by default: None (the significantly harmful rows) when the values have
+    standard errors, else the run's suggested removal count (the only signal left)."""
+    if values is not None and (np.asarray(values.counts) >= 2).any() and np.isfinite(values.stderr).any():
+        return None
+    return suggested
+
+
 def select_clean_kmq(values: Values, clusters: Clusters, *, budget: int | float | str,
                      n_remove: int | None = None, weights: Mapping[int, float] | None = None,
                      pinned: Sequence[str] = (), removed: Sequence[str] = (), temperature: float = TEMPERATURE,
@@ -680,45 +729,13 @@ def select_clean_kmq(values: Values, clusters: Clusters, *, budget: int | float 
     Raises:
         DataError: As `select_kmq`; or if the budget exceeds the rows left after cleaning.
     """
-    from core.valuation.significance import classify
-
-    u = np.asarray(clusters.uids, dtype=str)
-    v = align_values(values, u)
-    pin, elig = _masks(u, pinned, removed)
-    cand = elig & ~pin
-    if n_remove is None:
-        import pandas as pd
-
-        at = pd.Index(np.asarray(values.uids, dtype=str)).get_indexer(pd.Index(u))  # all found: align_values checked
-        sig = classify(v, np.asarray(values.stderr, dtype=np.float64)[at], np.asarray(values.counts)[at])
-        drop = cand & (sig == "harmful")
-        rule = "significantly harmful (95 % interval below 0)"
-    else:
-        n_remove = int(n_remove)
-        if n_remove < 0 or n_remove >= int(elig.sum()):
-            raise DataError(f"removal count {n_remove} must be between 0 and the {int(elig.sum())} eligible rows")
-        idx = np.flatnonzero(cand)
-        idx = idx[np.lexsort((idx, np.nan_to_num(v[idx], nan=np.inf)))][:n_remove]
-        drop = np.zeros(len(u), dtype=bool)
-        drop[idx] = True
-        rule = f"the {n_remove} lowest values (suggested removal)"
-    before = np.bincount(clusters.labels[elig], minlength=clusters.k).astype(np.float64)
-    after = np.bincount(clusters.labels[elig & ~drop], minlength=clusters.k).astype(np.float64)
-    w = np.where(after > 0, before / np.maximum(after, 1.0), 1.0) * _weights_vector(weights, clusters.k)
-    gone = list(u[~elig | drop])
+    plan = plan_clean_kmq(values, clusters, n_remove=n_remove, pinned=pinned, removed=removed,
+                          temperature=temperature, seed=seed, y=y, classes=classes)
     try:
-        sel = plan_kmq(v, clusters, temperature=temperature, pinned=pinned, removed=gone, seed=seed, y=y,
-                       classes=classes).select(budget, {c: float(x) for c, x in enumerate(w)})
+        return plan.select(budget, weights)
     except DataError as e:
-        raise DataError(f"clean-then-diversify: {e} ({int(drop.sum())} rows dropped as {rule})") from None
-    lab = clusters.labels
-    pos = _index_of(u, sel.uids)
-    why = np.asarray([f"clean-kmq: cluster {lab[i]}, value {v[i]:.3g} (kept: not {rule})" for i in pos], dtype=object)
-    why[pin[pos]] = "pinned: a keep decision"
-    params = dict(sel.params, strategy="clean_kmq", rule=rule, n_dropped=int(drop.sum()), n_remove=n_remove,
-                  weights={str(k): float(x) for k, x in (weights or {}).items()},
-                  values=values.method if isinstance(values, Values) else "values")
-    return replace(sel, strategy="clean_kmq", why=why, params=_to_json(params))
+        raise DataError(f"clean-then-diversify: {e} ({plan.params['n_dropped']} rows dropped as "
+                        f"{plan.params['rule']})") from None
 
 
 def _lr_train_fn(X: NDArray[np.floating], y: NDArray[np.int64], n_classes: int, seed: int | None) -> TrainFn:

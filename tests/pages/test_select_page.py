@@ -152,3 +152,22 @@ def test_select_preview_warns_when_a_class_is_dropped(clustered):
     at = _open(ws)
     assert not at.exception, at.exception
     assert any(f"no row of class {gone!r}" in w.value for w in at.warning)
+
+
+def test_select_page_clean_then_diversify(clustered):
+    from core.valuation import significance
+    from core.valuation.store import load_values
+
+    ws = clustered["ws"]
+    at = _open(ws)
+    at.radio(key="select.budget_mode").set_value("count").run()
+    at.number_input(key="select.count").set_value(50).run()
+    at.selectbox(key="select.strategy").set_value("clean_kmq").run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Rows in the subset") == "50"
+    values = load_values(ws, clustered["values_id"])
+    harmful = int((significance.classify(values) == "harmful").sum())
+    text = [c.value.replace("\\", "") for c in at.caption]
+    assert any(t.startswith("Clean, then diversify:") for t in text)
+    if (values.counts >= 2).any():
+        assert any(f"{harmful:,} rows dropped as significantly harmful" in t for t in text)

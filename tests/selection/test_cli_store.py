@@ -163,3 +163,24 @@ def test_select_kmq_fraction_of_eligible(ws):
     cl = fit_clusters(X, k=3, seed=0)
     sel = select_kmq(rng.random(50), cl, budget=0.2, removed=list(cl.uids[:10]))
     assert len(sel) == 8
+
+
+def test_cli_select_clean_kmq_drops_significantly_harmful_rows(ws, csv_data, fake_embeddings, tmp_path, capsys):
+    assert cli(ws, "cluster", str(csv_data), "--k", "4") == 0
+    uids = ws.load_run_frame(ws.latest_run("clusters").id)["uid"].tolist()
+    v = np.full(len(uids), 0.01)
+    v[:12] = -0.05  # significantly harmful: interval -0.05 ± 0.002
+    v[12:24] = -0.001  # below 0 but not distinguishable from 0
+    se = np.where(np.arange(len(uids)) < 12, 0.001, 0.01)
+    pd.DataFrame({"uid": uids, "value": v, "stderr": se, "count": 10}).to_csv(tmp_path / "v.csv", index=False)
+    sub = tmp_path / "s.csv"
+    assert cli(ws, "select", str(csv_data), "--strategy", "clean-kmq", "--budget", "60", "--k", "4",
+               "--values", str(tmp_path / "v.csv"), "--out", str(sub)) == 0
+    got = pd.read_csv(sub)
+    assert len(got) == 60 and not set(uids[:12]) & set(got.uid)
+    assert got.reason.str.startswith("clean-kmq: cluster").all()
+    run = ws.latest_run("selection")
+    assert run.method == "clean_kmq" and run.params["n_dropped"] == 12
+    assert cli(ws, "select", str(csv_data), "--strategy", "clean-kmq", "--budget", "60", "--k", "4",
+               "--values", str(tmp_path / "v.csv"), "--remove-count", "30", "--out", str(sub)) == 0
+    assert not set(uids[:24]) & set(pd.read_csv(sub).uid)  # the 30 lowest values dropped instead
