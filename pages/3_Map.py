@@ -248,11 +248,12 @@ with ui.guard():
                 st.rerun()
         st.stop()
 
-    values_run = ui.active_values_run(rec.id)
+    values_run, values_why = ui.values_choice(rec.id)
     clusters_run = ws.latest_run("clusters", dataset_id=rec.id)
     preds = ui.predictions(rec.id, emb.id)
     bits = [f"{rec.n_rows:,} points", f"map: {proj.method} (run {proj.id})"]
-    bits.append(f"values: {values_run.method} (run {values_run.id})" if values_run else "values: none yet")
+    bits.append(f"values: {values_run.method} (run {values_run.id}; {values_why})" if values_run else
+                "values: none yet")
     if clusters_run:
         bits.append(f"clusters: k={clusters_run.result.get('k', '?')} (run {clusters_run.id})")
     if preds is None:
