@@ -472,11 +472,26 @@ def _read_delimited(text: str, path: Path, fmt: str, *, text_col: str | None, la
         raise DataError(f"{path.name} cannot be parsed as {fmt.upper()}: {_parser_msg(e)}") from e
     cols = [str(c) for c in header.columns]
     t, lab, idc = _pick_columns(cols, text_col, label_col, path.name)
-    text = _ragged_rows(text, path, fmt, sep, quoting, len(cols), skip=skip_bad_rows, notes=notes)
+
+    def parse(body: str) -> pd.DataFrame:
+        with warnings.catch_warnings():
+            # pandas only warns when a row has more fields than the header: make it an error to look into
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(io.StringIO(body), sep=sep, quoting=quoting, dtype=str, keep_default_na=False,
+                               na_filter=False, index_col=False, low_memory=False)
+
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, dtype=str, keep_default_na=False,
-                         na_filter=False, index_col=False, low_memory=False)
-    except (pd.errors.ParserError, csv.Error, ValueError) as e:
+        try:
+            df = parse(text)
+        except (pd.errors.ParserWarning, pd.errors.ParserError) as e:
+            if isinstance(e, pd.errors.ParserError) and "Expected" not in str(e):
+                raise
+            # a row with more fields than the header: name it (or leave it out with --skip-bad-rows)
+            cleaned = _ragged_rows(text, path, fmt, sep, quoting, len(cols), skip=skip_bad_rows, notes=notes)
+            if cleaned is text:
+                raise
+            df = parse(cleaned)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error, ValueError) as e:
         raise DataError(
             f"{path.name} cannot be parsed as {fmt.upper()}: {_parser_msg(e)}; check the quoting and the "
             f"separator ({'tab' if sep == chr(9) else repr(sep)})"
