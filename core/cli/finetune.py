@@ -181,7 +181,8 @@ def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"finetune run {run_id}: {res.n_train:,} training rows ({res.n_valid:,} validation), "
-          f"{res.epochs_run} epoch(s), {res.train_seconds:.1f} s ({res.examples_per_second:.1f} examples/s)")
+          f"{res.epochs_run} epoch(s), {res.train_seconds:.1f} s ({res.examples_per_second:.1f} examples/s on "
+          f"{res.device})")
     print(f"accuracy {res.accuracy:.4f}  macro-F1 {res.macro_f1:.4f}  on {res.n_test:,} test rows")
     print_table([{"class": c, "precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
                  for c, s in res.per_class.items()])

@@ -18,6 +18,7 @@ from core.valuation.base import Values
 LEVEL = 0.95
 HARMFUL, UNCERTAIN, HELPFUL = "harmful", "uncertain", "helpful"
 VERDICTS = (HARMFUL, UNCERTAIN, HELPFUL)
+COLOURS = {HARMFUL: "#d62728", UNCERTAIN: "#c7c7c7", HELPFUL: "#1f77b4"}  # for a map legend: red, grey, blue
 LEGEND = {
     HARMFUL: "significantly below 0: the upper end of its 95 % interval is below 0",
     UNCERTAIN: "its 95 % interval includes 0 (or it has no standard error): not distinguishable from 0",
@@ -77,16 +78,13 @@ class Significance:
 
     def headline(self) -> str:
         """One line for the Value page: 'harmful' only when significant."""
+        below = self.below_zero / max(self.n, 1)
         if self.with_stderr == 0:
-            return (f"{self.below_zero / max(self.n, 1):.1%} of values are below 0, but this method gives no "
-                    "standard errors: no row can be called significantly harmful")
-        pct = int(round(self.level * 100))
+            return (f"{below:.1%} of values are below 0, but this method gives no standard errors: no row can be "
+                    "called significantly harmful")
         return (f"{self.share(HARMFUL):.1%} significantly harmful · {self.share(UNCERTAIN):.1%} uncertain · "
-                f"{self.share(HELPFUL):.1%} significantly helpful ({pct} % intervals; {self.below_zero / max(self.n, 1):.1%} "
-                "of values are below 0, most of them not distinguishable from 0)"
-                if self.below_zero > 2 * self.harmful else
-                f"{self.share(HARMFUL):.1%} significantly harmful · {self.share(UNCERTAIN):.1%} uncertain · "
-                f"{self.share(HELPFUL):.1%} significantly helpful ({pct} % intervals)")
+                f"{self.share(HELPFUL):.1%} significantly helpful ({int(round(self.level * 100))} % intervals; "
+                f"{below:.1%} of values are below 0, significant or not)")
 
 
 def summarize(values: Values, *, level: float = LEVEL) -> Significance:
