@@ -20,7 +20,9 @@ def _opts(prefix: str) -> dict:
     c1, c2 = st.columns(2)
     text_col = c1.text_input("Text column (optional)", key=f"{prefix}.text_col", placeholder="found by name")
     label_col = c2.text_input("Label column (optional)", key=f"{prefix}.label_col", placeholder="found by name")
-    return {"text_col": text_col.strip() or None, "label_col": label_col.strip() or None}
+    skip = st.checkbox("Leave out CSV/TSV rows with more fields than the header", key=f"{prefix}.skip_bad_rows",
+                       help="Off: such a row is an error naming it. On: it is left out, and a warning names it.")
+    return {"text_col": text_col.strip() or None, "label_col": label_col.strip() or None, "skip_bad_rows": skip}
 
 
 def _loaded(ds_id: int) -> None:

@@ -94,3 +94,25 @@ def test_a_killed_run_reads_dead_at_once_everywhere(tmp_path, capsys):
     assert "dead" in capsys.readouterr().out
     live = ws.create_run("values", dataset_id=None, method="loo")  # this process is alive: still running
     assert ws.run(live).status == "running"
+
+
+def test_a_full_database_disk_says_disk_full_and_keeps_the_database(tmp_path, monkeypatch):
+    from core.errors import WorkspaceError
+
+    ws = Workspace(tmp_path / "ws")
+    ds_id = ws.register_dataset(name="t", source="t", fingerprint="fp", n_rows=1, classes=["a", "b"])
+    real = Workspace._connect
+
+    def full_disk(self):  # SQLite's own "database or disk is full", as on a full disk
+        con = real(self)
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count={pages}")
+        return con
+
+    monkeypatch.setattr(Workspace, "_connect", full_disk)
+    with pytest.raises(WorkspaceError, match=r"^disk full: .*nothing was written"):
+        ws.decide(ds_id, [f"u{i}" * 50 for i in range(5000)], "remove", reason="x" * 100)
+    monkeypatch.setattr(Workspace, "_connect", real)
+    assert ws.decision_version(ds_id) == 0 and ws.dataset(ds_id).name == "t"  # intact, nothing half-written
+    ws.decide(ds_id, ["u1"], "remove")
+    assert ws.decision_version(ds_id) > 0

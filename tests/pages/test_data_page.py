@@ -87,3 +87,17 @@ def test_the_page_counts_truncated_texts(app, demo_ws, tmp_path):
     app.button(key="data.load_path").click().run()
     assert not app.exception, app.exception
     assert {m.label: m.value for m in app.metric}["Truncated texts"] == "1"
+
+
+def test_a_ragged_row_is_named_or_left_out_on_request(app, demo_ws, tmp_path):
+    f = tmp_path / "rag.csv"
+    f.write_text("text,label\nhello,world,pos\ngood,pos\nbad,neg\n", encoding="utf-8")
+    app.text_input(key="data.path").input(str(f)).run()
+    app.button(key="data.load_path").click().run()
+    assert not app.exception and app.error and "row 1" in app.error[0].value
+    app.checkbox(key="data.path.skip_bad_rows").check().run()
+    app.button(key="data.load_path").click().run()
+    assert not app.exception, app.exception
+    ws = demo_ws["ws"]
+    assert ws.dataset(ws.get_setting("active_dataset")).n_rows == 2
+    assert any("left out row 1" in t for t in shown_text(app))
