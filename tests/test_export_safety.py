@@ -131,6 +131,7 @@ def test_data_and_manifest_agree_when_the_export_dies_at_any_step(tmp_path, monk
     assert agree(out) and res.rows_after == 18
 
 
+@pytest.mark.slow
 def test_sigkill_at_spread_moments_never_leaves_a_mismatch(tmp_path):
     import signal
     import subprocess
