@@ -150,6 +150,9 @@ def cancel(ws: Workspace, job_id: str, timeout: float = 10.0) -> Job:
                 os.killpg(job.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            deadline = time.time() + 10.0  # SIGKILL is delivered asynchronously: return once it is gone
+            while time.time() < deadline and _alive(job.pid, None):
+                time.sleep(0.05)
     row = ws._job_row(job_id)
     if row["status"] in ("queued", "running", "dead"):
         ws._job_update(job_id, status="cancelled", finished=time.time(), message="cancelled")
