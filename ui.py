@@ -105,6 +105,16 @@ def current_job(name: str, dataset_id: int) -> jobs.Job | None:
 @st.fragment(run_every="2s")
 def _poll(job_id: str) -> None:
     job = jobs.get(workspace(), job_id)
+    if job.argv[:1] == ["first-run"]:  # its preliminary results land mid-job: redraw the page when they do
+        from core import first_run
+
+        ds = active_dataset_id()
+        phase = (first_run.state(workspace(), ds) or {}).get("phase")
+        key = f"poll.first_run.{job_id}"
+        if key in st.session_state and st.session_state[key] != phase:
+            st.session_state[key] = phase
+            st.rerun(scope="app")
+        st.session_state[key] = phase
     st.progress(job.progress, text=plain(f"{job.label}: {job.message}"))
     c1, c2 = st.columns([1, 5])
     if c1.button("Cancel", key=f"cancel.{job_id}", icon=":material/stop:"):
@@ -587,10 +597,20 @@ def is_preliminary(run: Any) -> bool:
 
 
 def first_run_note(dataset_id: int, run: Any) -> None:
-    """Above results from the first valuation's sample: what they are and when the rest lands."""
+    """Above results from the first valuation's sample: what they are and when the rest lands (kept current; the
+    page is redrawn when the run over every row replaces them)."""
+    if is_preliminary(run):
+        _first_run_watch(dataset_id, run.id)
+
+
+@st.fragment(run_every="2s")
+def _first_run_watch(dataset_id: int, run_id: int) -> None:
     from core import first_run
 
-    note = first_run.preliminary_note(workspace(), dataset_id, run)
+    current = active_values_run(dataset_id)
+    if current is None or current.id != run_id:
+        st.rerun(scope="app")
+    note = first_run.preliminary_note(workspace(), dataset_id, current)
     if note:
         st.info(plain(note), icon=":material/hourglass_top:")
 

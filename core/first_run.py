@@ -19,6 +19,7 @@ preliminary stage.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Sequence
 
@@ -28,8 +29,8 @@ from numpy.typing import NDArray
 from core.eta import format_duration
 from core.workspace import RunRecord, Workspace
 
-SAMPLE_SIZE = 4_000  # rows of the preliminary sample
-SAMPLE_ABOVE = 6_000  # rows; smaller data is valued whole at once
+SAMPLE_SIZE = int(os.environ.get("WINNOW_FIRST_RUN_SAMPLE", 4_000))  # rows of the preliminary sample
+SAMPLE_ABOVE = int(os.environ.get("WINNOW_FIRST_RUN_ABOVE", 6_000))  # rows; smaller data is valued whole at once
 
 
 def needs_sample(n_rows: int, *, sample_size: int = SAMPLE_SIZE, sample_above: int = SAMPLE_ABOVE) -> bool:
