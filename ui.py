@@ -546,10 +546,26 @@ def neighbours(ws_path: str, embedding_id: int, rows: tuple[int, ...], k: int = 
 _MD_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:="
 
 
+def _escape(text: str) -> str:
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(text)).replace("\n", "  \n")
+
+
 def plain(text: str) -> str:
     """Backslash-escape Markdown syntax, for text that must go through a Markdown element (st.error, st.success):
-    an error message quoting a dataset row must not render a link, an image, LaTeX or an emoji code."""
-    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(text)).replace("\n", "  \n")
+    an error message quoting a dataset row must not render a link, an image, LaTeX or an emoji code. Winnow's own
+    `python -m core ...` commands quoted in a message are shown as code (a code span renders its content
+    literally); any other backtick stays a literal backtick."""
+    parts = str(text).split("`")
+    out = [_escape(parts[0])]
+    i = 1
+    while i < len(parts):
+        if i + 1 < len(parts) and parts[i].startswith("python -m core") and "\n" not in parts[i]:
+            out.append("`" + parts[i] + "`" + _escape(parts[i + 1]))
+            i += 2
+        else:
+            out.append(_escape("`" + parts[i]))
+            i += 1
+    return "".join(out)
 
 
 APP_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -163,7 +163,8 @@ else:
     a5.metric("Below 0", f"{100 * float(np.mean(v < 0)):.1f} %",
               help="values below 0, significant or not: most may be indistinguishable from 0")
     a3.metric("Median std. error", "n/a" if np.all(np.isnan(se)) else f"{np.nanmedian(se):.2g}")
-    a4.metric("Seconds", "n/a" if shown.seconds is None else f"{shown.seconds:,.1f}")
+    a4.metric("Valuation seconds", "n/a" if shown.seconds is None else f"{shown.seconds:,.1f}",
+              help="time spent valuing; embedding the texts is not included")
     fig = go.Figure(go.Histogram(x=v, nbinsx=80, marker_color="#4c78a8",
                                  hovertemplate="%{x}: %{y} rows<extra></extra>"))
     fig.add_vline(x=0, line_color="#d62728", line_dash="dash", annotation_text="0", annotation_position="top")
@@ -221,14 +222,14 @@ else:
     st.subheader("Past runs")
     past = pd.DataFrame([{
         "run": r.id, "method": r.method, "status": r.status, "active": bool(active is not None and r.id == active.id),
-        "seconds": r.seconds, "passes": _opt(r, "n_passes"), "subset size": _opt(r, "subset_size"),
+        "valuation seconds": r.seconds, "passes": _opt(r, "n_passes"), "subset size": _opt(r, "subset_size"),
         "permutations": _opt(r, "n_permutations"), "k": _opt(r, "k"), "seed": r.params.get("seed"),
         "validation": _opt(r, "validation"),
         "suggested removal": (_removal(r) or {}).get("total"), "started": _when(r.created),
     } for r in runs])
     optional = ["passes", "subset size", "permutations", "k", "validation", "suggested removal"]
     past = past.drop(columns=[c for c in optional if past[c].isna().all()])
-    st.dataframe(past, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+    st.dataframe(past, hide_index=True, column_config={"valuation seconds": st.column_config.NumberColumn(format="%.1f")})
 
     if len(done) >= 2:
         st.subheader("Compare two runs")

@@ -20,7 +20,8 @@ st.session_state.setdefault("inspect.page", 0)
 
 def _decide(ds_id: int, uid: str, action: str) -> None:
     """A card's button (or key), as a callback: recorded before the page runs, so one run shows the result."""
-    reason = str(st.session_state.get(f"inspect.reason.{uid}") or "")
+    # a kept row is fine: it carries no "mislabelled" (or other problem) reason
+    reason = str(st.session_state.get(f"inspect.reason.{uid}") or "") if action != "keep" else ""
     note = str(st.session_state.get(f"inspect.target.{uid}") or "") if action == "relabel" else ""
     ws.decide(ds_id, [uid], action, reason=reason, note=note, source="manual")
     st.session_state["inspect.flash"] = f"{action}: {uid}" + (f" (relabel to {note})" if note else "")

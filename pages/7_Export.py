@@ -79,7 +79,9 @@ with ui.guard():
         out = export.app_target(ws, name, fmt)
         res = export.export_dataset(ws, rec.id, ds, fmt=fmt, out=out, subset_run_id=subset_id,
                                     neutralise_formulas=neutralise)
-        st.session_state["export.written"] = (str(res.path), str(res.manifest_path), res.rows_after)
-    if (done := st.session_state.get("export.written")) is not None:
+        st.session_state["export.written"] = (str(res.path), str(res.manifest_path), res.rows_after,
+                                              (rec.id, name, fmt, subset_id))
+    if (done := st.session_state.get("export.written")) is not None and done[3:] == ((rec.id, name, fmt, subset_id),):
+        # (only for the target written: a new name, format, subset or dataset clears it)
         st.success(f"Wrote {done[2]:,} rows.", icon=":material/check_circle:")
         st.text(f"data:     {done[0]}\nmanifest: {done[1]}")
