@@ -7,8 +7,9 @@ padded per batch, so batches carry almost no padding, and batches run in paralle
 is a faster approximate path (dynamic int8 quantisation of the linear layers); the default stays exact float32.
 
 `embed_texts` puts a cache in front of the encoder, keyed by (model key, sha1(text)): a second run loads no model,
-and a grown dataset embeds only its new texts. `ensure_embeddings` stores one (n, d) array per dataset and model
-in the workspace.
+and a grown dataset embeds only its new texts. With a Dask scheduler (`scheduler=` or $WINNOW_DASK_SCHEDULER) the
+uncached texts are embedded in shards on the cluster's workers, each loading the model once, and written to the same
+cache. `ensure_embeddings` stores one (n, d) array per dataset and model in the workspace.
 """
 from __future__ import annotations
 
@@ -724,7 +725,8 @@ def default_cache_dir() -> Path:
 
 def embed_texts(texts: Sequence[str], *, model: str | os.PathLike[str] | ModelSpec | Encoder | None = None,
                 cache_dir: str | os.PathLike[str] | None = None, batch_size: int = BATCH_SIZE,
-                precision: str = "float32", on_progress: ProgressFn | None = None) -> NDArray[np.float32]:
+                precision: str = "float32", on_progress: ProgressFn | None = None,
+                scheduler: str | None = None) -> NDArray[np.float32]:
     """Embed texts through the disk cache: only texts the cache lacks are embedded (and then cached).
 
     When every text is cached no model is loaded at all. Texts longer than the model's window are truncated and
@@ -737,16 +739,20 @@ def embed_texts(texts: Sequence[str], *, model: str | os.PathLike[str] | ModelSp
         batch_size: Texts per forward pass.
         precision: "float32" (exact) or "int8" (fast path).
         on_progress: Called as on_progress(fraction, message, None).
+        scheduler: Dask scheduler address (default: $WINNOW_DASK_SCHEDULER; neither: embed here). The texts the
+            cache lacks are embedded on the cluster's workers in shards (see `_embed_on_cluster`); the vectors are
+            the same as a local run's. Ignored when `model` is an already loaded Encoder.
 
     Returns:
         (n, d) float32, L2-normalised rows.
 
     Raises:
-        ModelError: If the model cannot be found or loaded, or produces NaN vectors.
+        ModelError: If the model cannot be found or loaded, or produces NaN vectors, or the scheduler cannot be
+            reached.
         DataError: If a text is not a string.
     """
     X, lengths, spec = _embed_cached(texts, model=model, cache_dir=cache_dir, batch_size=batch_size,
-                                     precision=precision, on_progress=on_progress)
+                                     precision=precision, on_progress=on_progress, scheduler=scheduler)
     long_rows = np.flatnonzero(lengths > spec.max_length).tolist()
     if long_rows:
         warnings.warn(_truncation_message(long_rows, spec.max_length), WinnowWarning, stacklevel=2)
@@ -755,7 +761,8 @@ def embed_texts(texts: Sequence[str], *, model: str | os.PathLike[str] | ModelSp
 
 def _embed_cached(texts: Sequence[str], *, model: str | os.PathLike[str] | ModelSpec | Encoder | None,
                   cache_dir: str | os.PathLike[str] | None, batch_size: int, precision: str,
-                  on_progress: ProgressFn | None) -> tuple[NDArray[np.float32], NDArray[np.int64], ModelSpec]:
+                  on_progress: ProgressFn | None, scheduler: str | None = None,
+                  ) -> tuple[NDArray[np.float32], NDArray[np.int64], ModelSpec]:
     """embed_texts without the warning: (vectors, token counts before truncation, spec)."""
     texts = _check_texts(texts)
     encoder = model if isinstance(model, Encoder) else None
@@ -771,7 +778,12 @@ def _embed_cached(texts: Sequence[str], *, model: str | os.PathLike[str] | Model
         first.setdefault(keys[i], int(i))
     todo = list(first.values())
     hits = n - int((flat < 0).sum())
-    if todo:
+    scheduler = scheduler or os.environ.get("WINNOW_DASK_SCHEDULER") or None
+    if todo and scheduler and encoder is None:
+        _embed_on_cluster(scheduler, spec, texts, keys, todo, cache, batch_size=batch_size, hits=hits,
+                          on_progress=on_progress)
+        flat = cache.lookup(keys)
+    elif todo:
         if encoder is None:
             if on_progress is not None:
                 on_progress(hits / n, f"loading {spec.name}", None)
@@ -786,12 +798,7 @@ def _embed_cached(texts: Sequence[str], *, model: str | os.PathLike[str] | Model
                     on_progress(min(done / n, 1.0), f"{int(done):,}/{n:,} texts", None)
 
             X = encoder.encode([texts[i] for i in chunk], batch_size=batch_size, on_progress=prog, warn=False)
-            bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
-            if len(bad):
-                rows = ", ".join(str(chunk[b]) for b in bad[:5])
-                raise ModelError(f"model {spec.name} produced NaN/inf vectors for {len(bad)} texts (rows {rows}); "
-                                 "try --precision float32 or another model")
-            cache.add([keys[i] for i in chunk], encoder.last_lengths, X)
+            _store(cache, spec, keys, chunk, X, encoder.last_lengths)
             done_before += len(chunk)
         flat = cache.lookup(keys)
     dim = cache.dim_or(spec.dim or 0)
@@ -804,10 +811,102 @@ def _embed_cached(texts: Sequence[str], *, model: str | os.PathLike[str] | Model
     return X, lengths, spec
 
 
+def _store(cache: EmbeddingCache, spec: ModelSpec, keys: Sequence[bytes], chunk: Sequence[int],
+           X: NDArray[np.float32], lengths: NDArray[np.int64]) -> None:
+    """Check one embedded chunk for NaN/inf and write it to the cache as one shard."""
+    bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if len(bad):
+        rows = ", ".join(str(chunk[b]) for b in bad[:5])
+        raise ModelError(f"model {spec.name} produced NaN/inf vectors for {len(bad)} texts (rows {rows}); "
+                         "try --precision float32 or another model")
+    cache.add([keys[i] for i in chunk], lengths, X)
+
+
+# ------------------------------------------------------------------------------------------ on a Dask cluster
+# One Encoder per (worker, model key), loaded by the first shard a worker runs and kept for the next ones. The lock
+# serialises `encode` calls on one Encoder (a worker with several threads would otherwise share it; `encode`
+# already runs one batch per core itself).
+_WORKER_ENCODERS: dict[tuple[str, str], tuple[Encoder, threading.Lock]] = {}
+_WORKER_ENCODERS_LOCK = threading.Lock()
+
+
+def _worker_encoder(spec: ModelSpec) -> tuple[Encoder, threading.Lock]:
+    """This worker's Encoder for `spec`, loaded once per worker (the model folder is resolved on the worker)."""
+    try:
+        from dask.distributed import get_worker
+
+        where = str(get_worker().address)
+    except (ImportError, ValueError):  # not on a worker: one per process
+        where = ""
+    with _WORKER_ENCODERS_LOCK:
+        hit = _WORKER_ENCODERS.get((where, spec.key))
+        if hit is None:
+            local = spec
+            if not Path(spec.path).is_dir():  # another machine: the packaged model, or the hub cache, lives elsewhere
+                local = resolve_model(spec.name, spec.precision, max_length=spec.max_length)
+                if local.key != spec.key:
+                    raise ModelError(f"Dask worker {where} has another version of model {spec.name} (key {local.key}, "
+                                     f"client {spec.key}); install the same model on every worker")
+            hit = _WORKER_ENCODERS[(where, spec.key)] = (Encoder(local), threading.Lock())
+    return hit
+
+
+def _embed_shard(spec: ModelSpec, texts: list[str], batch_size: int) -> tuple[NDArray[np.float32],
+                                                                               NDArray[np.int64]]:
+    """Run on a Dask worker: (vectors, token counts) of one shard of texts, with the worker's cached Encoder."""
+    encoder, lock = _worker_encoder(spec)
+    with lock:
+        X = encoder.encode(texts, batch_size=batch_size, warn=False)
+        return X, encoder.last_lengths.copy()
+
+
+def _embed_on_cluster(scheduler: str, spec: ModelSpec, texts: Sequence[str], keys: Sequence[bytes],
+                      todo: Sequence[int], cache: EmbeddingCache, *, batch_size: int, hits: int,
+                      on_progress: ProgressFn | None) -> None:
+    """Embed `texts[todo]` on the Dask cluster at `scheduler` and write them to `cache`.
+
+    The texts are cut into the same shards of `_FLUSH_EVERY` texts a local run encodes one by one (so every forward
+    pass sees the same batches and the vectors are identical to a local run's); each shard is a task, the vectors
+    come back to this process, which checks them and writes each shard to the per-text cache as it arrives (a
+    stopped run keeps the finished shards, and the workers need no shared disk). Progress counts finished texts
+    over all workers.
+    """
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError as e:  # pragma: no cover - a requirement
+        raise ModelError("embedding on a Dask cluster needs dask.distributed: `pip install 'dask[distributed]'`") \
+            from e
+    n = len(texts)
+    chunks = [list(todo[s:s + _FLUSH_EVERY]) for s in range(0, len(todo), _FLUSH_EVERY)]
+    if on_progress is not None:
+        on_progress(hits / n, f"connecting to the Dask scheduler at {scheduler}", None)
+    try:
+        client = Client(scheduler, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ModelError(f"cannot reach the Dask scheduler at {scheduler} ({type(e).__name__}: {e}); start it "
+                         "(`dask scheduler`) or fix --scheduler / WINNOW_DASK_SCHEDULER") from e
+    with client:
+        workers = len(client.scheduler_info().get("workers", {}))
+        where = f" on {workers} Dask worker{'s' if workers != 1 else ''}"
+        futures = {client.submit(_embed_shard, spec, [texts[i] for i in chunk], batch_size, pure=False): c
+                   for c, chunk in enumerate(chunks)}
+        done = hits
+        try:
+            for fut in as_completed(futures, loop=client.loop):
+                chunk = chunks[futures[fut]]
+                X, lengths = fut.result()
+                _store(cache, spec, keys, chunk, X, lengths)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(min(done / n, 1.0), f"{done:,}/{n:,} texts{where}", None)
+        finally:
+            client.cancel(list(futures))
+
+
 def ensure_embeddings(ws: Workspace, dataset_id: int, texts: Sequence[str], *,
                       model: str | os.PathLike[str] | None = None, precision: str = "float32",
-                      batch_size: int = BATCH_SIZE,
-                      on_progress: ProgressFn | None = None) -> tuple[int, NDArray[np.float32]]:
+                      batch_size: int = BATCH_SIZE, on_progress: ProgressFn | None = None,
+                      scheduler: str | None = None) -> tuple[int, NDArray[np.float32]]:
     """The dataset's embeddings with this model, computed once and kept in the workspace.
 
     Returns the stored array when the workspace has it; otherwise embeds through the cache in
@@ -817,7 +916,7 @@ def ensure_embeddings(ws: Workspace, dataset_id: int, texts: Sequence[str], *,
         ws: The workspace.
         dataset_id: The registered dataset the texts belong to (row order = the dataset's).
         texts: Its texts.
-        model, precision, batch_size, on_progress: As in `embed_texts`.
+        model, precision, batch_size, on_progress, scheduler: As in `embed_texts`.
 
     Returns:
         (embedding id, (n, d) float32 array).
@@ -845,7 +944,8 @@ def ensure_embeddings(ws: Workspace, dataset_id: int, texts: Sequence[str], *,
             return rec.id, X
     t0 = time.perf_counter()
     X, lengths, _ = _embed_cached(texts, model=spec, cache_dir=ws.path / "cache" / "embeddings",
-                                  batch_size=batch_size, precision=spec.precision, on_progress=on_progress)
+                                  batch_size=batch_size, precision=spec.precision, on_progress=on_progress,
+                                  scheduler=scheduler)
     truncated_rows = np.flatnonzero(lengths > spec.max_length).tolist()
     if truncated_rows:
         warnings.warn(_truncation_message(truncated_rows, spec.max_length), WinnowWarning, stacklevel=2)

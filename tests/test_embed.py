@@ -308,3 +308,46 @@ def test_encoder_device_is_cpu_without_cuda_and_int8_stays_on_cpu(tiny_bert, mon
     assert seen[-1] == "2/2 texts"  # no device note on the CPU path: its output is unchanged
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU is there, but int8 kernels are CPU only
     assert embed.Encoder(tiny_bert, precision="int8").device.name == "cpu"
+
+
+def test_a_dask_cluster_embeds_exactly_like_a_local_run(tiny_bert, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(1, 12))) for _ in range(40)]
+    texts += [texts[0], " ".join(["boring"] * 30)]  # a duplicate and a truncated text
+    monkeypatch.setattr(embed, "_FLUSH_EVERY", 7)  # 6 shards over 2 workers
+    monkeypatch.setattr(embed, "_WORKER_ENCODERS", {})
+    for d in ("local", "dask", "env"):  # the same 5 texts cached beforehand: only the rest is embedded
+        embed.embed_texts(texts[:5], model=tiny_bert, cache_dir=tmp_path / d)
+    with pytest.warns(WinnowWarning, match=r"rows 41\)"):
+        local = embed.embed_texts(texts, model=tiny_bert, cache_dir=tmp_path / "local", batch_size=4)
+    count = _Counting(monkeypatch)
+    seen: list[tuple[float, str]] = []
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        with pytest.warns(WinnowWarning, match=r"rows 41\)"):  # truncation is still reported, from the cache
+            remote = embed.embed_texts(texts, model=tiny_bert, cache_dir=tmp_path / "dask", batch_size=4,
+                                       scheduler=c.scheduler_address, on_progress=lambda f, m, _: seen.append((f, m)))
+        monkeypatch.setenv("WINNOW_DASK_SCHEDULER", c.scheduler_address)
+        with pytest.warns(WinnowWarning):
+            env = embed.embed_texts(texts, model=tiny_bert, cache_dir=tmp_path / "env", batch_size=4)
+    np.testing.assert_array_equal(remote, local)  # bit for bit
+    np.testing.assert_array_equal(env, local)
+    distinct_new = len(set(texts)) - 5
+    assert count.texts == 2 * distinct_new  # each uncached text embedded once per run, never the cached ones
+    assert 1 <= count.loads <= 2  # one model per worker, not one per shard
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(m.endswith("texts on 2 Dask workers") for _, m in seen)
+    monkeypatch.delenv("WINNOW_DASK_SCHEDULER")
+    again = embed.embed_texts(texts, model=tiny_bert, cache_dir=tmp_path / "dask")  # the cluster filled the cache
+    assert count.loads <= 2 and count.texts == 2 * distinct_new
+    np.testing.assert_array_equal(again, local)
+
+
+def test_an_unreachable_scheduler_is_a_model_error(tiny_bert, tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(ModelError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9 .*--scheduler"):
+            embed.embed_texts(["good"], model=tiny_bert, cache_dir=tmp_path, scheduler="tcp://127.0.0.1:9")

@@ -77,7 +77,8 @@ def get_embeddings(args: argparse.Namespace, ws: Workspace, loaded: Loaded,
                         job_id=getattr(args, "job", None), on_wait=on_progress) as step:
         return embed.ensure_embeddings(ws, loaded.dataset_id, data.column(loaded.ds, "text"), model=model,
                                        precision=precision, batch_size=getattr(args, "batch_size", 32),
-                                       on_progress=step.track(on_progress))
+                                       on_progress=step.track(on_progress),
+                                       scheduler=getattr(args, "scheduler", None))
 
 
 def embedding_share(args: argparse.Namespace, ws: Workspace, loaded: Loaded, *, uncached: float = 0.6) -> float:

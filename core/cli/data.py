@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed every text of DATA (cached on disk: a second run costs nothing)")
     add_data_args(p)
     add_embed_args(p)
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="embed the uncached texts on this Dask cluster (e.g. tcp://host:8786; default: "
+                        "$WINNOW_DASK_SCHEDULER, else here); every worker needs Winnow and the model")
     p.add_argument("--background", action="store_true", help="run as a background job and print its id")
     p.set_defaults(func=cmd_embed)
 
