@@ -90,8 +90,7 @@ def round_trips(url: str, *, floor: bool, repeat: int = 2) -> dict[str, float]:
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         opens = []
         for _ in range(repeat + 1):
-            opens.append(open_map(page, url if floor else url + "/Map", timeout=600_000)
-                         if not floor else _open_floor(page, url))
+            opens.append(_open_floor(page, url) if floor else open_map(page, url, timeout=600_000))
             wait_idle(page, 600)
         out["open the Map (cold)"] = opens[0]
         out["open the Map (warm)"] = med(opens[1:])
