@@ -1268,14 +1268,9 @@ ORIGINALS_FILE = "originals.parquet"
 def _write_originals(table: pa.Table, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from core.workspace import atomic_write
+
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_originals(record: Any) -> pa.Table | None:

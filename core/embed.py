@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import uuid
 import threading
@@ -433,9 +432,8 @@ class Encoder:
 # sentences below, so the vectors do not depend on the data being embedded.
 _OUTLIERS = 8
 # fbgemm's int8 GEMM on AVX2 (no VNNI) adds u8*s8 products in pairs into int16, which saturates for 8-bit
-# activations times 8-bit weights (255*127*2 > 32767). torch's default avoids it with 7-bit activations; measured
-# on MiniLM, 7-bit weights (|q| <= 63, per output channel) with full 8-bit activations lose less: cosine 0.997 vs
-# 0.993 on SST-2.
+# activations times 8-bit weights (255*127*2 > 32767). torch's default avoids it with 7-bit activations; on MiniLM,
+# 7-bit weights (|q| <= 63, per output channel) with full 8-bit activations lose less (benchmarks/RESULTS.md).
 _WQMAX = 63.0
 _CALIBRATION = (
     "The movie was great, I loved every minute of it!",
@@ -688,19 +686,14 @@ class EmbeddingCache:
 
     def _write_shard(self, name: str, keys: NDArray[Any], lengths: NDArray[np.int64],
                      X: NDArray[np.float32]) -> Path:
-        dest = self.dir / name
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        from core.workspace import atomic_write
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
                 np.savez(f, keys=keys, lengths=lengths, vectors=X)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return dest
+        return atomic_write(self.dir / name, write)
 
     def compact(self) -> None:
         """Merge every shard this process has read into one new shard, then delete the old ones."""

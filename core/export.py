@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core import __version__
+from core import procs
 from core.errors import DataError
 from core.workspace import Workspace
 
@@ -442,16 +443,6 @@ def check_target(out: Path, fmt: str, *, overwrite: bool) -> None:
                         "choose another name")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def _disk_full(e: OSError, need: int, out: Path) -> DataError:
     mb = max(1, math.ceil(need / 1e6))
     return DataError(f"disk full: {mb} MB needed to write {out} (the partial files were removed); free some space "
@@ -594,7 +585,7 @@ def _recover(out: Path, fmt: str) -> None:
             if not d.name.startswith(prefix) or not d.is_dir():
                 continue
             pid = d.name[len(prefix):].split("-", 1)[0]
-            if pid.isdigit() and _pid_alive(int(pid)):
+            if pid.isdigit() and procs.alive(int(pid)):
                 continue  # another export is at work
             if fmt == "datasets":
                 if not out.exists() and (d / "old").is_dir():

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from core import procs
 from core.errors import JobError
-from core.workspace import Workspace
+from core.workspace import Workspace, atomic_write
 
 FINAL = ("done", "failed", "cancelled", "dead")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -51,38 +52,12 @@ class Job:
         return "python -m core " + " ".join(self.argv)
 
 
-def _proc_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (to tell a reused pid), or None if it is gone/zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
-
-
-def _alive(pid: int | None, pid_start: str | None) -> bool:
-    if not pid:
-        return False
-    try:  # reap it if it is our own finished child, so it does not linger as a zombie
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
-    if Path("/proc").exists():
-        start = _proc_start(pid)
-        return start is not None and (pid_start is None or start == pid_start)
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+_alive = procs.alive  # the liveness test (kept under this name for callers of core.jobs)
 
 
 def _job(ws: Workspace, row: Any) -> Job:
     status = row["status"]
-    if status in ("queued", "running") and row["pid"] is not None and not _alive(row["pid"], row["pid_start"]):
+    if status in ("queued", "running") and row["pid"] is not None and not procs.alive(row["pid"], row["pid_start"]):
         # The process is gone without saying so: killed, crashed hard, or the machine restarted.
         msg = f"the process (pid {row['pid']}) vanished; resume to continue from the last checkpoint"
         if ws.read_only:  # say so all the same
@@ -115,7 +90,7 @@ def start(ws: Workspace, argv: Sequence[str], *, label: str = "") -> str:
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=str(PROJECT_ROOT), env=env)
-    ws._job_update(job_id, pid=proc.pid, pid_start=_proc_start(proc.pid), status="running", started=time.time(),
+    ws._job_update(job_id, pid=proc.pid, pid_start=procs.start_time(proc.pid), status="running", started=time.time(),
                    message="starting")
     return job_id
 
@@ -143,9 +118,9 @@ def cancel(ws: Workspace, job_id: str, timeout: float = 10.0) -> Job:
         except (ProcessLookupError, PermissionError):
             pass
         deadline = time.time() + timeout
-        while time.time() < deadline and _alive(job.pid, None):
+        while time.time() < deadline and procs.alive(job.pid, None):
             time.sleep(0.1)
-        if _alive(job.pid, None):
+        if procs.alive(job.pid, None):
             try:
                 os.killpg(job.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -193,7 +168,7 @@ def log_tail(job: Job, lines: int = 20) -> str:
 
 # ---------------------------------------------------------------------------- inside the job's own process
 def mark_running(ws: Workspace, job_id: str) -> None:
-    ws._job_update(job_id, status="running", pid=os.getpid(), pid_start=_proc_start(os.getpid()),
+    ws._job_update(job_id, status="running", pid=os.getpid(), pid_start=procs.start_time(os.getpid()),
                    started=time.time(), message="running")
 
 
@@ -266,9 +241,7 @@ class SharedStep:
                 self._last = now
                 self.state.update(done=int(m.group(1).replace(",", "")), total=int(m.group(2).replace(",", "")))
                 with contextlib.suppress(OSError):
-                    tmp = self.state_path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(self.state))
-                    os.replace(tmp, self.state_path)
+                    atomic_write(self.state_path, lambda tmp: Path(tmp).write_text(json.dumps(self.state)))
             if on_progress is not None:
                 on_progress(fraction, message, partial)
         return fn

@@ -1,7 +1,7 @@
 """2-D coordinates of the embeddings for the map: UMAP (cosine), or PCA for tiny data.
 
-UMAP (McInnes, Healy, Melville, arXiv 1802.03426) is fitted on every row up to `max_fit` rows: measured here on the
-demo, fitting all 38k rows took about 12 s where fitting 5k and transforming the other 33k took 58 s, so the
+UMAP (McInnes, Healy, Melville, arXiv 1802.03426) is fitted on every row up to `max_fit` rows: on the demo, fitting
+all rows was faster than fitting a sample and transforming the rest (benchmarks/RESULTS.md), so the
 sample-and-transform path is only for data past `max_fit` (a class-stratified sample when `strata` is given).
 Coordinates are recorded in the workspace as a run of kind "projection" (frame uid, x, y) keyed by the embedding
 and the parameters, so the map reads them instead of recomputing.

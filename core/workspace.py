@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -176,6 +176,23 @@ class DecisionEvent:
     undoes: int | None
 
 
+def atomic_write(dest: str | os.PathLike[str], write: Callable[[str], Any], *, suffix: str = "") -> Path:
+    """Write `dest` through `write(tmp_path)` into a hidden temporary file beside it, then rename that into place,
+    so readers never see half a file; the temporary file goes on any error. The one atomic writer of Winnow."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix or dest.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
 def _statements(script: str) -> Iterator[str]:
     """The SQL statements of a script, one at a time (a trigger's body keeps its inner semicolons)."""
     buf = ""
@@ -219,9 +236,9 @@ def _is_full(e: BaseException) -> bool:
 
 
 def _process_id() -> tuple[int, str | None]:
-    from core.jobs import _proc_start  # core.jobs imports this module
+    from core import procs
 
-    return os.getpid(), _proc_start(os.getpid())
+    return os.getpid(), procs.start_time(os.getpid())
 
 
 class Workspace:
@@ -362,17 +379,7 @@ class Workspace:
 
     def _atomic(self, relpath: str | os.PathLike[str], write: Any, suffix: str = "") -> Path:
         """Write through `write(tmp_path)` then rename onto relpath, so readers never see half a file."""
-        dest = self._abs(relpath)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix or dest.suffix)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return dest
+        return atomic_write(self._abs(relpath), write, suffix=suffix)
 
     def write_array(self, relpath: str, arr: np.ndarray) -> Path:
         def w(tmp: str) -> None:
@@ -566,10 +573,10 @@ class Workspace:
 
     def _mark_dead_runs(self, con: sqlite3.Connection) -> list[sqlite3.Row] | None:
         """Runs still 'running' whose process is gone (kill -9, crash): rows to report as dead."""
-        from core.jobs import _alive  # core.jobs imports this module
+        from core import procs
 
         rows = con.execute("SELECT id, pid, pid_start FROM runs WHERE status='running' AND pid IS NOT NULL").fetchall()
-        return [r for r in rows if not _alive(r["pid"], r["pid_start"])]
+        return [r for r in rows if not procs.alive(r["pid"], r["pid_start"])]
 
     def _sweep_runs(self) -> set[int]:
         """Mark runs whose process vanished as dead, at once, for every reader; returns their ids."""

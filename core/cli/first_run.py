@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from core import first_run, jobs
+from core import first_run
 from core.cli import common
 from core.projection import PCA_BELOW
 from core.workspace import Workspace

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from core.valuation.base import normalised_rank as rank_normalise  # noqa: F401 - one rank normalisation
+
 JUDGE_C = 10.0  # inverse L2 strength of the judge's logistic regression on unit-norm embeddings
 
 
@@ -79,16 +81,3 @@ def label_confidence(X: NDArray[np.floating], y: NDArray[np.integer], **kwargs) 
     """(n,) cross-fitted p(y_given | x); see `cross_fitted_proba`."""
     y = np.asarray(y, dtype=np.int64)
     return cross_fitted_proba(X, y, **kwargs)[np.arange(len(y)), y]
-
-
-def rank_normalise(values: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Ranks scaled to [0, 1] (ties share their mean rank; nan sits in the middle, 0.5)."""
-    from scipy.stats import rankdata
-
-    v = np.asarray(values, dtype=np.float64)
-    out = np.full(len(v), 0.5)
-    ok = ~np.isnan(v)
-    m = int(ok.sum())
-    if m > 1:
-        out[ok] = (rankdata(v[ok], method="average") - 1.0) / (m - 1)
-    return out

@@ -44,16 +44,21 @@ def save_clusters(ws: Workspace, dataset_id: int, clusters: Clusters, *, embeddi
     return run.id
 
 
+def _finished(ws: Workspace, run_id: int, kind: str, what: str) -> tuple[RunRecord, Any]:
+    """(the run, its frame) of a finished run of `kind`; WorkspaceError naming what it is instead."""
+    run = ws.run(run_id)
+    if run.kind != kind or run.status != "done":
+        raise WorkspaceError(f"run {run_id} is a {run.status} {run.kind} run, not {what}")
+    return run, ws.load_run_frame(run_id)
+
+
 def load_clusters(ws: Workspace, run_id: int) -> Clusters:
     """The Clusters of a "clusters" run.
 
     Raises:
         WorkspaceError: If the run is missing or not a finished clusters run.
     """
-    run = ws.run(run_id)
-    if run.kind != "clusters" or run.status != "done":
-        raise WorkspaceError(f"run {run_id} is a {run.status} {run.kind} run, not finished clusters")
-    df = ws.load_run_frame(run_id)
+    run, df = _finished(ws, run_id, "clusters", "finished clusters")
     cent = np.asarray(ws.read_array(run.result["centroids"]), dtype=np.float32)
     sil = {int(k): float(v) for k, v in run.result.get("silhouette", {}).items()}
     return Clusters(uids=df["uid"].to_numpy().astype(str), labels=df["cluster"].to_numpy().astype(np.int64),
@@ -103,10 +108,7 @@ def load_selection(ws: Workspace, run_id: int) -> Selection:
     Raises:
         WorkspaceError: If the run is missing or not a finished selection run.
     """
-    run = ws.run(run_id)
-    if run.kind != "selection" or run.status != "done":
-        raise WorkspaceError(f"run {run_id} is a {run.status} {run.kind} run, not a saved subset")
-    df = ws.load_run_frame(run_id)
+    run, df = _finished(ws, run_id, "selection", "a saved subset")
     n = len(df)
     return Selection(uids=df["uid"].to_numpy().astype(str),
                      clusters=df["cluster"].to_numpy().astype(np.int64) if "cluster" in df else np.full(n, -1),

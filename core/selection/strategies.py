@@ -39,9 +39,8 @@ NEEDS_CLUSTERS = ("kmq", "clean_kmq", "iterative")  # spread over clusters (the 
 Strategy = Literal["random", "stratified", "top_value", "drop_negative", "kmq", "clean_kmq", "iterative"]
 TEMPERATURE = 0.1
 # T of the re-weighting w * exp(z / T). DESIGN.md writes the in-cluster T there too, but z is a z-score, so 0.1
-# multiplies weights by e^10 per standard deviation: measured on SST-2 (10 % flipped, k = 64) every weight collapsed
-# onto one or two clusters after a round, which were then taken whole, flipped rows included (kept 32 % of the
-# flipped rows at a 50 % budget, vs 14 % with T = 1 and 48 % for random).
+# multiplies weights by e^10 per standard deviation: every weight collapsed onto one or two clusters after a round,
+# which were then taken whole, flipped rows included (benchmarks/RESULTS.md, "Measurements behind defaults").
 REWEIGHT_TEMPERATURE = 1.0
 ROUNDS = 3
 N_SCORE = 50  # rows scored per cluster and round
@@ -577,6 +576,18 @@ def select_top_value(values: Values | NDArray[np.floating], *, budget: int | flo
     return plan_top_value(values, uids=uids, clusters=clusters, pinned=pinned, removed=removed).select(budget)
 
 
+def _lowest(v: NDArray[np.float64], cand: NDArray[np.bool_], elig: NDArray[np.bool_], n_remove: int
+            ) -> NDArray[np.bool_]:
+    """Mask of the `n_remove` lowest-valued candidate rows (NaN last, ties by position)."""
+    if n_remove < 0 or n_remove >= int(elig.sum()):
+        raise DataError(f"removal count {n_remove} must be between 0 and the {int(elig.sum())} eligible rows")
+    idx = np.flatnonzero(cand)
+    idx = idx[np.lexsort((idx, np.nan_to_num(v[idx], nan=np.inf)))][:n_remove]
+    drop = np.zeros(len(v), dtype=bool)
+    drop[idx] = True
+    return drop
+
+
 def select_drop_negative(values: Values | NDArray[np.floating], *, n_remove: int | None = None,
                          uids: Sequence[str] | None = None, clusters: Clusters | None = None,
                          pinned: Sequence[str] = (), removed: Sequence[str] = ()) -> Selection:
@@ -599,12 +610,7 @@ def select_drop_negative(values: Values | NDArray[np.floating], *, n_remove: int
         rule = "value >= 0"
     else:
         n_remove = int(n_remove)
-        if n_remove < 0 or n_remove >= int(elig.sum()):
-            raise DataError(f"removal count {n_remove} must be between 0 and the {int(elig.sum())} eligible rows")
-        idx = np.flatnonzero(cand)
-        idx = idx[np.lexsort((idx, np.nan_to_num(v[idx], nan=np.inf)))][:n_remove]
-        drop = np.zeros(len(u), dtype=bool)
-        drop[idx] = True
+        drop = _lowest(v, cand, elig, n_remove)
         rule = f"not among the {n_remove} lowest values"
     keep = elig & ~drop
     if not keep.any():
@@ -680,12 +686,7 @@ def plan_clean_kmq(values: Values, clusters: Clusters, *, n_remove: int | None =
         rule = "significantly harmful (95 % interval below 0)"
     else:
         n_remove = int(n_remove)
-        if n_remove < 0 or n_remove >= int(elig.sum()):
-            raise DataError(f"removal count {n_remove} must be between 0 and the {int(elig.sum())} eligible rows")
-        idx = np.flatnonzero(cand)
-        idx = idx[np.lexsort((idx, np.nan_to_num(v[idx], nan=np.inf)))][:n_remove]
-        drop = np.zeros(len(u), dtype=bool)
-        drop[idx] = True
+        drop = _lowest(v, cand, elig, n_remove)
         rule = f"the {n_remove} lowest values (suggested removal)"
     plan = plan_kmq(v, clusters, temperature=temperature, pinned=pinned, removed=list(u[~elig | drop]), seed=seed,
                     y=y, classes=classes)

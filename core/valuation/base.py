@@ -113,6 +113,19 @@ COLUMNS = ("uid", "value", "stderr", "count")
 """The column schema of saved values (`Values.to_frame`, the CLI's --out, run frames), extras after these."""
 
 
+def normalised_rank(values: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Average-tie ranks scaled to [0, 1] (0: the lowest value); NaN, and every row of fewer than two, sit at 0.5."""
+    from scipy.stats import rankdata
+
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full(len(v), 0.5)
+    ok = ~np.isnan(v)
+    m = int(ok.sum())
+    if m > 1:
+        out[ok] = (rankdata(v[ok], method="average") - 1.0) / (m - 1)
+    return out
+
+
 ProgressFn = Callable[[float, str, "Values | None"], None]
 """on_progress(fraction in [0, 1], message, partial Values or None)."""
 

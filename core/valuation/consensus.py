@@ -20,19 +20,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.base import ProgressFn, Split, Values, normalised_rank
 
 DEFAULT_MEMBERS = ("label_quality", "knn_shapley", "data_oob", "ts_dshapley")
-
-
-def normalised_rank(values: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Average-tie ranks scaled to [0, 1] (0: lowest value)."""
-    n = len(values)
-    if n < 2:
-        return np.full(n, 0.5)
-    _, inverse, counts = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True, return_counts=True)
-    first = np.cumsum(counts) - counts  # 0-based rank of each distinct value's first row
-    return (first + (counts - 1) / 2.0)[inverse] / (n - 1.0)
 
 
 def member_ranks(members: Sequence[Values], uids: NDArray[np.str_] | None = None) -> dict[str, NDArray[np.float64]]:

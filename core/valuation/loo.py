@@ -24,7 +24,7 @@ def loo(train: Split, *, valid: Split, utility: Utility = "neg_mse", n_component
     Args:
         utility: "neg_mse" (minus the squared error of the class scores; the default), "log_likelihood", or
             "accuracy": with a few hundred rows or more, removing one row almost never changes accuracy, so
-            accuracy-LOO is mostly ties (measured on SST-2, 2,000 rows: ROC-AUC 0.40 for flipped labels, vs 0.69).
+            accuracy-LOO is mostly ties (benchmarks/RESULTS.md, "Measurements behind defaults").
         n_components: PCA dimensions fitted on the training rows, then standardised (as in TS-DShapley).
         ridge_alpha: L2 penalty of the ridge classifier.
         batch_size: Rows downdated at once (memory: batch_size x |V| x classes floats).

@@ -179,7 +179,7 @@ def ts_dshapley(train: Split, *, valid: Split, n_passes: int = 20, subset_size: 
         valid: Rows the source classifier is scored on; must hold exactly the training classes.
         n_passes: K; each pass partitions the rows into subsets, so every row gets exactly K estimates.
             DESIGN.md starts from K = 10, P = 5; the exact incremental ridge makes marginal samples cheap enough
-            to spend on K = 20, P = 10 (measured on SST-2: AUC 0.874 vs 0.860 at 2,000 rows).
+            to spend on K = 20, P = 10, which found flipped labels better (benchmarks/RESULTS.md).
         subset_size: m, rows per subset (sizes within +-1); every class needs at least one row per subset.
             The cost per pass does not grow with m; m = 300 or 1,000 found flipped labels less well.
         n_permutations: P, truncated Monte Carlo permutations inside each subset.
@@ -188,8 +188,8 @@ def ts_dshapley(train: Split, *, valid: Split, n_passes: int = 20, subset_size: 
         utility: "accuracy" on the validation rows, or the smooth "neg_mse" (minus squared error of the class
             scores) or "log_likelihood".
         n_components: PCA dimensions fitted on the training rows (None keeps the embedding), then standardised.
-        ridge_alpha: L2 penalty of the ridge classifier on the standardised features (10: measured best of
-            1-300 on SST-2); C: inverse penalty of the logistic one.
+        ridge_alpha: L2 penalty of the ridge classifier on the standardised features (10: the best of 1-300 in
+            benchmarks/RESULTS.md); C: inverse penalty of the logistic one.
         truncation: Stop a permutation once |v(subset) - v(prefix)| < truncation, never before 10 % of m;
             None means max(0.01, 1/|V|); 0 disables truncation.
         center: Subtract each subset's mean estimate before aggregating.
