@@ -5,7 +5,6 @@ import gzip
 import io
 import itertools
 import json
-import zlib
 from pathlib import Path
 
 import pyarrow as pa

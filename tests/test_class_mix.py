@@ -5,7 +5,6 @@ import hashlib
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from core.data import class_mix_warnings
 

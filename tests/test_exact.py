@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import importlib
-import io
 import json
 import tempfile
 import warnings
