@@ -26,7 +26,6 @@ from core.finetune import DEFAULT_EVAL_FRACTION, DEFAULT_EVAL_MAX, EVAL_SPLIT_SE
 from core.selection import clean_removal_count, select_clean_kmq, select_iterative, select_kmq
 from core.selection.store import judge_proba, load_clusters
 from core.selection.strategies import TrainFn, resolve_budget
-from core.valuation.base import Values
 from core.valuation.store import load_values, suggested_removal
 
 if TYPE_CHECKING:  # pragma: no cover
