@@ -15,6 +15,7 @@ import streamlit as st
 
 import ui
 from core import curation
+from core.valuation import significance
 
 ws = ui.workspace()
 WS = str(ws.path)
@@ -60,6 +61,13 @@ def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int 
         marker = dict(color=v.astype(np.float32), colorscale=DIVERGING, cmid=mid, cmin=mid - spread,
                       cmax=mid + spread, showscale=True, colorbar=dict(title=dict(text="value"), len=0.9,
                                                                         exponentformat="e"))
+    elif colour == "significance":  # harmful only when the whole 95 % interval is below 0
+        va = ui.values_arrays(ws_path, ds_id, values_id)
+        verdict = significance.classify(va["value"], va["stderr"], va["counts"])
+        names = list(significance.VERDICTS)
+        codes = pd.Categorical(verdict[pos], categories=names).codes.astype(np.int8)
+        marker = _categorical(np.maximum(codes, 0), names, [significance.COLOURS[n] for n in names],
+                              "significance")
     elif colour in ("label", "predicted label"):
         names = sorted(set(inp["label"]))
         arr = inp["label"] if colour == "label" else inp["pred"]
@@ -81,7 +89,7 @@ def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int 
         extra = dict(text=[hover[i] for i in pos], hovertemplate="%{text}<extra></extra>")
     else:  # numbers only: what the point is, not what it says (click it: the table below shows its text)
         what = {"value": "value %{marker.color:+.3g}", "decision": "", "label": "", "predicted label": "",
-                "cluster": ""}[colour]
+                "cluster": "", "significance": ""}[colour]
         extra = dict(hovertemplate="row %{customdata}" + (" · " + what if what else "") +
                      "<br>click or lasso to read it<extra></extra>")
     fig = go.Figure(go.Scattergl(
@@ -139,10 +147,13 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
     uids = cols["uid"]
     n = len(uids)
     state = ui.decision_state(ds_id)
-    options = (["value"] if inp["value"] is not None else []) + (["cluster"] if inp["cluster"] is not None else []) \
+    options = (["value", "significance"] if inp["value"] is not None else []) \
+        + (["cluster"] if inp["cluster"] is not None else []) \
         + ["label"] + (["predicted label"] if inp["pred"] is not None else []) + ["decision"]
     top = st.columns([3, 2])
     colour = top[0].radio("Colour by", options, horizontal=True, key="map.colour")
+    if colour == "significance":
+        st.caption(" · ".join(f"{name}: {text}" for name, text in significance.LEGEND.items()))
     hide_removed = top[1].checkbox("Hide removed rows", key="map.hide_removed")
 
     rng = None

@@ -9,6 +9,7 @@ import streamlit as st
 
 import ui
 from core import curation
+from core.valuation import significance
 
 PAGE_SIZE = 10
 REASONS = ["mislabelled", "ambiguous", "noise / off-topic", "duplicate", "other"]
@@ -44,6 +45,7 @@ with ui.guard():
     uids, texts, labels = cols["uid"], cols["text"], cols["label"]
     va = ui.values_arrays(WS, rec.id, run.id)
     values, stderr, counts = va["value"], va["stderr"], va["counts"]
+    verdict = significance.classify(values, stderr, counts)  # harmful only when its 95 % interval is below 0
     emb_id = run.embedding_id if run.embedding_id is not None else getattr(ui.active_embedding(rec.id), "id", None)
     preds = ui.predictions(rec.id, emb_id) if emb_id is not None else None
     agree_runs = ui.agreement_runs(rec.id, run)
@@ -106,7 +108,8 @@ with ui.guard():
                     facts.append(f"source classifier predicts: {pr['pred']} ({pr['confidence']:.0%}); "
                                  f"p(given label) = {pr['p_given']:.0%}")
                 facts.append(f"value: {_fmt(values[r], '+.4f')} ± {_fmt(stderr[r], '.4f')}"
-                             f"  ({_fmt(counts[r], '.0f')} estimates)")
+                             f"  ({_fmt(counts[r], '.0f')} estimates) · {verdict[r]}: "
+                             f"{significance.LEGEND[verdict[r]]}")
                 if len(members) > 1:
                     row_ranks = ranks.iloc[r].to_dict()
                     agree = curation.agreeing_members(row_ranks, members)

@@ -75,3 +75,10 @@ def test_a_run_recorded_by_the_cli_shows_its_estimate_count(app, demo_ws, monkey
     counts = set(ws.load_run_frame(run.id)["count"].tolist())
     shown = {int(m) for t in facts for m in re.findall(r"\((\d+) estimates\)", t)}
     assert shown and shown <= counts and 0 not in shown
+
+
+def test_cards_say_how_sure_each_value_is(app, demo_ws):
+    app.switch_page("pages/4_Inspect.py").run()
+    assert not app.exception, app.exception
+    facts = [line for t in shown_text(app) for line in t.splitlines() if line.startswith("value:")]
+    assert len(facts) == 10 and all(re.search(r"estimates\) · (harmful|uncertain|helpful): ", t) for t in facts)

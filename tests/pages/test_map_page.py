@@ -157,3 +157,15 @@ def test_undo_in_the_sidebar_takes_back_the_last_batch(app, demo_ws):
     tab.button(key="sidebar.undo").click().run()  # nothing left: the undo events themselves are not undone
     assert ws.decisions(ds_id) == {}
     assert any(t.value == "nothing left to undo" for t in tab.text)
+
+
+def test_colour_by_significance_has_a_three_way_legend(app, demo_ws):
+    from core.valuation import significance
+
+    app.switch_page("pages/3_Map.py").run()
+    app.radio(key="map.colour").set_value("significance").run()
+    assert not app.exception, app.exception
+    marker = _figure(app)["data"][0]["marker"]
+    assert marker["colorbar"]["title"]["text"] == "significance"
+    assert marker["colorbar"]["ticktext"] == list(significance.VERDICTS)
+    assert any(c.value.startswith("harmful: significantly below 0") for c in app.caption)
