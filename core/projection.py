@@ -8,6 +8,8 @@ and the parameters, so the map reads them instead of recomputing.
 """
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
@@ -97,6 +99,8 @@ def cache_numba() -> int:
         try:
             mod = importlib.import_module(name)
         except ImportError:
+            if name == "umap.umap_":  # umap is not importable here (a stub in tests): try again next time
+                return 0
             continue
         for obj in list(vars(mod).values()):
             if isinstance(obj, CPUDispatcher) and obj._cache.__class__.__name__ == "NullCache" \
@@ -131,7 +135,8 @@ def warm_up(dim: int = 384, metric: str = "cosine") -> None:
 
 def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbors: int = 15, min_dist: float = 0.1,
             metric: str = "cosine", seed: int | None = 0, max_fit: int = 100_000,
-            strata: Sequence[Any] | None = None, on_progress: Progress | None = None) -> NDArray[np.float32]:
+            strata: Sequence[Any] | None = None, on_progress: Progress | None = None,
+            expected_seconds: float | None = None) -> NDArray[np.float32]:
     """Project embeddings to 2-D for the map.
 
     Args:
@@ -144,6 +149,8 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
         max_fit: UMAP fits on at most this many rows and `transform`s the rest.
         strata: (n,) labels for a stratified fitting sample when n > max_fit.
         on_progress: Called as on_progress(fraction, message).
+        expected_seconds: How long the fit should take (from an earlier map's measured rate): UMAP reports no
+            progress of its own, so the bar moves along this estimate (never past 98 %) and shows the time left.
 
     Returns:
         (n, 2) float32 coordinates, aligned with X.
@@ -175,11 +182,13 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
         warnings.filterwarnings("ignore", message=".*gradient function is not yet implemented.*")
         if n <= max_fit:
             report(0.1, f"UMAP on {n:,} rows")
-            coords = reducer.fit_transform(X)
+            with _ticking(report, 0.1, 0.98, expected_seconds, f"UMAP on {n:,} rows"):
+                coords = reducer.fit_transform(X)
         else:
             idx = stratified_positions(n, int(max_fit), strata, rng)
             report(0.1, f"UMAP fit on a sample of {len(idx):,} of {n:,} rows")
-            fitted = reducer.fit_transform(X[idx])
+            with _ticking(report, 0.1, 0.5, expected_seconds, f"UMAP fit on {len(idx):,} of {n:,} rows"):
+                fitted = reducer.fit_transform(X[idx])
             coords = np.empty((n, 2), dtype=np.float32)
             coords[idx] = fitted
             rest = np.setdiff1d(np.arange(n), idx)
@@ -190,6 +199,40 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
                 coords[part] = reducer.transform(X[part])
     report(1.0, "UMAP done")
     return np.asarray(coords, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _ticking(report: Progress, start: float, end: float, expected: float | None, message: str):
+    """While the block runs, report progress from `start` toward `end` along `expected` seconds (once a second)."""
+    if not expected or expected <= 0:
+        yield
+        return
+    import threading
+
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            frac = min((time.monotonic() - t0) / expected, 1.0)
+            report(start + (end - start) * frac, message)
+
+    th = threading.Thread(target=tick, daemon=True)
+    th.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        th.join(2.0)
+
+
+def expected_seconds(ws: Workspace, n_rows: int) -> float | None:
+    """The seconds a UMAP fit of `n_rows` rows should take, from the newest finished UMAP run's rows per second."""
+    for run in ws.runs("projection", method="umap", status="done"):
+        rows = (run.result or {}).get("rows")
+        if rows and run.seconds and run.seconds > 0 and not run.params.get("max_fit", 1e12) < rows:
+            return float(run.seconds) * n_rows / float(rows)
+    return None
 
 
 def projection_params(n_rows: int, *, method: str = "auto", n_neighbors: int = 15, min_dist: float = 0.1,
@@ -249,7 +292,7 @@ def ensure_projection(ws: Workspace, dataset_id: int, embedding_id: int, X: NDAr
     key = projection_params(n, **params)
     with runs.recorded(ws, "projection", dataset_id=dataset_id, method=key["method"], params=key,
                        embedding_id=embedding_id, job_id=job_id) as run:
-        coords = project(X, strata=strata, on_progress=on_progress,
+        coords = project(X, strata=strata, on_progress=on_progress, expected_seconds=expected_seconds(ws, n),
                          **{k: v for k, v in key.items() if k != "method"}, method=key["method"])
         ws.save_run_frame(run.id, pd.DataFrame({"uid": [str(u) for u in uids], "x": coords[:, 0],
                                                 "y": coords[:, 1]}))

@@ -168,3 +168,19 @@ def test_same_seed_same_map():
     b = project(X.copy(), method="umap", seed=7)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, project(X, method="umap", seed=8))
+
+
+def test_umap_bar_moves_along_the_last_maps_rate(ws, monkeypatch):
+    """UMAP reports no progress of its own: the bar follows the previous map's measured rows per second."""
+    X, _ = _blobs(80)
+    ds = ws.register_dataset(name="blobs", source="test", fingerprint="b", n_rows=80, classes=["a", "b", "c"])
+    assert projection.expected_seconds(ws, 1000) is None
+    rid = ws.create_run("projection", dataset_id=ds, method="umap", params={"method": "umap", "max_fit": 100_000})
+    ws.update_run(rid, status="done", seconds=10.0, result={"rows": 2000})
+    assert projection.expected_seconds(ws, 4000) == pytest.approx(20.0)
+    seen = []
+    with projection._ticking(lambda f, m="": seen.append(f), 0.1, 0.9, 2.0, "UMAP"):
+        import time
+
+        time.sleep(2.6)
+    assert seen and 0.1 < seen[0] < seen[-1] <= 0.9
