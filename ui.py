@@ -504,6 +504,18 @@ def agreement_frame(ws_path: str, dataset_id: int, runs: tuple[tuple[str, int], 
     return curation.method_ranks({m: run_frame(ws_path, r) for m, r in runs}, uids)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def cluster_names(ws_path: str, clusters_run_id: int | None) -> dict[int, str]:
+    """Cluster id -> short name (its top words) of a clusters run, when its summaries are recorded; else {}."""
+    if clusters_run_id is None:
+        return {}
+    try:
+        summaries = _workspace(ws_path).run(clusters_run_id).result.get("summaries") or []
+    except WinnowError:
+        return {}
+    return {int(s["cluster"]): str(s["name"]) for s in summaries if "cluster" in s and s.get("name")}
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
 def values_arrays(ws_path: str, dataset_id: int, run_id: int) -> dict[str, Any]:
     """A values run aligned with the dataset, for Inspect: value, stderr, counts (float64, NaN where missing),

@@ -69,11 +69,10 @@ def _dragmode(page, mode: str) -> None:
 def _colour(page, name: str) -> float:
     t = time.perf_counter()
     page.get_by_text(name, exact=True).first.click()
-    page.wait_for_function(
+    page.wait_for_function(  # the Map's figure names its colouring in layout.meta (the floor's is the same figure)
         "(name) => { const g = document.querySelector('.js-plotly-plot');"
-        " const m = g && g._fullData && g._fullData[0] && g._fullData[0].marker;"
-        " return m && m.colorbar && m.colorbar.title && m.colorbar.title.text === name; }", arg=name,
-        timeout=600_000)
+        " return !!g && !!g.layout && !!g.layout.meta && g.layout.meta.colour === name"
+        " && !!g._fullData && g._fullData.length === 1; }", arg=name, timeout=600_000)
     return time.perf_counter() - t
 
 

@@ -7,7 +7,7 @@ size at which the old decision replay cost a second per reader. Each interaction
 server for that click. A lasso or box is injected as the selection payload chromium sends: for each point inside
 the shape, every per-point array of the trace (x, y, customdata, marker colour, text when present), as plotly does.
 
-The floor is a page holding only the same `st.plotly_chart` (the same figure, cached) and a selection table of the
+The floor is a page holding only the same `st.plotly_chart` (the same figures, cached) and a selection table of the
 selected rows' texts. AppTest runs whole pages: on the map a lasso reruns a fragment in the real server, so these
 figures are an upper bound there. `--profile DIR` writes a cProfile file per interaction and prints the top
 functions of the slowest.
@@ -48,13 +48,7 @@ st.set_page_config(layout="wide")
 def figures():
     spec = json.load(open(os.environ["FLOOR_FIGURE"]))
     texts = json.load(open(os.environ["FLOOR_TEXTS"]))
-    figs = {}
-    for name in ("value", "label"):
-        d = dict(spec)
-        d["data"] = [dict(spec["data"][0], marker=spec["markers"][name])]
-        d.pop("markers")
-        figs[name] = pio.from_json(json.dumps(d))
-    return figs, texts
+    return {name: pio.from_json(json.dumps(s)) for name, s in spec.items()}, texts
 
 figs, texts = figures()
 colour = st.radio("Colour by", ["value", "label"], horizontal=True, key="colour")
@@ -232,14 +226,11 @@ def floor_files(at, tmp: Path, ws_path: Path) -> dict[str, str]:
     ws = Workspace(ws_path)
     ds_id = int(ws.get_setting("active_dataset"))
     texts = [str(t) for t in data.open_dataset(ws, f"ws:{ds_id}").ds["text"]]
-    at.radio(key="map.colour").set_value("value").run()
-    spec = json.loads(_chart(at).spec)
-    markers = {"value": spec["data"][0]["marker"]}
-    at.radio(key="map.colour").set_value("label").run()
-    markers["label"] = json.loads(_chart(at).spec)["data"][0]["marker"]
-    at.radio(key="map.colour").set_value("value").run()
-    spec["markers"] = markers
-    (tmp / "figure.json").write_text(json.dumps(spec))
+    specs = {}
+    for colour in ("label", "value"):
+        at.radio(key="map.colour").set_value(colour).run()
+        specs[colour] = json.loads(_chart(at).spec)
+    (tmp / "figure.json").write_text(json.dumps(specs))
     (tmp / "texts.json").write_text(json.dumps(texts))
     (tmp / "floor_app.py").write_text(FLOOR_APP)
     return {"FLOOR_FIGURE": str(tmp / "figure.json"), "FLOOR_TEXTS": str(tmp / "texts.json")}

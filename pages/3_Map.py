@@ -28,17 +28,31 @@ DIVERGING = [(0.0, "#b2182b"), (0.25, "#ef8a62"), (0.5, "#d0d0d0"), (0.75, "#67a
 PALETTE = pc.qualitative.Plotly + pc.qualitative.Dark24 + pc.qualitative.Light24  # 58 "#rrggbb" colours
 
 
-def _categorical(codes: np.ndarray, names: list[str], colours: list[str], title: str) -> dict:
-    """Marker settings colouring integer codes 0..k-1 with a stepped colour scale and a labelled colour bar."""
+LEGEND_ROWS = 30  # rows per column of a categorical legend
+
+
+def _categorical(codes: np.ndarray, names: list[str], colours: list[str], title: str) -> tuple[dict, list[dict]]:
+    """(marker, legend annotations) colouring integer codes 0..k-1: a categorical legend (a swatch and a name per
+    category, in columns of LEGEND_ROWS beside the map) on the one trace; names are escaped (plotly renders HTML)."""
     k = max(len(names), 1)
     scale = []
     for i in range(k):
         c = colours[i % len(colours)]
         scale += [(i / k, c), ((i + 1) / k, c)]
-    step = max(1, k // 25)
-    return dict(color=codes, colorscale=scale, cmin=-0.5, cmax=k - 0.5, showscale=True,
-                colorbar=dict(title=dict(text=html.escape(title)), tickvals=list(range(0, k, step)),
-                              ticktext=[html.escape(n) for n in names][::step], len=0.9))
+    marker = dict(color=codes, colorscale=scale, cmin=-0.5, cmax=k - 0.5, showscale=False)
+    n_cols = -(-len(names) // LEGEND_ROWS)
+    dy = min(0.045, 0.95 / max(min(len(names), LEGEND_ROWS), 1))
+    notes = [dict(text=f"<b>{html.escape(title)}</b>", x=1.01, y=1.0, xref="paper", yref="paper", xanchor="left",
+                  yanchor="top", showarrow=False, font=dict(size=12))]
+    for i, name in enumerate(names):
+        col, row = divmod(i, LEGEND_ROWS)
+        short = name if len(name) <= 26 else name[:25] + "…"
+        notes.append(dict(text=f'<span style="color:{colours[i % len(colours)]}">●</span> {html.escape(short)}',
+                          x=1.01 + 0.16 * col, y=1.0 - dy * (row + 1.2), xref="paper", yref="paper",
+                          xanchor="left", yanchor="top", showarrow=False, font=dict(size=11)))
+    return marker, notes if n_cols <= 3 else notes[:1 + 3 * LEGEND_ROWS] + [
+        dict(text=f"… and {len(names) - 3 * LEGEND_ROWS} more", x=1.01, y=0.0, xref="paper", yref="paper",
+             xanchor="left", yanchor="bottom", showarrow=False, font=dict(size=11))]
 
 
 # Above ui.HOVER_TEXT_MAX points the hover shows no text: every per-point string would be serialised on every rerun
@@ -54,6 +68,7 @@ def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int 
     decisions = ui.decision_column(ds_id, decision_version) if decision_version >= 0 else None
     pos = _shown(inp, filters, decisions)
     n_all = len(inp["x"])
+    legend: list[dict] = []
     if colour == "value":
         v = np.nan_to_num(inp["value"][pos], nan=mid)
         spread = float(np.quantile(np.abs(v - mid), 0.98)) if len(v) else 1.0
@@ -66,23 +81,25 @@ def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int 
         verdict = significance.classify(va["value"], va["stderr"], va["counts"])
         names = list(significance.VERDICTS)
         codes = pd.Categorical(verdict[pos], categories=names).codes.astype(np.int8)
-        marker = _categorical(np.maximum(codes, 0), names, [significance.COLOURS[n] for n in names],
-                              "significance")
+        marker, legend = _categorical(np.maximum(codes, 0), names, [significance.COLOURS[n] for n in names],
+                                      "significance")
     elif colour in ("label", "predicted label"):
         names = sorted(set(inp["label"]))
         arr = inp["label"] if colour == "label" else inp["pred"]
         codes = pd.Categorical(arr[pos], categories=names).codes.astype(np.int32)
-        marker = _categorical(np.maximum(codes, 0), names, PALETTE, colour)
+        marker, legend = _categorical(np.maximum(codes, 0), names, PALETTE, colour)
     elif colour == "cluster":
         cl = inp["cluster"][pos]
         ids = sorted(set(inp["cluster"].tolist()))
         codes = np.searchsorted(np.asarray(ids), cl).astype(np.int32)
-        marker = _categorical(codes, [("none" if c < 0 else str(c)) for c in ids], PALETTE, "cluster")
+        named = ui.cluster_names(ws_path, clusters_id)
+        marker, legend = _categorical(codes, [("none" if c < 0 else f"{c}: {named[c]}" if c in named else str(c))
+                                              for c in ids], PALETTE, "cluster")
     else:  # decision
         names = ["", "keep", "relabel", "remove"]
         codes = np.maximum(pd.Categorical(decisions[pos], categories=names).codes, 0).astype(np.int8)
-        marker = _categorical(codes, ["none", "keep", "relabel", "remove"], list(DECISION_COLOURS.values()),
-                              "decision")
+        marker, legend = _categorical(codes, ["none", "keep", "relabel", "remove"], list(DECISION_COLOURS.values()),
+                                      "decision")
     marker.update(size=4 if n_all > 5000 else 7, opacity=0.85, line=dict(width=0))
     if inp["hover"] is not None:  # small maps (ui.HOVER_TEXT_MAX)
         hover = inp["hover"]
@@ -98,7 +115,9 @@ def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int 
         showlegend=False, selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.25)),
         **extra))
     axis = dict(showticklabels=False, showgrid=False, zeroline=False, title=None)
-    fig.update_layout(dragmode="lasso", height=640, margin=dict(l=0, r=0, t=10, b=0), uirevision="map",
+    n_cols = max(1, -(-(len(legend) - 1) // LEGEND_ROWS)) if legend else 0
+    fig.update_layout(dragmode="lasso", height=640, margin=dict(l=0, r=min(n_cols, 3) * 165, t=10, b=0),
+                      uirevision="map", annotations=legend, meta=dict(colour=colour),
                       hovermode="closest", plot_bgcolor="#fafafa", xaxis=dict(axis, range=_view(inp["x"])),
                       yaxis=dict(axis, range=_view(inp["y"])), hoverlabel=dict(align="left"))
     return fig, len(pos)
@@ -162,7 +181,9 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
         if inp["value"] is not None:
             lo, hi = float(np.nanmin(inp["value"])), float(np.nanmax(inp["value"]))
             if hi > lo:
-                got = f1.slider("Value range", lo, hi, (lo, hi), key="map.value_range", format="%.4f")
+                step = float(f"{(hi - lo) / 100:.2g}") or (hi - lo) / 100  # about 100 positions on any scale
+                got = f1.slider("Value range", lo, hi, (lo, hi), step=step, key="map.value_range", format="%.2e"
+                                if hi - lo < 0.01 else "%.4f", help="values outside the range are hidden")
                 rng = tuple(got) if tuple(got) != (lo, hi) else None
         classes = sorted(set(inp["label"]))
         pick = f2.multiselect("Labels", classes, key="map.labels", placeholder="all labels")

@@ -165,7 +165,25 @@ def test_colour_by_significance_has_a_three_way_legend(app, demo_ws):
     app.switch_page("pages/3_Map.py").run()
     app.radio(key="map.colour").set_value("significance").run()
     assert not app.exception, app.exception
-    marker = _figure(app)["data"][0]["marker"]
-    assert marker["colorbar"]["title"]["text"] == "significance"
-    assert marker["colorbar"]["ticktext"] == list(significance.VERDICTS)
+    fig = _figure(app)  # a categorical legend (a swatch and a name per verdict) on the one trace
+    notes = [a["text"] for a in fig["layout"]["annotations"]]
+    assert notes[0] == "<b>significance</b>"
+    assert [t.split("</span> ", 1)[1] for t in notes[1:]] == list(significance.VERDICTS)
     assert any(c.value.startswith("harmful: significantly below 0") for c in app.caption)
+
+
+def test_categorical_colourings_have_a_legend_and_the_value_filter_about_100_steps(app, demo_ws):
+    """Labels and decisions are named in a categorical legend (a swatch and a name each, escaped), not a numeric
+    colour bar; the value-range filter moves in about 1/100 of the values' range."""
+    app.switch_page("pages/3_Map.py").run()
+    for mode, names in (("decision", ["none", "keep", "relabel", "remove"]),
+                        ("label", sorted(set(demo_ws["labels"])))):
+        app.radio(key="map.colour").set_value(mode).run()
+        fig = _figure(app)
+        assert len(fig["data"]) == 1 and not fig["data"][0]["marker"].get("showscale")
+        notes = [a["text"] for a in fig["layout"]["annotations"]]
+        assert notes[0] == f"<b>{mode}</b>"
+        assert [t.split("</span> ", 1)[1] for t in notes[1:]] == names
+    slider = app.slider(key="map.value_range")
+    lo, hi = slider.min, slider.max
+    assert 50 <= (hi - lo) / slider.step <= 200
