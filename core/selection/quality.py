@@ -10,8 +10,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.valuation.base import normalised_rank as rank_normalise  # noqa: F401 - one rank normalisation
+from core.valuation.source import cross_fitted_proba  # noqa: F401 - the judge J is the one cross-fitted classifier
 
-JUDGE_C = 10.0  # inverse L2 strength of the judge's logistic regression on unit-norm embeddings
+JUDGE_C = 10.0  # inverse L2 strength of the per-round logistic regression (`fit_proba`) on unit-norm embeddings
 
 
 def _logistic(C: float, seed: int | None):  # -> sklearn LogisticRegression
@@ -44,37 +45,6 @@ def fit_proba(X_train: NDArray[np.floating], y_train: NDArray[np.integer], X_sco
         return P
     model = _logistic(C, seed).fit(X_train, y_train)
     return predict_proba_full(model, X_score, n_classes)
-
-
-def cross_fitted_proba(X: NDArray[np.floating], y: NDArray[np.integer], *, n_folds: int = 5,
-                       n_classes: int | None = None, C: float = JUDGE_C, seed: int | None = 0) -> NDArray[np.float64]:
-    """Out-of-fold class probabilities of a logistic regression on the embeddings (the judge J).
-
-    Args:
-        X: (n, d) embeddings.
-        y: (n,) integer labels as given.
-        n_folds: Stratified folds (fewer when a class is rarer than that).
-        n_classes: Number of classes (default max(y) + 1).
-        C: Inverse regularisation strength.
-        seed: Seeds the fold split.
-
-    Returns:
-        (n, n_classes) probabilities, each row predicted by a model that never saw it.
-    """
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
-    n_classes = int(n_classes if n_classes is not None else y.max() + 1)
-    counts = np.bincount(y, minlength=n_classes)
-    folds = int(min(n_folds, len(y)))
-    smallest = counts[counts > 0].min()
-    splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if smallest >= folds
-                else KFold(folds, shuffle=True, random_state=seed))
-    P = np.zeros((len(y), n_classes))
-    for train, test in splitter.split(X, y):
-        P[test] = fit_proba(X[train], y[train], X[test], n_classes=n_classes, C=C, seed=seed)
-    return P
 
 
 def label_confidence(X: NDArray[np.floating], y: NDArray[np.integer], **kwargs) -> NDArray[np.float64]:

@@ -130,7 +130,7 @@ def judge_proba(ws: Workspace | None, X: NDArray[np.floating], y: NDArray[np.int
     y = np.asarray(y, dtype=np.int64)
     if ws is None or embedding_id is None:
         return cross_fitted_proba(X, y, n_classes=n_classes, seed=seed)
-    key = hashlib.sha1(y.tobytes() + f"{n_classes}:{seed}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(y.tobytes() + f"{n_classes}:{seed}:cvp-C1".encode()).hexdigest()[:16]
     rel = f"artefacts/judge/emb{embedding_id}_{key}.npy"
     try:
         P = np.asarray(ws.read_array(rel), dtype=np.float64)

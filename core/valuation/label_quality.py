@@ -13,32 +13,14 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from core.errors import DataError
 from core.valuation.base import Option, ProgressFn, Split, Values, checked
-from core.valuation.source import check_finite, source_features
+from core.valuation.source import check_finite, cross_fitted_proba
 
 
 def out_of_fold_proba(train: Split, *, n_folds: int = 5, n_components: int | None = None, C: float = 1.0,
                       seed: int | None = 0) -> NDArray[np.float64]:
-    """(n, c) out-of-fold class probabilities of a logistic regression (stratified folds, seeded)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-
-    n_classes = int(train.y.max() + 1)
-    smallest = np.bincount(train.y, minlength=n_classes)
-    smallest = smallest[smallest > 0].min()
-    folds = int(min(n_folds, smallest))
-    if folds < 2:
-        raise DataError(f"label quality needs at least 2 rows of every class (the smallest class has {smallest})")
-    proba = np.zeros((len(train), n_classes))
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(train.X, train.y):
-        if n_components is None:  # the embeddings as they are (L2-normalised): C=1 is then well regularised
-            Ztr, Zte = np.asarray(train.X[tr], np.float64), np.asarray(train.X[te], np.float64)
-        else:
-            Ztr, Zte = source_features(train.X[tr], train.X[te], n_components=n_components)
-        model = LogisticRegression(C=C, max_iter=500).fit(Ztr, train.y[tr])
-        proba[np.ix_(te, model.classes_)] = model.predict_proba(Zte)
-    return proba
+    """(n, c) out-of-fold class probabilities of a logistic regression (`source.cross_fitted_proba`)."""
+    return cross_fitted_proba(train.X, train.y, n_folds=n_folds, n_components=n_components, C=C, seed=seed)
 
 
 @checked(Option("n_folds", int, "cross-fitting folds", low=2, high=100),

@@ -159,3 +159,41 @@ def default_tolerance(n_valid: int) -> float:
 def seeded_rng(entropy: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(key)))
 
+
+def cross_fitted_proba(X: NDArray[np.floating], y: NDArray[np.integer], *, n_folds: int = 5,
+                       n_classes: int | None = None, n_components: int | None = None, C: float = 1.0,
+                       seed: int | None = 0) -> NDArray[np.float64]:
+    """(n, n_classes) out-of-fold class probabilities of a logistic regression: each row predicted by a model that
+    never saw it (`cross_val_predict` over stratified, seeded folds; fewer folds when a class is rarer).
+
+    The one cross-fitted classifier of Winnow: label quality, the held-out split's cleaning and selection's judge.
+    C = 1 (scikit-learn's default) on the embeddings as they are (unit norm) or on `n_components` PCA dimensions.
+
+    Raises:
+        DataError: A class has fewer than 2 rows.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    y = np.asarray(y, dtype=np.int64)
+    n_classes = int(n_classes if n_classes is not None else y.max() + 1)
+    counts = np.bincount(y, minlength=n_classes)
+    smallest = int(counts[counts > 0].min())
+    if smallest < 2:
+        raise DataError(f"cross-fitted probabilities need at least 2 rows of every class (the smallest class has "
+                        f"{smallest})")
+    folds = int(min(n_folds, smallest))
+    Xf = np.asarray(X, dtype=np.float64)
+    present = np.unique(y)
+    proba = np.zeros((len(y), n_classes))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    if n_components is None:
+        proba[:, present] = cross_val_predict(LogisticRegression(C=C, max_iter=500), Xf, y, cv=cv,
+                                              method="predict_proba")
+        return proba
+    for tr, te in cv.split(Xf, y):  # PCA and scaling fitted on each training fold (source_features)
+        Ztr, Zte = source_features(Xf[tr], Xf[te], n_components=n_components)
+        fitted = LogisticRegression(C=C, max_iter=500).fit(Ztr, y[tr])
+        proba[np.ix_(te, fitted.classes_)] = fitted.predict_proba(Zte)
+    return proba
+
