@@ -896,6 +896,12 @@ def _embed_on_cluster(scheduler: str, spec: ModelSpec, texts: Sequence[str], key
             client.cancel(list(futures))
 
 
+def _mapped(ws: Workspace, relpath: str) -> NDArray[np.float32]:
+    """A workspace array memory-mapped read-only (converted, so copied, only when it is not float32)."""
+    X = ws.read_array(relpath, mmap=True)
+    return X if X.dtype == np.float32 else np.asarray(X, dtype=np.float32)
+
+
 def ensure_embeddings(ws: Workspace, dataset_id: int, texts: Sequence[str], *,
                       model: str | os.PathLike[str] | None = None, precision: str = "float32",
                       batch_size: int = BATCH_SIZE, on_progress: ProgressFn | None = None,
@@ -912,7 +918,8 @@ def ensure_embeddings(ws: Workspace, dataset_id: int, texts: Sequence[str], *,
         model, precision, batch_size, on_progress, scheduler: As in `embed_texts`.
 
     Returns:
-        (embedding id, (n, d) float32 array).
+        (embedding id, (n, d) float32 array), memory-mapped read-only from the workspace file (a np.memmap), so a
+        step holds no copy of its own unless it makes one (copy it before changing it in place).
 
     Raises:
         ModelError: If the model cannot be loaded or produces NaN vectors.
@@ -925,7 +932,7 @@ def ensure_embeddings(ws: Workspace, dataset_id: int, texts: Sequence[str], *,
     rec = ws.embedding(dataset_id, spec.key)
     if rec is not None and rec.n_rows == n:
         try:
-            X = np.asarray(ws.read_array(rec.relpath), dtype=np.float32)
+            X = _mapped(ws, rec.relpath)
         except (WorkspaceError, OSError, ValueError):
             X = None
         if X is not None and X.shape == (n, rec.dim):
@@ -949,6 +956,7 @@ def ensure_embeddings(ws: Workspace, dataset_id: int, texts: Sequence[str], *,
                          f"{', '.join(str(int(b)) for b in bad[:5])}); try --precision float32 or another model")
     relpath = f"embeddings/{int(dataset_id)}-{spec.key}.npy"
     ws.write_array(relpath, X)
+    X = _mapped(ws, relpath)  # the freshly computed array is dropped: the caller reads the file through the page cache
     emb_id = ws.register_embedding(dataset_id=dataset_id, model=spec.key, dim=int(X.shape[1]), n_rows=n,
                                    relpath=relpath, seconds=seconds,
                                    meta={"model": spec.name, "path": spec.path, "precision": spec.precision,

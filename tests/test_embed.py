@@ -351,3 +351,16 @@ def test_an_unreachable_scheduler_is_a_model_error(tiny_bert, tmp_path, monkeypa
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(ModelError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9 .*--scheduler"):
             embed.embed_texts(["good"], model=tiny_bert, cache_dir=tmp_path, scheduler="tcp://127.0.0.1:9")
+
+
+def test_ensure_embeddings_hands_out_a_read_only_memory_map(ws, tiny_bert):
+    """Bounded memory: the N x d matrix a step gets is mapped from the workspace file, computed or not."""
+    ds = ws.register_dataset(name="d", source="test", fingerprint="fp", n_rows=len(TEXTS), classes=["a", "b"],
+                             text_col="text", label_col="label", meta={})
+    _, fresh = embed.ensure_embeddings(ws, ds, TEXTS, model=tiny_bert)
+    _, again = embed.ensure_embeddings(ws, ds, TEXTS, model=tiny_bert)
+    for X in (fresh, again):
+        assert isinstance(X, np.memmap) and X.dtype == np.float32 and not X.flags.writeable
+        assert Path(X.filename) == ws.path / ws.embedding(ds, embed.resolve_model(tiny_bert).key).relpath
+    np.testing.assert_array_equal(fresh, embed.embed_texts(TEXTS, model=tiny_bert, cache_dir=ws.path / "cache" /
+                                                           "embeddings"))

@@ -25,10 +25,14 @@ def knn_utility(train: Split, valid: Split, *, k: int = 10) -> float:
     return float((train.y[nn] == valid.y[:, None]).sum(1).mean() / k)
 
 
-def _sqdist(A: NDArray[np.floating], B: NDArray[np.floating]) -> NDArray[np.float64]:
+def _sqdist(A: NDArray[np.floating], B: NDArray[np.floating],
+            B_sq: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    """Squared Euclidean distances (len(A), len(B)); `B_sq` = (B**2).sum(1) when the caller has it already."""
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
-    return (A**2).sum(1)[:, None] - 2.0 * A @ B.T + (B**2).sum(1)[None, :]
+    if B_sq is None:
+        B_sq = (B**2).sum(1)
+    return (A**2).sum(1)[:, None] - 2.0 * A @ B.T + B_sq[None, :]
 
 
 @checked(Option("k", int, "neighbours of the KNN classifier", low=1, high=100_000, label="Neighbours k"))
@@ -54,9 +58,12 @@ def knn_shapley(train: Split, *, valid: Split, k: int = 10, batch_size: int = 25
     factor = np.minimum(k, ranks[:-1]) / (ranks[:-1] * k)  # min(K, i) / (i K) for i = 1..N-1
     sums = np.zeros(n)
     sumsq = np.zeros(n)
+    # the training matrix in float64 and its squared norms once, not once per validation batch (one N x d copy)
+    X_train = np.asarray(train.X, dtype=np.float64)
+    X_sq = (X_train**2).sum(1)
     for b0 in range(0, len(valid), batch_size):
         vb = valid.take(slice(b0, b0 + batch_size))
-        order = np.argsort(_sqdist(vb.X, train.X), axis=1, kind="stable")  # (b, n)
+        order = np.argsort(_sqdist(vb.X, X_train, X_sq), axis=1, kind="stable")  # (b, n)
         match = (train.y[order] == vb.y[:, None]).astype(np.float64)
         s = np.empty_like(match)
         s[:, -1] = match[:, -1] / n
