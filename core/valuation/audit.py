@@ -17,28 +17,11 @@ from numpy.typing import NDArray
 
 from core.errors import DataError
 from core.valuation.base import ProgressFn, Split, Values
+from core.valuation.validation import flip_labels, value_dataset
 
 
 DEFAULT_METHODS = ("ts_dshapley", "knn_shapley", "data_oob", "label_quality", "consensus")
 """The methods the self-check compares unless told otherwise."""
-
-
-def flip_labels(y: NDArray[np.int64], fraction: float, *, n_classes: int | None = None, seed: int = 0
-                ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """A copy of y with round(fraction * n) labels moved to another class (uniformly), and the flipped mask."""
-    if not 0 < fraction < 0.5:
-        raise DataError(f"--flip must be between 0 and 0.5 (got {fraction})")
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(11,)))
-    n_classes = int(n_classes or (y.max() + 1))
-    if n_classes < 2:
-        raise DataError("flipping labels needs at least two classes")
-    k = max(1, int(round(fraction * len(y))))
-    idx = rng.choice(len(y), size=k, replace=False)
-    out = y.copy()
-    out[idx] = (y[idx] + rng.integers(1, n_classes, size=k)) % n_classes
-    mask = np.zeros(len(y), dtype=bool)
-    mask[idx] = True
-    return out, mask
 
 
 def detection_scores(values: NDArray[np.floating], flipped: NDArray[np.bool_]) -> dict[str, float]:
@@ -64,7 +47,6 @@ def audit_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
          the flipped mask; the Values of each method).
     """
     from core.valuation.registry import method_key
-    from core.valuation.validation import value_dataset
 
     keys = [method_key(m) for m in methods]
     with_consensus = "consensus" in keys

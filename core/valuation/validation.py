@@ -48,6 +48,24 @@ def default_valid_fraction(key: str) -> float:
     return 0.5 if key == "ts_dshapley" else 0.1
 
 
+def flip_labels(y: NDArray[np.int64], fraction: float, *, n_classes: int | None = None, seed: int = 0
+                ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """A copy of y with round(fraction * n) labels moved to another class (uniformly), and the flipped mask."""
+    if not 0 < fraction < 0.5:
+        raise DataError(f"--flip must be between 0 and 0.5 (got {fraction})")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(11,)))
+    n_classes = int(n_classes or (y.max() + 1))
+    if n_classes < 2:
+        raise DataError("flipping labels needs at least two classes")
+    k = max(1, int(round(fraction * len(y))))
+    idx = rng.choice(len(y), size=k, replace=False)
+    out = y.copy()
+    out[idx] = (y[idx] + rng.integers(1, n_classes, size=k)) % n_classes
+    mask = np.zeros(len(y), dtype=bool)
+    mask[idx] = True
+    return out, mask
+
+
 def stratified_sample(y: NDArray[np.int64], size: int, rng: np.random.Generator) -> NDArray[np.int64]:
     """Indices of a stratified random sample of `size` rows (at least one row of each class with 2+ rows)."""
     n = len(y)
@@ -417,7 +435,6 @@ def _consensus(X, y, uids, *, valid, seed, classes, valid_fraction, max_valid, o
                weights: str = "self_check", check_flip: float = SELF_CHECK_FLIP, check_folds: int = 5) -> Values:
     """Members on the data; with weights="self_check" also on a copy with `check_flip` of its labels flipped,
     whose injected flips choose the cross-fitted weights of the rank average (consensus.self_check_weights)."""
-    from core.valuation.audit import flip_labels
     from core.valuation.consensus import DEFAULT_MEMBERS, combine, member_ranks, self_check_weights
 
     names = [method_key(m) for m in (members or DEFAULT_MEMBERS)]
