@@ -1,0 +1,173 @@
+"""Scale benchmark: KNN-Shapley, label quality and TS-DShapley at 10k, 100k (and 1M) rows; seconds and peak RSS.
+
+Data (SYNTHETIC, labelled as such in the table): vectors drawn around real ones. The anchors are the real MiniLM
+embeddings of the demo tweets (`--real`, default the demo workspace's embeddings, with the dataset's labels); each
+synthetic row is a random anchor plus Gaussian noise (`--noise-sd`), L2-normalised, carrying the anchor's label, and a
+seeded `--flip` share of the labels is flipped. Validation: `--valid-n` further synthetic rows (unflipped). Every
+(size, step) runs in its own process so `resource.getrusage(RUSAGE_SELF).ru_maxrss` is that step's peak RSS
+(including the data it was handed: the train matrix is memory-mapped from a temp .npy, as the app hands it out).
+The time exponent is the least-squares slope of log(seconds) over log(rows) per step (needs two sizes or more).
+
+    nice -n 10 python benchmarks/bench_scale.py --sizes 10000            # what a busy machine can afford
+    nice -n 10 python benchmarks/bench_scale.py                          # 10k and 100k
+    nice -n 10 python benchmarks/bench_scale.py --million                # adds 1,000,000 rows
+
+Prints a markdown table with the load average in its header line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")  # one core per step: seconds = seconds on one core
+
+import numpy as np  # noqa: E402
+
+DEMO = Path("/work/demo-ws")
+STEPS = ("knn-shapley", "label-quality", "ts-dshapley")
+
+
+def real_anchors(path: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(real vectors, integer labels, description). `path`: an .npz with X and y, else the demo workspace."""
+    if path and path.endswith(".npz"):
+        z = np.load(path)
+        return np.asarray(z["X"], np.float32), np.asarray(z["y"], np.int64), path
+    home = Path(path) if path else DEMO
+    embs = sorted((home / "embeddings").glob("*.npy"))
+    if not embs or not (home / "READY").exists():
+        sys.exit(f"bench_scale: no real embeddings at {home}/embeddings (READY missing); pass --real FILE.npz with "
+                 "arrays X (n, d) and y (n,)")
+    X = np.load(embs[0], mmap_mode="r")
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(next((home / "datasets").glob("*/data"))))
+    labels = np.asarray(ds["label"])
+    if len(labels) != len(X):
+        sys.exit(f"bench_scale: {embs[0]} has {len(X)} rows but the dataset {len(labels)}")
+    _, y = np.unique(labels, return_inverse=True)
+    return np.asarray(X, np.float32), y.astype(np.int64), f"{len(X):,} real MiniLM vectors of {home}"
+
+
+def synthetic(anchors: np.ndarray, labels: np.ndarray, n: int, *, noise_sd: float, flip: float,
+              seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n vectors around random real anchors (float32, unit norm), their labels with a seeded share flipped, and
+    the flipped mask."""
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(anchors), size=n)
+    X = np.empty((n, anchors.shape[1]), dtype=np.float32)
+    for s in range(0, n, 100_000):  # in blocks: no float64 copy of the whole matrix
+        e = min(n, s + 100_000)
+        block = anchors[pick[s:e]] + rng.normal(0.0, noise_sd, size=(e - s, anchors.shape[1])).astype(np.float32)
+        X[s:e] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    y = labels[pick].copy()
+    n_classes = int(labels.max()) + 1
+    flipped = np.zeros(n, dtype=bool)
+    idx = rng.choice(n, size=int(round(flip * n)), replace=False)
+    flipped[idx] = True
+    y[idx] = (y[idx] + rng.integers(1, n_classes, size=len(idx))) % n_classes
+    return X, y, flipped
+
+
+def run_one(args: argparse.Namespace) -> None:
+    """Child process: one step on the prepared files; prints one JSON line."""
+    from core.valuation.base import Split
+
+    d = Path(args.one_dir)
+    X = np.load(d / "X.npy", mmap_mode="r")
+    y = np.load(d / "y.npy")
+    Xv, yv = np.load(d / "Xv.npy"), np.load(d / "yv.npy")
+    flipped = np.load(d / "flipped.npy")
+    train = Split(np.array([f"r{i}" for i in range(len(y))]), X, y)
+    valid = Split(np.array([f"v{i}" for i in range(len(yv))]), Xv, yv)
+    t0 = time.perf_counter()
+    if args.one == "knn-shapley":
+        from core.valuation.knn_shapley import knn_shapley
+        vals = knn_shapley(train, valid=valid)
+    elif args.one == "label-quality":
+        from core.valuation.label_quality import label_quality
+        vals = label_quality(train, seed=0)
+    else:
+        from core.valuation.ts_dshapley import ts_dshapley
+        vals = ts_dshapley(train, valid=valid, seed=0, n_jobs=1)
+    seconds = time.perf_counter() - t0
+    from sklearn.metrics import roc_auc_score
+
+    auc = float(roc_auc_score(flipped, -np.nan_to_num(vals.values)))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    print(json.dumps({"seconds": seconds, "peak_mib": peak, "auc": auc}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10000,100000", help="rows, comma-separated (default 10000,100000)")
+    ap.add_argument("--million", action="store_true", help="add 1,000,000 rows")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"subset of {','.join(STEPS)}")
+    ap.add_argument("--real", default=None, help="workspace folder (default /work/demo-ws) or .npz with X, y")
+    ap.add_argument("--valid-n", type=int, default=1000, help="validation rows (default 1000)")
+    ap.add_argument("--noise-sd", type=float, default=0.02, help="per-dimension noise around an anchor (0.02)")
+    ap.add_argument("--flip", type=float, default=0.1, help="share of labels flipped (default 0.1)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--one-dir", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        run_one(args)
+        return
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()] + ([1_000_000] if args.million else [])
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    anchors, labels, what = real_anchors(args.real)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="winnow-bench-scale-") as tmp:
+        Xv, yv, _ = synthetic(anchors, labels, args.valid_n, noise_sd=args.noise_sd, flip=0.0, seed=args.seed + 1)
+        np.save(Path(tmp) / "Xv.npy", Xv)
+        np.save(Path(tmp) / "yv.npy", yv)
+        for n in sizes:
+            X, y, flipped = synthetic(anchors, labels, n, noise_sd=args.noise_sd, flip=args.flip, seed=args.seed)
+            np.save(Path(tmp) / "X.npy", X)
+            np.save(Path(tmp) / "y.npy", y)
+            np.save(Path(tmp) / "flipped.npy", flipped)
+            del X
+            for step in steps:
+                cmd = [sys.executable, __file__, "--one", step, "--one-dir", tmp]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    tail = (res.stderr.strip().splitlines() or ["?"])[-1]
+                    rows.append({"rows": n, "step": step, "seconds": float("nan"), "peak_mib": float("nan"),
+                                 "auc": float("nan"), "error": tail})
+                    continue
+                got = json.loads(res.stdout.strip().splitlines()[-1])
+                rows.append({"rows": n, "step": step, **got})
+                print(f"  {n:>9,} {step:<14} {got['seconds']:8.1f} s  {got['peak_mib']:8.0f} MiB", file=sys.stderr)
+    load = os.getloadavg()
+    print(f"\n### Scale (SYNTHETIC vectors around {what}; noise sd {args.noise_sd}, {args.flip:.0%} seeded flips, "
+          f"{args.valid_n:,} validation rows; one core per step) - load average {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f}\n")
+    print("| rows | step | seconds | peak RSS (MiB) | ROC-AUC of flips |")
+    print("|---:|---|---:|---:|---:|")
+    for r in rows:
+        note = f" ({r['error']})" if r.get("error") else ""
+        print(f"| {r['rows']:,} | {r['step']}{note} | {r['seconds']:.1f} | {r['peak_mib']:.0f} | {r['auc']:.3f} |")
+    print("\n| step | time exponent (seconds ~ rows^b) |")
+    print("|---|---:|")
+    for step in steps:
+        pts = [(r["rows"], r["seconds"]) for r in rows if r["step"] == step and np.isfinite(r["seconds"])]
+        if len(pts) >= 2:
+            b = np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0]
+            print(f"| {step} | {b:.2f} |")
+        else:
+            print(f"| {step} | n/a (one size) |")
+
+
+if __name__ == "__main__":
+    main()
