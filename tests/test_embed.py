@@ -364,3 +364,26 @@ def test_ensure_embeddings_hands_out_a_read_only_memory_map(ws, tiny_bert):
         assert Path(X.filename) == ws.path / ws.embedding(ds, embed.resolve_model(tiny_bert).key).relpath
     np.testing.assert_array_equal(fresh, embed.embed_texts(TEXTS, model=tiny_bert, cache_dir=ws.path / "cache" /
                                                            "embeddings"))
+
+
+def test_cli_embed_with_scheduler_fills_the_workspace_like_a_local_run(tiny_bert, tmp_path, monkeypatch, capsys):
+    """`python -m core embed DATA --scheduler ADDRESS`: the stored embeddings equal a local run's, bit for bit."""
+    distributed = pytest.importorskip("distributed")
+    import pandas as pd
+
+    from core.__main__ import main
+
+    monkeypatch.setattr(embed, "_WORKER_ENCODERS", {})
+    monkeypatch.setattr(embed, "_FLUSH_EVERY", 5)
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"text": TEXTS * 3 + ["the plot was fun"], "label": (["pos", "neg"] * 10)[:19]}).to_csv(data,
+                                                                                                       index=False)
+    assert main(["--workspace", str(tmp_path / "local"), "embed", str(data), "--model", tiny_bert]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        assert main(["--workspace", str(tmp_path / "dask"), "embed", str(data), "--model", tiny_bert,
+                     "--scheduler", c.scheduler_address]) == 0
+    assert "embedding 1: 19 x 32" in capsys.readouterr().out
+    key = embed.resolve_model(tiny_bert).key
+    local, remote = (np.load(tmp_path / w / "embeddings" / f"1-{key}.npy") for w in ("local", "dask"))
+    np.testing.assert_array_equal(remote, local)
+    assert embed._WORKER_ENCODERS and all(where for where, _ in embed._WORKER_ENCODERS)  # loaded on the workers
