@@ -1,18 +1,23 @@
-"""Fine-tuning benchmark: the TS-DShapley paper's experiment on SST-2, scaled to 2 CPU cores.
+"""Fine-tuning benchmark: the papers' experiment on SST-2, run fairly (equal steps, paired seeds, intervals).
 
-An SST-2 training pool (`--n` rows of train.tsv), once clean and once with `--noise` of its labels flipped, is
-valued on MiniLM embeddings against a clean validation sample of dev.tsv; subsets at the same budget are chosen by
-random sampling, TS-DShapley (the suggested removal, and the top values), consensus, KNN-Shapley, kMQ and iterative
-refinement (Diversify and Conquer); each is fine-tuned (MiniLM, `--seeds` seeds) and scored on test.tsv (the GLUE
-SST-2 dev set). Papers: Schoch, Mishra, Ji, arXiv 2306.10165; Diversify and Conquer, arXiv 2409.11378.
+Pools of `--n` rows of SST-2 train.tsv, clean and with 10 % and 30 % of their labels flipped (`--flips 0,0.1,0.3`),
+are valued with TS-DShapley on MiniLM embeddings against a clean validation sample of dev.tsv. At one budget (default:
+the size that the larger of TS-DShapley's suggested removal and the significantly harmful rows leaves, so removal,
+clean-then-diversify and random removal of as many rows meet at the same size) the subsets are: full, random, TS-DShapley removal, clean-then-diversify (drop the significantly harmful rows,
+then kMQ's cluster shares), kMQ and iterative refinement (Diversify and Conquer). Each is fine-tuned (MiniLM) with
+`--seeds` paired seeds (seed s: the same initialisation for every subset) under *equal steps*: every subset trains
+as many optimizer steps as `--epochs` passes over the full pool, with early stopping on a 10 % validation split
+carved the same way from each subset, checked once per full-pool epoch. Accuracy on test.tsv (the GLUE SST-2 dev
+set); per subset the mean with its 95 % t-interval and the paired difference against full and against random.
+Papers: Schoch, Mishra, Ji, arXiv 2306.10165 (TS-DShapley); Diversify and Conquer, arXiv 2409.11378.
 
-It first times the training loop against a plain `transformers.Trainer` on the same rows and model (examples/s),
-estimates the whole run from that, and stops when the estimate exceeds `--max-minutes` (unless `--force`).
+    nice -n 10 .venv/bin/python benchmarks/bench_finetune.py                 # the full run: hours on 2 cores
+    nice -n 10 .venv/bin/python benchmarks/bench_finetune.py --n 1000 --seeds 2 --epochs 1 --trainer-n 0 --force
 
-    nice -n 10 .venv/bin/python benchmarks/bench_finetune.py --n 5000 --epochs 1 --seeds 3
-
-Prints a date/CPU/version line and markdown tables on stdout; progress on stderr. `--cache FILE` keeps finished
-fine-tunes (JSON) so that an interrupted run resumes; nothing else is written.
+It can first time the training loop against a plain `transformers.Trainer` (`--trainer-n`), estimates the whole run
+from the measured speed, and stops when the estimate exceeds `--max-minutes` (unless `--force`). Prints a header line
+(date, CPUs, device, versions, load average) and markdown tables on stdout, progress on stderr. `--cache FILE` keeps
+finished fine-tunes (JSON) so that an interrupted run resumes; nothing else is written.
 """
 from __future__ import annotations
 
@@ -36,9 +41,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from core import finetune  # noqa: E402
+from core import experiment, finetune  # noqa: E402
 
-SUBSETS = ("full", "random", "ts_removal", "ts_top", "consensus", "knn_shapley", "kmq", "iterative")
+SUBSETS = ("full", "random", "ts_removal", "clean_kmq", "kmq", "iterative", "ts_top", "consensus", "knn_shapley")
+DEFAULT_SUBSETS = "full,random,ts_removal,clean_kmq,kmq,iterative"
 
 
 def log(msg: str) -> None:
@@ -50,31 +56,11 @@ def read_tsv(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"text": df["sentence"].str.strip(), "label": df["label"].str.strip()})
 
 
-def embed(texts: list[str], model: str | None, threads: int) -> np.ndarray:
-    """Mean-pooled, L2-normalised MiniLM embeddings (core.embed when it is there, else the same pooling here)."""
-    try:
-        from core.embed import embed_texts
+def embed(texts: list[str], model: str | None) -> np.ndarray:
+    """Mean-pooled, L2-normalised embeddings (core.embed; cached on disk by text)."""
+    from core.embed import embed_texts
 
-        return np.asarray(embed_texts(texts, model=model), dtype=np.float32)
-    except (ImportError, TypeError):
-        pass
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    path = model or finetune.default_model_path()
-    tok, net = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-    torch.set_num_threads(threads)
-    order = np.argsort([len(t) for t in texts])
-    out = np.zeros((len(texts), net.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode():
-        for s in range(0, len(texts), 128):
-            rows = order[s:s + 128]
-            enc = tok([texts[i] for i in rows], padding=True, truncation=True, max_length=128, return_tensors="pt")
-            h = net(**enc).last_hidden_state
-            m = enc["attention_mask"].unsqueeze(-1).float()
-            v = (h * m).sum(1) / m.sum(1)
-            out[rows] = torch.nn.functional.normalize(v, dim=-1).numpy()
-    return out
+    return np.asarray(embed_texts(texts, model=model), dtype=np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ throughput
@@ -123,19 +109,21 @@ def ours_throughput(texts: list[str], labels: list[str], test: pd.DataFrame, arg
     res = finetune.train_and_evaluate(texts, labels, test["text"].tolist()[:64], test["label"].tolist()[:64],
                                       classes=sorted(set(labels)), model=args.model, epochs=1,
                                       batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=0,
-                                      valid_fraction=0.0, threads=args.threads)
+                                      valid_fraction=0.0, threads=args.threads, device=args.device)
     return {"rows": len(texts), "seconds": res.train_seconds, "wall": time.perf_counter() - t0,
             "eps": len(texts) / res.train_seconds, "step_eps": res.examples_per_second}
 
 
 # ------------------------------------------------------------------------------------------------ subsets
-def choose_subsets(X: np.ndarray, y: np.ndarray, uids: np.ndarray, valid, score, budget: int, wanted: list[str],
-                   seed: int) -> tuple[dict[str, object], dict[str, object]]:
-    """name -> uids (or a function seed -> uids for random), and diagnostics (values, suggestion, seconds)."""
-    from core.selection import fit_clusters, select_iterative, select_kmq, select_random, select_top_value
+def choose_subsets(X: np.ndarray, y: np.ndarray, uids: np.ndarray, valid, score, budget_arg: str,
+                   wanted: list[str], seed: int) -> tuple[dict[str, object], dict[str, object]]:
+    """name -> uids (or a function seed -> uids for random), and diagnostics (values, suggestion, budget, seconds)."""
+    from core.selection import (fit_clusters, select_clean_kmq, select_iterative, select_kmq, select_random,
+                                select_top_value)
     from core.valuation import METHODS, suggest_removal
     from core.valuation.base import Split
     from core.valuation.consensus import combine
+    from core.valuation.significance import summarize
 
     train = Split(uids, X, y)
     out: dict[str, object] = {}
@@ -150,17 +138,31 @@ def choose_subsets(X: np.ndarray, y: np.ndarray, uids: np.ndarray, valid, score,
             log(f"  {name}: {diag['seconds'][name]:.1f} s")
         return values[name]
 
+    value("ts_dshapley")
+    t = time.perf_counter()
+    sug = suggest_removal(train, values["ts_dshapley"], valid=valid, score_on=score, seed=seed)
+    diag["seconds"]["removal"] = time.perf_counter() - t
+    diag["suggestion"] = {"n_remove": sug.n_remove, "fraction": sug.fraction}
+    diag["significance"] = summarize(values["ts_dshapley"])
+    n = len(uids)
+    if budget_arg == "removal":
+        # what the larger of the two cleanings leaves (TS-DShapley's suggested removal, or the significantly harmful
+        # rows), so every subset, clean-then-diversify included, can be drawn at it; at least 1 row removed
+        budget = n - max(sug.n_remove, diag["significance"].harmful, 1)
+    else:
+        b = float(budget_arg)
+        budget = int(round(b * n)) if b <= 1 else int(b)
+    diag["budget"] = budget
     if "full" in wanted:
         out["full"] = uids
     if "random" in wanted:
         out["random"] = lambda s: select_random(uids, budget=budget, seed=1000 + s).uids
-    if {"ts_removal", "ts_top", "kmq", "iterative", "consensus"} & set(wanted):
-        value("ts_dshapley")
     if "ts_removal" in wanted:
-        sug = suggest_removal(train, values["ts_dshapley"], valid=valid, score_on=score, seed=seed)
         drop = set(sug.uids.astype(str))
-        out["ts_removal"] = np.array([u for u in uids if u not in drop])
-        diag["suggestion"] = {"n_remove": sug.n_remove, "fraction": sug.fraction}
+        kept = np.array([u for u in uids if u not in drop])
+        if len(kept) != budget:  # at another budget: the lowest values go until `budget` rows remain
+            kept = select_top_value(values["ts_dshapley"], budget=budget).uids
+        out["ts_removal"] = kept
     if "ts_top" in wanted:
         out["ts_top"] = select_top_value(values["ts_dshapley"], budget=budget).uids
     if "knn_shapley" in wanted or "consensus" in wanted:
@@ -173,13 +175,23 @@ def choose_subsets(X: np.ndarray, y: np.ndarray, uids: np.ndarray, valid, score,
         values["consensus"] = combine([values[m] for m in ("label_quality", "knn_shapley", "data_oob",
                                                             "ts_dshapley")])
         out["consensus"] = select_top_value(values["consensus"], budget=budget).uids
-    if "kmq" in wanted or "iterative" in wanted:
+    if {"kmq", "iterative", "clean_kmq"} & set(wanted):
         t = time.perf_counter()
         clusters = fit_clusters(X, budget=budget, uids=uids, seed=seed)
         diag["k"] = clusters.k
         diag["seconds"]["clusters"] = time.perf_counter() - t
         if "kmq" in wanted:
             out["kmq"] = select_kmq(values["ts_dshapley"], clusters, budget=budget, seed=seed).uids
+        if "clean_kmq" in wanted:
+            sig = diag["significance"]
+            # significantly harmful rows when the values can tell any; else the suggested removal
+            n_remove = None if sig.harmful > 0 else sug.n_remove
+            try:
+                sel = select_clean_kmq(values["ts_dshapley"], clusters, budget=budget, n_remove=n_remove, seed=seed)
+                out["clean_kmq"] = sel.uids
+                diag["clean"] = f"{sel.params['n_dropped']} dropped ({sel.params['rule']})"
+            except Exception as e:  # noqa: BLE001 - reported in the notes, the other subsets still run
+                diag["clean"] = f"not run: {e}"
         if "iterative" in wanted:
             t = time.perf_counter()
             out["iterative"] = select_iterative(X, y, clusters, budget=budget, values=values["ts_dshapley"],
@@ -192,25 +204,28 @@ def choose_subsets(X: np.ndarray, y: np.ndarray, uids: np.ndarray, valid, score,
 # ------------------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=5000, help="training pool rows from train.tsv")
-    p.add_argument("--noise", type=float, default=0.1, help="fraction of labels flipped in the noisy pool")
-    p.add_argument("--budget", type=float, default=0.7, help="subset size: a fraction of the pool or a count")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--n", type=int, default=5000, help="training pool rows from train.tsv (default 5000)")
+    p.add_argument("--flips", default="0,0.1,0.3", help="label-flip rates of the pools (default 0,0.1,0.3)")
+    p.add_argument("--budget", default="removal",
+                   help="subset size: 'removal' (what the larger of TS-DShapley's suggested removal and the "
+                        "significantly harmful rows leaves; default), a fraction of the pool or a count")
+    p.add_argument("--seeds", type=int, default=5, help="paired seeds (default 5)")
+    p.add_argument("--epochs", type=int, default=3, help="full-pool epochs' worth of steps (default 3)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--valid-fraction", type=float, default=None,
-                   help="early-stopping split of each subset (default: 0.1 when --epochs > 1, else 0)")
+    p.add_argument("--valid-fraction", type=float, default=0.1,
+                   help="early-stopping split carved from each subset (default 0.1; 0 = none)")
+    p.add_argument("--patience", type=int, default=1, help="checks without improvement before stopping")
     p.add_argument("--valid-n", type=int, default=1000, help="dev.tsv rows the values are scored on")
     p.add_argument("--score-n", type=int, default=1000, help="other dev.tsv rows the removal index is chosen on")
-    p.add_argument("--pools", default="noisy,clean")
-    p.add_argument("--subsets", default=",".join(SUBSETS), help=f"of {','.join(SUBSETS)}")
-    p.add_argument("--clean-subsets", default=None, help="subsets for the clean pool (default: --subsets)")
-    p.add_argument("--trainer-n", type=int, default=800, help="rows of the throughput comparison (0: skip)")
+    p.add_argument("--test-n", type=int, default=0, help="score on a seeded sample of test.tsv (0 = all; quick runs)")
+    p.add_argument("--subsets", default=DEFAULT_SUBSETS, help=f"of {','.join(SUBSETS)} (default {DEFAULT_SUBSETS})")
+    p.add_argument("--trainer-n", type=int, default=800, help="rows of the Trainer throughput comparison (0: skip)")
     p.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the throughput comparison")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the idle cores at start, at least 1; fixed for the whole run)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda when present")
     p.add_argument("--model", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=45.0, help="stop if the estimate exceeds this")
@@ -231,24 +246,32 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
+    from core.device import select_device
+
     data = Path(args.data_dir)
     if not (data / "train.tsv").exists():
         print(f"SST-2 not found in {data}; nothing to benchmark", file=sys.stderr)
         return 1
-    print(f"{datetime.date.today()} | {os.cpu_count()} CPUs ({args.threads} threads) | Python "
+    dev_used = select_device(args.device, threads=args.threads)
+    print(f"{datetime.date.today()} | {os.cpu_count()} CPUs ({args.threads} threads) | {dev_used.label} | Python "
           f"{platform.python_version()} | torch {torch.__version__} | transformers {transformers.__version__} | "
           f"scikit-learn {sklearn.__version__} | numpy {np.__version__} | load "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     rng = np.random.default_rng(args.seed)
     train_all, dev, test = read_tsv(data / "train.tsv"), read_tsv(data / "dev.tsv"), read_tsv(data / "test.tsv")
+    if args.test_n and args.test_n < len(test):
+        test = test.sample(n=args.test_n, random_state=args.seed).reset_index(drop=True)
     pool = train_all.iloc[np.sort(rng.choice(len(train_all), args.n, replace=False))].reset_index(drop=True)
     pool.insert(0, "uid", [f"t{i}" for i in range(len(pool))])
     dev_idx = rng.permutation(len(dev))
     valid_df = dev.iloc[dev_idx[:args.valid_n]].reset_index(drop=True)
     score_df = dev.iloc[dev_idx[args.valid_n:args.valid_n + args.score_n]].reset_index(drop=True)
     classes = sorted(set(pool["label"]))
-    budget = int(round(args.budget * args.n)) if args.budget <= 1 else int(args.budget)
-    valid_fraction = args.valid_fraction if args.valid_fraction is not None else (0.1 if args.epochs > 1 else 0.0)
+    flips = [float(f) for f in args.flips.split(",") if f.strip()]
+    wanted = [s.strip() for s in args.subsets.split(",") if s.strip()]
+    bad = set(wanted) - set(SUBSETS)
+    if bad:
+        p.error(f"unknown subsets {sorted(bad)}; use {','.join(SUBSETS)}")
 
     # ---- throughput: this loop vs a plain Trainer, same rows/model/batch/lr/max_length, one epoch
     eps = None
@@ -284,36 +307,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.throughput_only:
             return 0
 
-    pools = [s.strip() for s in args.pools.split(",") if s.strip()]
-    wanted = {"noisy": [s.strip() for s in args.subsets.split(",") if s.strip()]}
-    wanted["clean"] = [s.strip() for s in (args.clean_subsets or args.subsets).split(",") if s.strip()]
-    for names in wanted.values():
-        bad = set(names) - set(SUBSETS)
-        if bad:
-            p.error(f"unknown subsets {sorted(bad)}; use {','.join(SUBSETS)}")
-
-    # ---- estimate
+    # ---- estimate (core.experiment's arithmetic, at the largest budget: every subset takes the full pool's steps)
     if eps is None:
         r = ours_throughput(pool["text"].tolist()[:256], pool["label"].tolist()[:256], test, args)
-        eps = r["eps"]
-    n_rows = sum((args.n if s in ("full", "ts_removal") else budget) for pool_name in pools
-                 for s in wanted[pool_name]) * args.seeds
-    n_runs = sum(len(wanted[pool_name]) for pool_name in pools) * args.seeds
-    eval_rows = n_runs * (len(test) + valid_fraction * args.n * args.epochs)
-    minutes = (n_rows * (1 - valid_fraction) * args.epochs / eps + eval_rows / (3 * eps)) / 60
-    log(f"estimate: {n_runs} fine-tunes, {n_rows:,} training rows x {args.epochs} epoch(s) at {eps:.1f} ex/s "
-        f"-> about {minutes:.0f} min")
-    print(f"\nEstimate before the run: {n_runs} fine-tunes, {n_rows:,} rows x {args.epochs} epoch(s) at "
-          f"{eps:.1f} examples/s -> about {minutes:.0f} min")
+        eps = r["step_eps"]
+    tp = experiment.Throughput(train_examples_per_second=eps, predict_examples_per_second=3 * eps, load_seconds=3.0,
+                               device=dev_used.label, key="bench")
+    sizes = {s: args.n for s in wanted}
+    est = experiment.estimate_seconds(sizes, seeds=args.seeds, n_test=len(test), throughput=tp,
+                                      protocol="equal-steps", epochs=args.epochs, batch_size=args.batch_size,
+                                      valid_fraction=args.valid_fraction)
+    n_runs = len(wanted) * args.seeds * len(flips)
+    minutes = len(flips) * est["total"] / 60
+    print(f"\nEstimate before the run: {n_runs} fine-tunes ({len(flips)} pools × {len(wanted)} subsets × {args.seeds} "
+          f"seeds), equal steps of {args.epochs} epoch(s) over {args.n:,} rows at {eps:.1f} examples/s -> at most "
+          f"{experiment.format_duration(60 * minutes)} (early stopping may finish sooner; valuation not counted)")
     if minutes > args.max_minutes and not args.force:
-        log(f"over --max-minutes {args.max_minutes:.0f}: shrink --n/--seeds/--subsets or pass --force")
+        log(f"over --max-minutes {args.max_minutes:.0f}: shrink --n/--seeds/--epochs/--subsets or pass --force")
         return 3
 
     # ---- embeddings
     os.environ.setdefault("WINNOW_THREADS", str(args.threads))
     t = time.perf_counter()
-    X_all = embed(pool["text"].tolist() + valid_df["text"].tolist() + score_df["text"].tolist(), args.model,
-                  args.threads)
+    X_all = embed(pool["text"].tolist() + valid_df["text"].tolist() + score_df["text"].tolist(), args.model)
     X, Xv, Xs = X_all[:args.n], X_all[args.n:args.n + len(valid_df)], X_all[args.n + len(valid_df):]
     log(f"embedded {len(X_all):,} texts in {time.perf_counter() - t:.0f} s")
 
@@ -329,86 +345,113 @@ def main(argv: list[str] | None = None) -> int:
         cache = json.loads(Path(args.cache).read_text())
     uids = pool["uid"].to_numpy().astype(str)
     y_clean = np.array([classes.index(v) for v in pool["label"]])
-    results: list[dict] = []
     notes: list[str] = []
     prepared = {}
-    for pool_name in pools:
-        if pool_name == "noisy":
-            y, flipped = flip_labels(y_clean, args.noise, n_classes=len(classes), seed=args.seed)
+    pools = [f"{int(round(100 * f))} % flipped" if f > 0 else "clean" for f in flips]
+    for pool_name, flip in zip(pools, flips):
+        if flip > 0:
+            y, flipped = flip_labels(y_clean, flip, n_classes=len(classes), seed=args.seed)
         else:
             y, flipped = y_clean, np.zeros(len(y_clean), dtype=bool)
         log(f"{pool_name} pool: valuing and selecting ({int(flipped.sum())} flipped)")
-        subsets, diag = choose_subsets(X, y, uids, valid, score, budget, wanted[pool_name], args.seed)
-        prepared[pool_name] = (subsets, dict(zip(uids, (classes[c] for c in y))), dict(zip(uids, flipped)))
+        subsets, diag = choose_subsets(X, y, uids, valid, score, args.budget, wanted, args.seed)
+        prepared[pool_name] = (subsets, dict(zip(uids, (classes[c] for c in y))), dict(zip(uids, flipped)),
+                               diag["budget"])
         if flipped.any():
             aucs = ", ".join(f"{m} {detection_scores(v.values, flipped)['auc']:.3f}"
                              for m, v in diag["values"].items())
-            notes.append(f"{pool_name} pool, ROC-AUC of low value for the flipped rows: {aucs}")
-        if "suggestion" in diag:
-            notes.append(f"{pool_name} pool, TS-DShapley suggested removal: {diag['suggestion']['n_remove']} rows "
-                         f"({100 * diag['suggestion']['fraction']:.1f} %)")
+            notes.append(f"{pool_name}: ROC-AUC of low value for the flipped rows: {aucs}")
+        sig = diag["significance"]
+        notes.append(f"{pool_name}: budget {diag['budget']:,} rows; TS-DShapley suggested removal "
+                     f"{diag['suggestion']['n_remove']} rows ({100 * diag['suggestion']['fraction']:.1f} %); "
+                     f"significantly harmful {sig.harmful}, uncertain {sig.uncertain}, helpful {sig.helpful}"
+                     + (f"; clean-then-diversify: {diag['clean']}" if "clean" in diag else ""))
         secs = ", ".join(f"{k} {v:.0f} s" for k, v in diag["seconds"].items())
-        notes.append(f"{pool_name} pool, valuation/selection seconds: {secs}" + (f"; k = {diag['k']}" if "k" in diag
-                                                                                   else ""))
+        notes.append(f"{pool_name}: valuation/selection seconds: {secs}" + (f"; k = {diag['k']}" if "k" in diag
+                                                                             else ""))
     text_of = dict(zip(uids, pool["text"]))
     deadline = time.time() + 60 * args.time_limit if args.time_limit else None
     stopped = False
+    done: dict[str, dict[str, dict]] = {name: {} for name in pools}
+    majority = float(test["label"].value_counts(normalize=True).iloc[0])
+    flipped_share: dict[tuple[str, str], list[float]] = {}
     for seed in range(args.seeds):  # seeds outermost: a run cut short still has every subset
         for pool_name in pools:
-            subsets, label_of, flip_of = prepared[pool_name]
-            for name in wanted[pool_name]:
-                key = f"{pool_name}|{name}|{seed}|{args.n}|{budget}|{args.epochs}|{args.max_length}|{args.noise}"
-                chosen = subsets[name]
-                chosen = np.asarray(chosen(seed) if callable(chosen) else chosen).astype(str)
+            subsets, label_of, flip_of, budget = prepared[pool_name]
+            chosen_all = {name: np.asarray(c(seed) if callable(c) else c).astype(str)
+                          for name, c in subsets.items()}
+            # equal steps: every subset takes `epochs` passes' worth of steps of the largest (the full pool)
+            shapes = experiment.plan_runs({k: len(v) for k, v in chosen_all.items()}, protocol="equal-steps",
+                                          epochs=args.epochs, batch_size=args.batch_size,
+                                          valid_fraction=args.valid_fraction)
+            largest = max(s.n_train for s in shapes.values())
+            for name in wanted:
+                if name not in chosen_all:
+                    continue
+                chosen = chosen_all[name]
+                key = (f"{pool_name}|{name}|{seed}|{args.n}|{budget}|{args.epochs}|{args.max_length}|"
+                       f"{args.valid_fraction}|{args.lr}|equal-steps")
                 if key not in cache:
                     if deadline is not None and time.time() > deadline:
                         stopped = True
                         continue
-                    log(f"fine-tune {pool_name} {name} seed {seed}: {len(chosen)} rows")
+                    log(f"fine-tune {pool_name} {name} seed {seed}: {len(chosen)} rows, {shapes[name].steps} steps")
                     res = finetune.train_and_evaluate(
                         [text_of[u] for u in chosen], [label_of[u] for u in chosen], test["text"].tolist(),
                         test["label"].tolist(), classes=classes, model=args.model, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=seed,
-                        valid_fraction=valid_fraction, threads=args.threads)
+                        valid_fraction=args.valid_fraction, early_stopping_patience=args.patience,
+                        threads=args.threads, device=args.device, max_steps=shapes[name].steps,
+                        eval_every=max(1, -(-largest // args.batch_size)))
                     cache[key] = {"accuracy": res.accuracy, "macro_f1": res.macro_f1, "seconds": res.train_seconds,
-                                  "eps": res.examples_per_second}
+                                  "eps": res.examples_per_second, "steps": res.steps, "n_train": res.n_train,
+                                  "best": res.best_epoch, "device": res.device}
                     log(f"  accuracy {res.accuracy:.4f} in {res.train_seconds:.0f} s "
-                        f"({res.examples_per_second:.1f} ex/s)")
+                        f"({res.examples_per_second:.1f} ex/s, {res.steps} steps, kept check {res.best_epoch})")
                     if args.cache:
                         Path(args.cache).write_text(json.dumps(cache))
-                results.append(dict(cache[key], pool=pool_name, subset=name, seed=seed, rows=len(chosen),
-                                    flipped=float(np.mean([flip_of[u] for u in chosen]))))
+                c = cache[key]
+                done[pool_name][f"{name}|{seed}"] = dict(c, seed=seed, n_rows=len(chosen),
+                                                         train_seconds=c["seconds"], majority=majority,
+                                                         n_test=len(test))
+                flipped_share.setdefault((pool_name, name), []).append(
+                    float(np.mean([flip_of[u] for u in chosen])))
     if stopped:
-        notes.append(f"stopped starting fine-tunes after --time-limit {args.time_limit:g} min: see the runs column")
+        notes.append(f"stopped starting fine-tunes after --time-limit {args.time_limit:g} min: see the seeds column")
 
-    df = pd.DataFrame(results)
-    if df.empty:
+    if not any(done.values()):
         print("\nno fine-tune finished")
         return 0
     print()
-    print(f"SST-2 pool of {args.n:,} train.tsv rows ({100 * args.noise:.0f} % flipped in the noisy pool), budget "
-          f"{budget:,} rows, {Path(args.model).name if args.model else 'all-MiniLM-L6-v2'} fine-tuned {args.epochs} epoch(s), batch {args.batch_size}, lr {args.lr}, "
-          f"max_length {args.max_length}, {args.seeds} seeds; accuracy on test.tsv ({len(test)} rows) as mean ± "
-          f"sample std; Δ = mean minus the full pool's mean.")
+    print(f"SST-2 pools of {args.n:,} train.tsv rows, {Path(args.model).name if args.model else 'all-MiniLM-L6-v2'} "
+          f"fine-tuned with equal steps ({args.epochs} epoch(s) of the full pool, batch {args.batch_size}, lr "
+          f"{args.lr}, max_length {args.max_length}, early stopping on {100 * args.valid_fraction:.0f} % of each "
+          f"subset, patience {args.patience}), {args.seeds} paired seeds; accuracy on test.tsv ({len(test)} rows): "
+          "mean ± 95 % t-interval; paired differences in points ± their 95 % interval (n/a: the reference itself).")
     print()
-    print("| pool | subset | rows | flipped % | runs | accuracy | Δ vs full | macro-F1 | s/run |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| pool | subset | rows | flipped % | steps | seeds | accuracy (95% CI) | vs full (points) | "
+          "vs random (points) | s/run |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    verdicts = []
     for pool_name in pools:
-        d = df[df["pool"] == pool_name]
-        full = d[d["subset"] == "full"]["accuracy"].mean() if (d["subset"] == "full").any() else np.nan
-        for name in wanted[pool_name]:
-            r = d[d["subset"] == name]
-            if r.empty:
-                continue
-            acc, f1 = r["accuracy"], r["macro_f1"]
-            sd = lambda s: s.std(ddof=1) if len(s) > 1 else 0.0  # noqa: E731
-            rows = int(r["rows"].mean())
-            print(f"| {pool_name} | {name} | {rows:,} | {100 * r['flipped'].mean():.1f} | {len(r)} | "
-                  f"{acc.mean():.4f} ± {sd(acc):.4f} | {100 * (acc.mean() - full):+.2f} | "
-                  f"{f1.mean():.4f} ± {sd(f1):.4f} | {r['seconds'].mean():.0f} |")
+        specs = [s if s != "random" else "random:B" for s in wanted]
+        ck = {k.replace("random|", "random:B|"): v for k, v in done[pool_name].items()}
+        table = experiment.summarize_compare(ck, specs)
+        for r, cells in zip(table, experiment.table_rows(table)):
+            name = r["subset"].replace("random:B", "random")
+            fl = flipped_share.get((pool_name, name), [0.0])
+            print(f"| {pool_name} | {name} | {cells['rows']} | {100 * float(np.mean(fl)):.1f} | {cells['steps']} | "
+                  f"{cells['seeds']} | {cells['accuracy (95% CI)']} | {cells['vs full (points)']} | "
+                  f"{cells['vs random (points)']} | {r['train_seconds']:.0f} |")
+        verdicts.append(f"{pool_name}: " + experiment.verdict_line(table).replace("random:B", "random"))
+        verdicts += [f"{pool_name}: warning: " + w.replace("random:B", "random")
+                     for w in experiment.compare_warnings(table, ck)]
     print()
+    for v in verdicts:
+        print(f"- {'' if ': warning: ' in v else 'verdict, '}{v}")
     for n in notes:
         print(f"- {n}")
+    print(f"- load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
 
