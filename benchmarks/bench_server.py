@@ -357,16 +357,6 @@ def main() -> None:
     f.select("box", 0.2)
     timed(f, "box -> selection table")
 
-    browser: dict = {}
-    if args.browser and Path("/usr/bin/chromium").exists():
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        import bench_map
-
-        copy = Path(tempfile.mkdtemp(prefix="winnow-bench-browser-")) / "ws"
-        shutil.copytree(ws_path, copy, ignore=shutil.ignore_patterns("jobs", "locks"))
-        browser = bench_map.browser_table(copy, tmp, dict(os.environ), max(1, min(args.repeat, 2)))
-        shutil.rmtree(copy.parent, ignore_errors=True)
-
     load = os.getloadavg()
     print(f"{dt.datetime.now():%Y-%m-%d %H:%M} · {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f} · Python {platform.python_version()} · AppTest, median of {args.repeat} · "
@@ -381,6 +371,17 @@ def main() -> None:
         if a != "-" and b != "-":
             ratio = f"{float(a.replace(',', '')) / max(float(b.replace(',', '')), 1e-9):.1f}x"
         print(f"| {name} | {a} | {b} | {ratio} |")
+    sys.stdout.flush()  # (the server table first: the browser part takes minutes)
+    browser: dict = {}
+    if args.browser and Path("/usr/bin/chromium").exists():
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import bench_map
+
+        copy = Path(tempfile.mkdtemp(prefix="winnow-bench-browser-")) / "ws"
+        shutil.copytree(ws_path, copy, ignore=shutil.ignore_patterns("jobs", "locks"))
+        browser = bench_map.browser_table(copy, tmp, dict(os.environ), max(1, min(args.repeat, 2)))
+        shutil.rmtree(copy.parent, ignore_errors=True)
+
     if browser:
         w, f = browser["winnow"], browser.get("floor", {})
         print()
