@@ -231,11 +231,11 @@ def main() -> None:
     shutil.copytree(ws_path, copy, ignore=shutil.ignore_patterns("jobs", "locks"))
     floor_dir, floor_env = None, {}
     if not args.no_floor:
-        import bench_server
+        from _floor import floor_page
 
         floor_dir = work / "floor"
         floor_dir.mkdir()
-        floor_env = bench_server.floor_page(copy, floor_dir)
+        floor_env = floor_page(copy, floor_dir)
     res = browser_table(copy, floor_dir, floor_env, args.repeat)
     load = os.getloadavg()
     w, f = res["winnow"], res.get("floor", {})

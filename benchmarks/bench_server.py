@@ -36,30 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FLOOR_APP = '''
-import json, os
-import pandas as pd
-import plotly.io as pio
-import streamlit as st
-
-st.set_page_config(layout="wide")
-
-@st.cache_resource
-def figures():
-    spec = json.load(open(os.environ["FLOOR_FIGURE"]))
-    texts = json.load(open(os.environ["FLOOR_TEXTS"]))
-    return {name: pio.from_json(json.dumps(s)) for name, s in spec.items()}, texts
-
-figs, texts = figures()
-colour = st.radio("Colour by", ["value", "label"], horizontal=True, key="colour")
-event = st.plotly_chart(figs[colour], key="plot", on_select="rerun", selection_mode=("points", "box", "lasso"))
-rows = sorted({int(p["customdata"]) for p in event["selection"]["points"]})
-if rows:
-    st.subheader(f"Selection: {len(rows):,} rows")
-    shown = rows[:1000]
-    st.dataframe(pd.DataFrame({"row": shown, "text": [texts[i] for i in shown]}), hide_index=True)
-'''
-
+from _floor import _chart, floor_files  # noqa: E402  (benchmarks/ is on the path of a script run from it)
 
 def _decode(v):
     """A plotly array from a JSON spec (a list, or {'dtype', 'bdata'} base64)."""
@@ -69,13 +46,6 @@ def _decode(v):
         arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
         return arr.reshape(v["shape"]) if "shape" in v and isinstance(v["shape"], list) else arr
     return v
-
-
-def _chart(at):
-    charts = at.get("plotly_chart")
-    if not charts:
-        raise RuntimeError("no plotly chart on the page: " + "; ".join(str(e.value) for e in at.exception))
-    return charts[0].proto
 
 
 def selection_payload(at, shape: str, fraction: float) -> tuple[str, str, int]:
@@ -216,42 +186,6 @@ def prepare_workspace(args: argparse.Namespace) -> tuple[Path, float]:
         action = ("remove", "keep", "clear", "remove")[b % 4]
         ws.decide(ds_id, [uids[i] for i in pick], action, reason=f"bench batch {b}", source="lasso")
     return dest, time.perf_counter() - t0
-
-
-def floor_files(at, tmp: Path, ws_path: Path) -> dict[str, str]:
-    """The Map page's figure (value and label colourings) and the texts, for the floor page."""
-    from core import data
-    from core.workspace import Workspace
-
-    ws = Workspace(ws_path)
-    ds_id = int(ws.get_setting("active_dataset"))
-    texts = [str(t) for t in data.open_dataset(ws, f"ws:{ds_id}").ds["text"]]
-    specs = {}
-    for colour in ("label", "value"):
-        at.radio(key="map.colour").set_value(colour).run()
-        specs[colour] = json.loads(_chart(at).spec)
-    (tmp / "figure.json").write_text(json.dumps(specs))
-    (tmp / "texts.json").write_text(json.dumps(texts))
-    (tmp / "floor_app.py").write_text(FLOOR_APP)
-    return {"FLOOR_FIGURE": str(tmp / "figure.json"), "FLOOR_TEXTS": str(tmp / "texts.json")}
-
-
-def floor_page(ws_path: Path, dest: Path) -> dict[str, str]:
-    """Write the floor page and the Map's figure of this workspace into `dest`; returns its environment."""
-    from streamlit.testing.v1 import AppTest
-
-    old = os.environ.get("WINNOW_HOME")
-    os.environ["WINNOW_HOME"] = str(ws_path)
-    try:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
-        at.run()
-        at.switch_page("pages/3_Map.py").run()
-        return floor_files(at, dest, ws_path)
-    finally:
-        if old is None:
-            os.environ.pop("WINNOW_HOME", None)
-        else:
-            os.environ["WINNOW_HOME"] = old
 
 
 def main() -> None:
