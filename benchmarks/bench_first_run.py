@@ -151,8 +151,8 @@ def run_cli(home: Path, sample: int, data: str) -> dict[str, float | None]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--warm-cache", action="store_true", help="start with the embedding cache of --cache-from")
-    p.add_argument("--cache-from", default="/work/demo-ws", help="a WINNOW_HOME whose cache/ holds the demo's "
-                   "embeddings (default /work/demo-ws)")
+    p.add_argument("--cache-from", default=os.environ.get("WINNOW_HOME") or "workspace",
+                   help="a WINNOW_HOME whose cache/ holds the demo's embeddings (default $WINNOW_HOME, else ./workspace)")
     p.add_argument("--data", default="demo", help="dataset (default demo)")
     p.add_argument("--sample", type=int, default=4000, help="rows of the CLI floor's first map (default 4000)")
     p.add_argument("--timeout", type=float, default=3600, help="give up on the app after this many seconds")

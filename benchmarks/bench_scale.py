@@ -34,7 +34,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-DEMO = Path("/work/demo-ws")
+DEMO = Path(os.environ.get("WINNOW_HOME") or "workspace")  # a workspace holding the demo's embeddings
 STEPS = ("knn-shapley", "label-quality", "ts-dshapley")
 
 
@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000", help="rows, comma-separated (default 10000,100000)")
     ap.add_argument("--million", action="store_true", help="add 1,000,000 rows")
     ap.add_argument("--steps", default=",".join(STEPS), help=f"subset of {','.join(STEPS)}")
-    ap.add_argument("--real", default=None, help="workspace folder (default /work/demo-ws) or .npz with X, y")
+    ap.add_argument("--real", default=None, help="workspace folder (default $WINNOW_HOME, else ./workspace) or .npz with X, y")
     ap.add_argument("--valid-n", type=int, default=1000, help="validation rows (default 1000)")
     ap.add_argument("--noise-sd", type=float, default=0.02, help="per-dimension noise around an anchor (0.02)")
     ap.add_argument("--flip", type=float, default=0.1, help="share of labels flipped (default 0.1)")
