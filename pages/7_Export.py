@@ -58,7 +58,7 @@ with ui.guard():
     if manifest["removals"]:
         with st.expander(f"Removed rows and why ({len(manifest['removals']):,})"):
             st.dataframe(pd.DataFrame(manifest["removals"]), hide_index=True, key="export.removals")
-    with st.expander("Manifest preview (written beside the data as NAME.manifest.json)", expanded=False):
+    with st.expander("Manifest preview (written beside the data file as FILE.manifest.json, e.g. curated.csv.manifest.json)", expanded=False):
         st.json(manifest, expanded=1)
 
     st.subheader("Download", anchor=False)

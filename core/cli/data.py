@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="A manifest is a reusable recipe: its decisions are applied to the rows of DATA "
                                     "with the same uids; uids DATA lacks are counted and skipped.")
     add_data_args(q)
-    q.add_argument("manifest", help="a manifest written by `python -m core export` (NAME.manifest.json)")
+    q.add_argument("manifest", help="a manifest written by `python -m core export` (FILE.manifest.json, e.g. curated.csv.manifest.json)")
     q.set_defaults(func=cmd_decisions_import)
     q = dsub.add_parser("undo", help="undo one decision event (by id) or the last batch")
     add_data_args(q)
@@ -266,10 +266,10 @@ def cmd_decisions_import(args: argparse.Namespace, ws: Workspace) -> int:
     except OSError as e:
         raise DataError(f"cannot read {args.manifest}: {e.strerror}") from e
     except ValueError as e:
-        raise DataError(f"{args.manifest} is not JSON ({e}); pass a NAME.manifest.json written by the export") from e
+        raise DataError(f"{args.manifest} is not JSON ({e}); pass a FILE.manifest.json written by the export") from e
     if not isinstance(manifest, dict) or "winnow_version" not in manifest or "removals" not in manifest:
         raise DataError(f"{args.manifest} is not a Winnow manifest (no winnow_version and removals); pass a "
-                        "NAME.manifest.json written by `python -m core export`")
+                        "FILE.manifest.json written by `python -m core export`")
     loaded = open_data(args, ws)
     present = set(data_column(loaded.ds, "uid"))
     state = decisions.current(ws, loaded.dataset_id)
