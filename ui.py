@@ -162,13 +162,37 @@ def sidebar() -> None:
         run = active_values_run(rec.id)
         st.caption("Active valuation")
         st.text(f"run {run.id}: {run.method}" if run else "none yet (see Value)")
-        state = decision_state(rec.id)
-        counts = state.counts
-        st.caption("Decisions")
-        st.text(f"{counts.get('remove', 0):,} removed · {counts.get('keep', 0):,} kept · "
-                f"{counts.get('relabel', 0):,} relabel")
-        if state.version > 0:
-            undo_button(rec.id)
+        slot = st.empty()  # a fragment that decides redraws this in place (sidebar_decisions_in_fragment)
+        st.session_state[_DECISIONS_SLOT] = slot
+        with slot.container():
+            decisions_panel(rec.id)
+
+
+_DECISIONS_SLOT = "_ui.sidebar_decisions"
+
+
+def decisions_panel(dataset_id: int, undo_key: str = "sidebar.undo") -> None:
+    """The decision counts and the Undo button (the sidebar's)."""
+    state = decision_state(dataset_id)
+    counts = state.counts
+    st.caption("Decisions")
+    st.text(f"{counts.get('remove', 0):,} removed · {counts.get('keep', 0):,} kept · "
+            f"{counts.get('relabel', 0):,} relabel")
+    if state.version > 0:
+        undo_button(dataset_id, key=undo_key)
+
+
+def sidebar_decisions_in_fragment(dataset_id: int) -> None:
+    """Redraw the sidebar's decision counts and Undo from inside a fragment (the Map's), on each of its runs.
+
+    Streamlit keeps a fragment's writes to a container of the full run (here the sidebar's slot) in place, so a
+    decision taken in the fragment updates the sidebar in the fragment's own rerun, without a second, whole-app run
+    (which would copy the map's selection payload again). On a full run the slot is drawn twice (the sidebar, then
+    this); the Undo button here has its own key."""
+    slot = st.session_state.get(_DECISIONS_SLOT)
+    if slot is not None:
+        with slot.container():
+            decisions_panel(dataset_id, undo_key="sidebar.undo.fragment")
 
 
 def decision_state(dataset_id: int) -> Any:
@@ -199,19 +223,26 @@ def decision_column(dataset_id: int, version: int) -> Any:
     return decision_array(str(workspace().path), dataset_id, version)
 
 
-def undo_button(dataset_id: int) -> None:
-    """Undo the newest decision batch (a lasso Remove, an Inspect key, a rule) in one transaction; the undo is
-    itself recorded in the decision log."""
+def _undo_last(dataset_id: int) -> None:
     from core import decisions
 
-    if st.button("Undo the last decisions", key="sidebar.undo", icon=":material/undo:",
-                 help="takes back the newest batch of decisions (a lasso, a key press, a rule); "
-                      "the undo is recorded in the decision log"):
-        undone = decisions.undo_last(workspace(), dataset_id)
-        st.session_state["sidebar.undone"] = len(undone)
-        st.rerun()
-    if (n := st.session_state.pop("sidebar.undone", None)) is not None:
-        st.text(f"undid {n:,} decision{'s' if n != 1 else ''}" if n else "nothing left to undo")
+    undone = decisions.undo_last(workspace(), dataset_id)
+    st.session_state["sidebar.undone"] = (len(undone), decisions.current(workspace(), dataset_id).version)
+
+
+def undo_button(dataset_id: int, key: str = "sidebar.undo") -> None:
+    """Undo the newest decision batch (a lasso Remove, an Inspect key, a rule) in one transaction; the undo is
+    itself recorded in the decision log. A callback: the run that follows already shows the counts after it."""
+    st.button("Undo the last decisions", key=key, icon=":material/undo:", on_click=_undo_last, args=(dataset_id,),
+              help="takes back the newest batch of decisions (a lasso, a key press, a rule); "
+                   "the undo is recorded in the decision log")
+    done = st.session_state.get("sidebar.undone")
+    if done is not None:  # said until the next decision (the panel may be drawn twice in one run: never popped)
+        n, version = done
+        if version != decision_state(dataset_id).version:
+            del st.session_state["sidebar.undone"]
+        else:
+            st.text(f"undid {n:,} decision{'s' if n != 1 else ''}" if n else "nothing left to undo")
 
 
 def toast_undo(message: str) -> None:

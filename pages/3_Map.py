@@ -15,6 +15,7 @@ import streamlit as st
 
 import ui
 from core import curation
+from core.errors import WinnowError
 from core.valuation import significance
 
 ws = ui.workspace()
@@ -61,9 +62,10 @@ def _categorical(codes: np.ndarray, names: list[str], colours: list[str], title:
 
 @st.cache_resource(max_entries=12, show_spinner=False)
 def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clusters_id: int | None,
-            preds_ready: bool, colour: str, filters: tuple, decision_version: int, mid: float) -> tuple[go.Figure, int]:
-    """(figure, points shown), cached by what it depends on: the runs, the colour, the filters and, only when the
-    colour or a filter reads decisions, their version. Shared across sessions: never mutate the result."""
+            preds_ready: bool, colour: str, filters: tuple, decision_version: int, mid: float
+            ) -> tuple[go.Figure, np.ndarray]:
+    """(figure, row positions shown), cached by what it depends on: the runs, the colour, the filters and, only when
+    the colour or a filter reads decisions, their version. Shared across sessions: never mutate the result."""
     inp = ui.map_inputs(ws_path, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
     decisions = ui.decision_column(ds_id, decision_version) if decision_version >= 0 else None
     pos = _shown(inp, filters, decisions)
@@ -120,7 +122,8 @@ def _figure(ws_path: str, ds_id: int, emb_id: int, proj_id: int, values_id: int 
                       uirevision="map", annotations=legend, meta=dict(colour=colour),
                       hovermode="closest", plot_bgcolor="#fafafa", xaxis=dict(axis, range=_view(inp["x"])),
                       yaxis=dict(axis, range=_view(inp["y"])), hoverlabel=dict(align="left"))
-    return fig, len(pos)
+    pos.setflags(write=False)
+    return fig, pos
 
 
 def _shown(inp: dict, filters: tuple, decisions: np.ndarray | None) -> np.ndarray:
@@ -149,12 +152,18 @@ def _view(v: np.ndarray) -> list[float] | None:
     return [qlo - pad, qhi + pad]
 
 
-def _decide(ds_id: int, uids: list[str], action: str, reason: str, source: str) -> None:
-    ws.decide(ds_id, uids, action, reason=reason, source=source)
+def _decide(ds_id: int, rows: np.ndarray, action: str, source: str, reason_key: str) -> None:
+    """A decision button's callback: recorded before the fragment reruns, so that one run (the fragment's, which
+    also redraws the sidebar's counts) shows the result."""
+    uids = ui.dataset_columns(WS, ds_id)["uid"]
+    reason = str(st.session_state.get(reason_key) or "")
+    try:
+        ws.decide(ds_id, [uids[i] for i in rows], action, reason=reason, source=source)
+    except WinnowError as e:  # (a callback runs outside the page's guard)
+        st.session_state["map.error"] = str(e)
+        return
     verb = {"remove": "Removed", "keep": "Kept (pinned)", "clear": "Cleared the decisions of"}[action]
-    st.session_state["map.flash"] = (f"{verb} {len(uids):,} rows", reason)
-    ui.toast_undo(f"{verb} {len(uids):,} rows")
-    st.rerun()  # the whole page: the sidebar's counts (and its Undo) change too
+    st.session_state["map.flash"] = (f"{verb} {len(rows):,} rows", reason)
 
 
 @st.fragment
@@ -193,8 +202,9 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
             pick_c = f3.multiselect("Clusters", ids, key="map.clusters", placeholder="all clusters")
     filters = (rng, tuple(pick), tuple(pick_c), bool(hide_removed))
     needs_decisions = colour == "decision" or hide_removed
-    fig, n_shown = _figure(WS, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready, colour, filters,
-                           state.version if needs_decisions else -1, mid)
+    fig, shown = _figure(WS, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready, colour, filters,
+                         state.version if needs_decisions else -1, mid)
+    n_shown = len(shown)
     st.caption(f"{n_shown:,} of {n:,} points shown · drag a lasso (or pick the box in the toolbar) to select"
                + (" · hover shows the row; the table below shows its text" if inp["hover"] is None else ""))
     event = st.plotly_chart(fig, key="map.plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
@@ -203,19 +213,21 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
 
     if n_shown < n:
         with st.expander(f"Decide on all {n_shown:,} points shown by the filters"):
-            reason = st.text_input("Reason", key="map.rule_reason", placeholder="e.g. value below -0.01 in 'neutral'")
+            st.text_input("Reason", key="map.rule_reason", placeholder="e.g. value below -0.01 in 'neutral'")
             r1, r2, _ = st.columns([1, 1, 3])
-            if r1.button(f"Remove {n_shown:,} shown", key="map.rule_remove", disabled=n_shown == 0):
-                pos = _shown(inp, filters, ui.decision_column(ds_id, state.version))
-                _decide(ds_id, [uids[i] for i in pos], "remove", reason, "rule")
-            if r2.button(f"Keep {n_shown:,} shown", key="map.rule_keep", disabled=n_shown == 0):
-                pos = _shown(inp, filters, ui.decision_column(ds_id, state.version))
-                _decide(ds_id, [uids[i] for i in pos], "keep", reason, "rule")
+            r1.button(f"Remove {n_shown:,} shown", key="map.rule_remove", disabled=n_shown == 0, on_click=_decide,
+                      args=(ds_id, shown, "remove", "rule", "map.rule_reason"))
+            r2.button(f"Keep {n_shown:,} shown", key="map.rule_keep", disabled=n_shown == 0, on_click=_decide,
+                      args=(ds_id, shown, "keep", "rule", "map.rule_reason"))
 
+    ui.sidebar_decisions_in_fragment(ds_id)  # the counts and Undo, updated by this run (no whole-app rerun)
+    if (error := st.session_state.pop("map.error", None)) is not None:
+        st.error(ui.plain(error), icon=":material/error:")
     if (flash := st.session_state.pop("map.flash", None)) is not None:
         st.success(flash[0], icon=":material/check_circle:")
         if flash[1]:
             st.text(f"reason: {flash[1]}")
+        ui.toast_undo(flash[0])
     if len(rows) == 0:
         st.info("Select points on the map (lasso or box) to see them here and decide on them.",
                 icon=":material/gesture_select:")
@@ -245,17 +257,16 @@ def selection_table(ds_id: int, inp: dict, rows: np.ndarray, state) -> None:
     st.dataframe(table, hide_index=True, key="map.table", height=min(400, 38 + 35 * len(shown)),
                  column_config={"value": st.column_config.NumberColumn(format="%.4f"),
                                 "text": st.column_config.TextColumn(width="large")})
-    reason = st.text_input("Reason (kept in the export manifest)", key="map.reason",
-                           placeholder="e.g. sarcasm labelled positive")
+    st.text_input("Reason (kept in the export manifest)", key="map.reason", placeholder="e.g. sarcasm labelled positive")
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
-    if b1.button(f"Remove {len(rows):,}", key="map.remove", type="primary", icon=":material/delete:",
-                 help="drop these rows from the curated set (undo: the sidebar's Undo, or Clear)"):
-        _decide(ds_id, [uids[i] for i in rows], "remove", reason, "lasso")
-    if b2.button(f"Keep {len(rows):,}", key="map.keep", icon=":material/push_pin:",
-                 help="pin these rows: selection always keeps them"):
-        _decide(ds_id, [uids[i] for i in rows], "keep", reason, "lasso")
-    if b3.button("Clear", key="map.clear", icon=":material/undo:", help="forget the decisions on these rows"):
-        _decide(ds_id, [uids[i] for i in rows], "clear", reason, "lasso")
+    b1.button(f"Remove {len(rows):,}", key="map.remove", type="primary", icon=":material/delete:",
+              help="drop these rows from the curated set (undo: the sidebar's Undo, or Clear)", on_click=_decide,
+              args=(ds_id, rows, "remove", "lasso", "map.reason"))
+    b2.button(f"Keep {len(rows):,}", key="map.keep", icon=":material/push_pin:",
+              help="pin these rows: selection always keeps them", on_click=_decide,
+              args=(ds_id, rows, "keep", "lasso", "map.reason"))
+    b3.button("Clear", key="map.clear", icon=":material/undo:", help="forget the decisions on these rows",
+              on_click=_decide, args=(ds_id, rows, "clear", "lasso", "map.reason"))
 
 
 with ui.guard():

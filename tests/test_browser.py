@@ -256,6 +256,35 @@ def test_selection_table_after_a_lasso_and_undo_from_the_sidebar(app, page):
     assert [e.action for e in log][-1] == "undo"  # the undo is recorded, not the event deleted
 
 
+def test_a_map_decision_updates_the_sidebar_and_its_undo_works_on_the_map(app, page):
+    """Keep a lasso on the map: the sidebar's counts say so at once (the map's fragment redraws them, no reload),
+    and the sidebar's Undo, pressed on the map, takes the batch back and the counts with it."""
+    ws, url, ds_id = app["ws"], app["url"], app["dataset_id"]
+    open_map(page, url)
+    wait_idle(page)
+    kept_before = sum(d.action == "keep" for d in ws.decisions(ds_id).values())
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.get_by_text(re.compile(rf"· {kept_before:,} kept ·")).wait_for(timeout=60_000)
+    lasso(page, 0.4)
+    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
+    heading.wait_for(timeout=60_000)
+    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile(rf"^Keep {n_selected:,}$")).click()
+    page.get_by_text(re.compile(rf"^Kept \(pinned\) {n_selected:,} rows")).wait_for(timeout=60_000)
+    wait_idle(page)
+    kept = sum(d.action == "keep" for d in ws.decisions(ds_id).values())
+    assert kept >= n_selected
+    sidebar.get_by_text(re.compile(rf"· {kept:,} kept ·")).wait_for(timeout=60_000)
+    assert heading.count() == 1  # the selection is still there: the map was not reloaded
+
+    sidebar.get_by_role("button", name=re.compile("Undo the last decisions")).click()
+    sidebar.get_by_text(re.compile(rf"^undid {n_selected:,} decisions?$")).wait_for(timeout=60_000)
+    sidebar.get_by_text(re.compile(rf"· {kept_before:,} kept ·")).wait_for(timeout=60_000)
+    wait_idle(page)
+    assert sum(d.action == "keep" for d in ws.decisions(ds_id).values()) == kept_before
+
+
 def _stored_cache_keys(ws_path: Path) -> int:
     import numpy as np
 
