@@ -243,8 +243,8 @@ def main() -> None:
     w.run("lasso again")
     timed(w, "Remove the lasso's rows", before=lambda: at.button(key="map.remove").click(), repeat=1)
     timed(w, "Keep the lasso's rows", before=lambda: at.button(key="map.keep").click(), repeat=1)
-    undo_key = "sidebar.undo"
-    if any(b.key == undo_key for b in at.button):
+    undo_key = next((b.key for b in at.button if str(b.key).startswith("sidebar.undo")), None)  # (the map's own)
+    if undo_key is not None:
         timed(w, "Undo in the sidebar (sidebar update)", before=lambda: at.button(key=undo_key).click(), repeat=1)
     w.selection = None
     label = sorted({str(v) for v in at.multiselect(key="map.labels").options})[0]

@@ -24,7 +24,7 @@ import numpy as np
 
 from core.errors import WorkspaceError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released step; append a new one.
 _MIGRATIONS: list[str] = [
@@ -101,6 +101,11 @@ _MIGRATIONS: list[str] = [
     """
     DROP TRIGGER IF EXISTS decision_in_force;
     DROP TRIGGER IF EXISTS decision_cleared;
+    """,
+    # 5 -> 6: an undo batch restores the rows it touches in one set-based statement too (undoing a 23,000-row lasso
+    # ran the undo trigger once per row)
+    """
+    DROP TRIGGER IF EXISTS decision_undone;
     """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -218,6 +223,18 @@ def _apply_new_events(con: sqlite3.Connection, first: int) -> None:
                 f" WHERE id IN ({newest}) AND action='clear')", (int(first),))
     con.execute("INSERT OR REPLACE INTO decision_state SELECT dataset_id, uid, id, action, reason, note, source, time"
                 f" FROM decisions WHERE id IN ({newest}) AND action!='clear'", (int(first),))
+
+
+def _restore_undone(con: sqlite3.Connection, first: int) -> None:
+    """Bring `decision_state` up to date after the undo events after id `first`, in the same transaction: each
+    touched row takes its newest event that is neither an undo nor undone (none when that is a "clear")."""
+    con.execute("DELETE FROM decision_state WHERE (dataset_id, uid) IN"
+                " (SELECT dataset_id, uid FROM decisions WHERE id>?)", (int(first),))
+    con.execute("INSERT INTO decision_state SELECT d.dataset_id, d.uid, d.id, d.action, d.reason, d.note, d.source,"
+                " d.time FROM (SELECT DISTINCT dataset_id, uid FROM decisions WHERE id>?) t JOIN decisions d"
+                " ON d.id=(SELECT MAX(e.id) FROM decisions e WHERE e.dataset_id=t.dataset_id AND e.uid=t.uid"
+                " AND e.action!='undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes=e.id))"
+                " WHERE d.action!='clear'", (int(first),))  # (per touched uid, through the uid index)
 
 
 def default_home() -> Path:
@@ -694,7 +711,14 @@ class Workspace:
             first = con.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
             con.executemany("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time)"
                             " VALUES(?,?,?,?,?,?,?)", rows)
-            _apply_new_events(con, first)
+            # one action for the whole batch: its rows are the newest events of their uids (a uid listed twice:
+            # the later row replaces the earlier one), so no per-uid grouping is needed (see _apply_new_events)
+            if action == "clear":
+                con.execute("DELETE FROM decision_state WHERE dataset_id=? AND uid IN"
+                            " (SELECT uid FROM decisions WHERE id>?)", (int(dataset_id), first))
+            else:
+                con.execute("INSERT OR REPLACE INTO decision_state SELECT dataset_id, uid, id, action, reason, note,"
+                            " source, time FROM decisions WHERE id>? ORDER BY id", (first,))
             ids = [r[0] for r in con.execute("SELECT id FROM decisions WHERE id>? ORDER BY id", (first,))]
         return ids
 
@@ -760,6 +784,7 @@ class Workspace:
                             " VALUES(?,?,?,?,?,?,?,?)",
                             [(found[i]["dataset_id"], found[i]["uid"], "undo", "", "", found[i]["source"], now, i)
                              for i in ids])
+            _restore_undone(con, first)
             return [int(r[0]) for r in con.execute("SELECT id FROM decisions WHERE id>? ORDER BY id", (first,))]
 
     def last_batch(self, dataset_id: int) -> list[int]:
@@ -799,7 +824,7 @@ class Workspace:
         """The decision in force on each row, with the version it was read at.
 
         A row's decision is its newest event that is neither an undo nor undone; a "clear" there means none. The
-        `decision_state` table holds exactly that, kept by triggers in the transaction that writes each event.
+        `decision_state` table holds exactly that, kept up to date in the transaction that writes each event.
         Returns `(version, rows)`, each row `(uid, action, reason, note, source, time, event_id)` in event order.
         """
         with self._read() as con:

@@ -136,6 +136,31 @@ def test_decision_state_equals_replaying_the_surviving_events(tmp_path_factory, 
     assert {u: d.action for u, d in ws.decisions(ds).items()} == expected
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from(["u1", "u2", "u3", "u4"]), min_size=1, max_size=5),
+                          st.sampled_from(["remove", "keep", "relabel", "clear", "undo"])), max_size=20))
+def test_batches_and_batch_undos_equal_replaying_the_surviving_events(tmp_path_factory, ops):
+    """Batches (a uid may be listed twice in one) and undos of the newest batch, as the map and the sidebar do."""
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    ds = _dataset(ws)
+    live: list[list[tuple[str, str]]] = []  # surviving batches, in order
+    for uids, action in ops:
+        if action == "undo":
+            undone = ws.undo_last(ds)
+            assert len(undone) == (len(live.pop()) if live else 0)
+            continue
+        ws.decide(ds, uids, action)
+        live.append([(u, action) for u in uids])
+    expected: dict[str, str] = {}
+    for batch in live:
+        for uid, action in batch:
+            if action == "clear":
+                expected.pop(uid, None)
+            else:
+                expected[uid] = action
+    assert {u: d.action for u, d in ws.decisions(ds).items()} == expected
+
+
 def _writer(path: str, who: int, n: int) -> None:
     ws = Workspace(path)
     for i in range(n):
