@@ -101,6 +101,14 @@ with st.expander("Parameters", expanded=False):
         members = p1.multiselect("Members", [m for m in methods if m not in ("consensus", "random")],
                                  default=[_cli(m) for m in CONSENSUS_DEFAULT], key="value.members")
         opts += ["--members", ",".join(members)]
+        people_cols = list(ui.numeric_columns(ws_path, ds_id))
+        if people_cols:
+            agree = p2.selectbox("Human agreement column", ["(none)", *people_cols], key="value.cons_agreement",
+                                 index=1 + people_cols.index("confidence") if "confidence" in people_cols else 0,
+                                 help="a column of human agreement with each label (e.g. the share of annotators "
+                                      "who chose it): the self-check weights then also track it (cross-fitted)")
+            if agree != "(none)":
+                opts += ["--agreement", agree]
     seed = p3.number_input("Seed", 0, 2**31 - 1, 0, key="value.seed")
     opts += ["--seed", str(seed)]
     valid_path = st.text_input("Validation file (optional)", key="value.valid", placeholder="default: a stratified "
@@ -270,8 +278,17 @@ audit_methods = x1.multiselect("Methods", methods, default=[_cli(m) for m in AUD
                                help="consensus here combines the other methods checked, with weights chosen on the "
                                     "other rows' flips (cross-fitted), at no extra cost")
 flip = x2.number_input("Share of labels flipped", 0.01, 0.45, 0.05, step=0.01, key="value.audit_flip")
+audit_cols = list(ui.numeric_columns(ws_path, ds_id))
+audit_agree = "(none)"
+if audit_cols:
+    audit_agree = x1.selectbox("Human agreement column", ["(none)", *audit_cols], key="value.audit_agreement",
+                               index=1 + audit_cols.index("confidence") if "confidence" in audit_cols else 0,
+                               help="also measure how each method's values track people (Spearman, rows whose "
+                                    "label was kept), and let the consensus' weights track it too")
 audit_job = ui.current_job("audit", ds_id)
 audit_argv = ["audit", f"ws:{ds_id}", "--flip", f"{flip:g}", "--methods", ",".join(audit_methods)]
+if audit_agree != "(none)":
+    audit_argv += ["--agreement", audit_agree]
 if st.button("Run the self-check", key="value.audit", icon=":material/fact_check:",
              disabled=(audit_job is not None and audit_job.active) or not audit_methods):
     with ui.guard():
@@ -290,11 +307,15 @@ if audit_run is not None:
         tab = pd.DataFrame(rows)
         st.caption(f"Self-check run {audit_run.id} · {_when(audit_run.created)} · "
                    f"{int(tab['n_flipped'].iloc[0]) if 'n_flipped' in tab else '?'} labels flipped")
-        show = tab.rename(columns={"auc": "ROC-AUC", "precision_at_k": "precision at number flipped"})
-        st.dataframe(show[[c for c in ("method", "ROC-AUC", "precision at number flipped", "seconds")
+        agree_col = audit_run.result.get("agreement_column")
+        agree_name = f"Spearman with {agree_col}"
+        show = tab.rename(columns={"auc": "ROC-AUC", "precision_at_k": "precision at number flipped",
+                                   "agreement": agree_name})
+        st.dataframe(show[[c for c in ("method", "ROC-AUC", "precision at number flipped", agree_name, "seconds")
                            if c in show]], hide_index=True,
                      column_config={"ROC-AUC": st.column_config.NumberColumn(format="%.3f"),
                                     "precision at number flipped": st.column_config.NumberColumn(format="%.3f"),
+                                    agree_name: st.column_config.NumberColumn(format="%.3f"),
                                     "seconds": st.column_config.NumberColumn(format="%.1f")})
         if "auc" in tab:
             tab = tab.sort_values("auc", ascending=False)
@@ -312,8 +333,10 @@ if audit_run is not None:
                 if st.button(f"Compute {best[0]} to colour the map by it", key="value.compute_best",
                              icon=":material/play_arrow:", disabled=job is not None and job.active):
                     with ui.guard():
-                        st.session_state["value.job"] = ui.start_job("value", ds_id,
-                                                                     ["value", f"ws:{ds_id}", "--method", best[0]])
+                        best_argv = ["value", f"ws:{ds_id}", "--method", best[0]]
+                        if best[0] == "consensus" and agree_col:
+                            best_argv += ["--agreement", agree_col]
+                        st.session_state["value.job"] = ui.start_job("value", ds_id, best_argv)
                         st.rerun()
 
 # ------------------------------------------------------------------------------------------------ people

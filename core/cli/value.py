@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "cross-fitted weights)")
     p.add_argument("--valid", default=None, metavar="FILE", help="validation file (default: a held-out split)")
     p.add_argument("--seed", type=int, default=0, help="seed of the flips and the methods (default 0)")
+    p.add_argument("--agreement", default=None, metavar="COLUMN",
+                   help="a numeric column of human agreement with each row's label (e.g. the share of annotators "
+                        "who chose it): also report each method's Spearman with it, and let the consensus' weights "
+                        "track it (cross-fitted)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("runs", help="list the runs recorded in the workspace")
@@ -69,6 +73,9 @@ def add_value_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="self-check", choices=("self-check", "equal"),
                    help="consensus weights: learned on a self-check copy with 10 %% of labels flipped, cross-fitted "
                         "(default; values the data twice), or equal")
+    p.add_argument("--agreement", default=None, metavar="COLUMN",
+                   help="consensus with self-check weights: a numeric column of human agreement with each row's "
+                        "label (e.g. the demo's confidence); the weights then track it too, cross-fitted")
     p.add_argument("--clean-valid", type=float, default=0.2, metavar="P",
                    help="without --valid: leave out of the held-out validation rows those whose label a cross-fitted "
                         "classifier gives probability < P (default 0.2; 0 keeps them all); they are still valued")
@@ -134,6 +141,23 @@ def _embedded(args: argparse.Namespace, ws: Workspace, prog: Any):
     return loaded, emb_id, np.asarray(X), y, uids, e
 
 
+def agreement_column(ds: Any, name: str) -> np.ndarray:
+    """A numeric column of the data as floats (NaN where empty or not a number); DataError naming the fix."""
+    import pandas as pd
+
+    from core import data
+
+    if name in ("uid", "text", "label") or name not in ds.column_names:
+        others = [c for c in ds.column_names if c not in ("uid", "text", "label")]
+        raise DataError(f"--agreement {name}: the data has no such extra column (its extra columns: "
+                        f"{', '.join(others) or 'none'}); name a numeric column of human agreement")
+    v = pd.to_numeric(pd.Series(data.column(ds, name)), errors="coerce").to_numpy(dtype=float)
+    if np.isfinite(v).sum() < 3:
+        raise DataError(f"--agreement {name}: the column has only {int(np.isfinite(v).sum())} numeric value(s); "
+                        f"it needs numbers (e.g. the share of annotators who chose the label)")
+    return v
+
+
 # ------------------------------------------------------------------------------------------------- value
 def value_options(args: argparse.Namespace, key: str, valid_id: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the method's options, the run's recorded params) of a `value` command: the params key a resumable run."""
@@ -150,6 +174,11 @@ def value_options(args: argparse.Namespace, key: str, valid_id: int | None) -> t
         if member_opts:
             opts["member_options"] = member_opts
         opts["weights"] = args.weights.replace("-", "_")
+        if getattr(args, "agreement", None):
+            opts["agreement_name"] = args.agreement
+    elif getattr(args, "agreement", None):
+        raise DataError(f"--agreement is an option of the consensus (got --method {key.replace('_', '-')}); use "
+                        f"--method consensus, or the self-check: audit --agreement {args.agreement}")
     if args.valid_fraction is not None and not 0 < args.valid_fraction < 1:
         raise DataError(f"--valid-fraction must be between 0 and 1 (got {args.valid_fraction})")
     if not 0 <= args.clean_valid < 1:
@@ -174,8 +203,12 @@ def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
     loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
     valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
     opts, run_params = value_options(args, key, valid_id)
+    call_opts = dict(opts)
+    if opts.get("agreement_name"):
+        call_opts["agreement"] = agreement_column(loaded.ds, opts["agreement_name"])
     run_id, values, result = store.record_values(
-        ws, loaded.dataset_id, X, y, uids, method=key, options=opts, run_params=run_params, embedding_id=emb_id,
+        ws, loaded.dataset_id, X, y, uids, method=key, options=call_opts, run_params=run_params,
+        embedding_id=emb_id,
         job_id=getattr(args, "job", None), valid=valid, seed=args.seed, classes=loaded.classes,
         valid_fraction=args.valid_fraction, suggest_removal=args.suggest_removal,
         clean_valid=args.clean_valid or None, resume=not args.no_resume,
@@ -215,11 +248,15 @@ def _audit(args: argparse.Namespace, ws: Workspace, keys: list[str], prog: Any) 
     loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
     valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
     params = {"flip": args.flip, "methods": keys, "seed": args.seed, "valid_dataset": valid_id}
+    agreement = None
+    if args.agreement:
+        agreement = agreement_column(loaded.ds, args.agreement)
+        params["agreement_column"] = args.agreement
     with runs.recorded(ws, "audit", dataset_id=loaded.dataset_id, method=",".join(keys), params=params,
                        embedding_id=emb_id, job_id=getattr(args, "job", None)) as run:
         run_id = run.id
         rows, flipped, results = audit_dataset(X, y, uids, methods=keys, flip=args.flip, valid=valid,
-                                               seed=args.seed, classes=loaded.classes,
+                                               seed=args.seed, classes=loaded.classes, agreement=agreement,
                                                on_progress=prog.stage(e + 0.05, 1.0, "audit"))
         import pandas as pd
 
@@ -227,12 +264,14 @@ def _audit(args: argparse.Namespace, ws: Workspace, keys: list[str], prog: Any) 
         for k, v in results.items():
             df[f"value_{k}"] = v.values
         ws.save_run_frame(run_id, df)
-        run.done({"rows": rows, "n_flipped": int(flipped.sum()), "n_rows": len(uids)})
+        run.done({"rows": rows, "n_flipped": int(flipped.sum()), "n_rows": len(uids),
+                  **({"agreement_column": args.agreement} if args.agreement else {})})
     prog.close(f"audit run {run_id} done")
     print(f"audit run {run_id}: {int(flipped.sum()):,} of {len(uids):,} labels flipped ({args.flip:.0%}, "
           f"seed {args.seed}); ROC-AUC of low value for the flipped rows, precision among the "
           f"{int(flipped.sum()):,} lowest-valued rows")
     common.print_table([{"method": r["method"], "ROC-AUC": r["auc"], "precision@flipped": r["precision_at_k"],
+                         **({f"Spearman with {args.agreement}": r["agreement"]} if args.agreement else {}),
                          "seconds": r["seconds"]} for r in rows], floatfmt=".3f")
     return 0
 

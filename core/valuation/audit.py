@@ -38,12 +38,19 @@ def audit_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
                   methods: Sequence[str] = DEFAULT_METHODS, flip: float = 0.05,
                   valid: Split | None = None, seed: int = 0, classes: Sequence[str] | None = None,
                   method_options: dict[str, dict[str, Any]] | None = None,
+                  agreement: NDArray[np.floating] | None = None,
                   on_progress: ProgressFn | None = None) -> tuple[list[dict[str, Any]], NDArray[np.bool_],
                                                                   dict[str, Values]]:
     """Flip `flip` of the labels in a copy, value it with each method, and score how well each finds the flips.
 
+    Args:
+        agreement: (n,) human agreement with each row's given label (NaN: unknown), or None. When given, each
+            row of the table also holds `agreement`: Spearman's rho between the method's values on the copy and
+            the agreement, over the rows whose label was not flipped (their label is the one people judged), and
+            the consensus' weights also track it (cross-fitted, `consensus.self_check_weights`).
+
     Returns:
-        (rows: one dict per method with method, auc, precision_at_k, n_flipped, seconds;
+        (rows: one dict per method with method, auc, precision_at_k, n_flipped, seconds (and agreement);
          the flipped mask; the Values of each method).
     """
     from core.valuation.registry import method_key
@@ -57,6 +64,15 @@ def audit_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
                         "--methods ts-dshapley,label-quality,consensus)")
     n_classes = len(classes) if classes is not None else int(np.max(y) + 1)
     y_flipped, mask = flip_labels(np.asarray(y, dtype=np.int64), flip, n_classes=n_classes, seed=seed)
+    people = None
+    if agreement is not None:
+        agreement = np.asarray(agreement, dtype=np.float64)
+        if agreement.shape != (len(mask),):
+            raise DataError(f"the agreement column has {len(agreement)} values for {len(mask)} rows")
+        people = np.isfinite(agreement) & ~mask
+        if people.sum() < 3:
+            raise DataError(f"the agreement column has only {int(people.sum())} numeric value(s) on rows whose "
+                            f"label the self-check kept; it needs at least 3")
     rows, results = [], {}
     for i, key in enumerate(keys):
         def sub(f: float, msg: str, partial: Any = None, i: int = i) -> None:
@@ -68,11 +84,13 @@ def audit_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
         sec = time.perf_counter() - t0
         results[key] = res
         rows.append({"method": key.replace("_", "-"), **detection_scores(res.values, mask), "seconds": sec})
+        if people is not None:
+            rows[-1]["agreement"] = _spearman(res.values[people], agreement[people])
     if with_consensus:
         from core.valuation.consensus import combine, member_ranks, self_check_weights
 
         t0 = time.perf_counter()
-        fit = self_check_weights(member_ranks([results[k] for k in members]), mask, seed=seed)
+        fit = self_check_weights(member_ranks([results[k] for k in members]), mask, seed=seed, agreement=agreement)
         cons = combine([results[k] for k in members], weights=fit.row_weights(),
                        params={"weights": "self_check", "self_check": fit.describe()},
                        seconds=sum(r["seconds"] for r in rows if r["method"].replace("-", "_") in members))
@@ -80,7 +98,15 @@ def audit_dataset(X: NDArray[np.floating], y: NDArray[np.int64], uids: Sequence[
         rows.append({"method": "consensus", **detection_scores(cons.values, mask),
                      "seconds": cons.seconds + time.perf_counter() - t0,
                      "weights": {k.replace("_", "-"): w for k, w in fit.describe()["weights"].items()}})
+        if people is not None:
+            rows[-1]["agreement"] = _spearman(cons.values[people], agreement[people])
     return rows, mask, results
+
+
+def _spearman(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b)[0])
 
 
 def recommend(rows: Sequence[dict[str, Any]], available: Sequence[str] | None = None

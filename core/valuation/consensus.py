@@ -102,19 +102,42 @@ class SelfCheckWeights:
     weights: NDArray[np.float64]  # (n_folds, members)
     member_auc: dict[str, float]  # each member's ROC-AUC for the injected flips (all rows)
     cross_fitted_auc: float  # the cross-fitted weighted consensus' ROC-AUC for the injected flips (all rows)
+    member_agreement: dict[str, float] | None = None  # each member's Spearman with human agreement (if given)
+    cross_fitted_agreement: float | None = None  # the cross-fitted consensus' Spearman with it
 
     def row_weights(self) -> NDArray[np.float64]:
         return self.weights[self.folds]
 
     def describe(self) -> dict[str, Any]:
-        return {"members": list(self.members), "member_auc": self.member_auc,
-                "cross_fitted_auc": self.cross_fitted_auc,
-                "weights": dict(zip(self.members, np.round(self.weights.mean(0), 4).tolist())),
-                "weights_by_fold": np.round(self.weights, 4).tolist(), "n_folds": int(len(self.weights))}
+        out = {"members": list(self.members), "member_auc": self.member_auc,
+               "cross_fitted_auc": self.cross_fitted_auc,
+               "weights": dict(zip(self.members, np.round(self.weights.mean(0), 4).tolist())),
+               "weights_by_fold": np.round(self.weights, 4).tolist(), "n_folds": int(len(self.weights))}
+        if self.member_agreement is not None:
+            out.update(rule=AGREEMENT_RULE, member_agreement=self.member_agreement,
+                       cross_fitted_agreement=self.cross_fitted_agreement)
+        return out
+
+
+AGREEMENT_RULE = ("the weights that track human agreement best (Spearman, rows whose label was not flipped) among "
+                  "those that find the injected flips at least as well as the best single member")
+
+
+def _spearmans(scores: NDArray[np.float64], agreement: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Spearman's rho of each row of `scores` (k, n) with `agreement` (n,), average ranks for ties."""
+    from scipy.stats import rankdata
+
+    ra = rankdata(agreement)
+    ra = ra - ra.mean()
+    rs = rankdata(scores, axis=1)
+    rs = rs - rs.mean(1, keepdims=True)
+    den = np.sqrt((rs**2).sum(1) * (ra**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, rs @ ra / den, np.nan)
 
 
 def self_check_weights(ranks: Mapping[str, NDArray[np.floating]], injected: NDArray[np.bool_], *, n_folds: int = 5,
-                       seed: int = 0) -> SelfCheckWeights:
+                       seed: int = 0, agreement: NDArray[np.floating] | None = None) -> SelfCheckWeights:
     """Cross-fitted weights of a rank average from each member's ranks on a copy with injected flips.
 
     Args:
@@ -123,9 +146,15 @@ def self_check_weights(ranks: Mapping[str, NDArray[np.floating]], injected: NDAr
         n_folds: Rows are split into this many folds (by the seed only); the weights of the rows of fold f
             maximise the ROC-AUC of low weighted rank for the injected flips of the other folds (over a simplex
             grid; ties go to the weights nearest to equal), so a row's own flip never trains its weight.
+        agreement: (n,) human agreement with each row's given label (e.g. the share of annotators who chose it;
+            NaN where unknown), or None. When given, the weights of fold f are the ones that track agreement best
+            (Spearman's rho on the other folds' rows whose label was not flipped, where a rank on the copy still
+            judges the label people judged) among those whose injected-flip AUC on the other folds is at least the
+            best single member's there. A row's own agreement, like its own flip, never trains its weight.
 
     Returns:
-        The weights per fold, the fold of each row, each member's AUC and the cross-fitted consensus' AUC.
+        The weights per fold, the fold of each row, each member's AUC (and Spearman with agreement) and the
+        cross-fitted consensus' AUC (and Spearman).
     """
     names = tuple(ranks)
     R = np.vstack([np.asarray(ranks[k], dtype=np.float64) for k in names])  # (m, n)
@@ -136,16 +165,34 @@ def self_check_weights(ranks: Mapping[str, NDArray[np.floating]], injected: NDAr
     folds[rng.permutation(n)] = np.arange(n) % n_folds  # from the seed and n only, never from the flips
     grid = simplex_grid(m)
     near_equal = -np.abs(grid - 1.0 / m).sum(1)  # tie-break: prefer weights near equal
+    vertex = [int(np.flatnonzero(np.isclose(grid[:, j], 1.0))[0]) for j in range(m)]  # single members
+    people = None
+    if agreement is not None:
+        a = np.asarray(agreement, dtype=np.float64)
+        if a.shape != (n,):
+            raise ValueError(f"agreement has shape {a.shape}; expected ({n},)")
+        people = np.isfinite(a) & ~injected
     W = np.empty((n_folds, m))
     for f in range(n_folds):
         tr = folds != f
         auc = _aucs(-(grid @ R[:, tr]), injected[tr])
-        auc = np.nan_to_num(auc, nan=0.5)
-        best = np.lexsort((near_equal, np.round(auc, 6)))[-1]
+        auc = np.round(np.nan_to_num(auc, nan=0.5), 6)
+        if people is not None and (people & tr).sum() >= 3:
+            ok = auc >= auc[vertex].max()
+            rho = np.round(np.nan_to_num(_spearmans(grid[ok] @ R[:, people & tr], a[people & tr]), nan=-1.0), 6)
+            cand = np.flatnonzero(ok)
+            best = cand[np.lexsort((near_equal[ok], auc[ok], rho))[-1]]
+        else:
+            best = np.lexsort((near_equal, auc))[-1]
         W[f] = grid[best]
     combined = (W[folds] * R.T).sum(1)
-    member_auc = {k: float(a) for k, a in zip(names, _aucs(-R, injected))}
-    return SelfCheckWeights(names, folds, W, member_auc, float(_aucs(-combined[None, :], injected)[0]))
+    member_auc = {k: float(x) for k, x in zip(names, _aucs(-R, injected))}
+    member_agreement = cross_agreement = None
+    if people is not None and people.sum() >= 3:
+        member_agreement = {k: float(x) for k, x in zip(names, _spearmans(R[:, people], a[people]))}
+        cross_agreement = float(_spearmans(combined[None, people], a[people])[0])
+    return SelfCheckWeights(names, folds, W, member_auc, float(_aucs(-combined[None, :], injected)[0]),
+                            member_agreement, cross_agreement)
 
 
 def consensus(train: Split, *, valid: Split, members: Sequence[str] = DEFAULT_MEMBERS,

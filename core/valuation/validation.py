@@ -432,9 +432,14 @@ SELF_CHECK_FLIP = 0.1
 
 def _consensus(X, y, uids, *, valid, seed, classes, valid_fraction, max_valid, on_progress, t0, held, clean=None,
                members: Sequence[str] | None = None, member_options: dict[str, dict[str, Any]] | None = None,
-               weights: str = "self_check", check_flip: float = SELF_CHECK_FLIP, check_folds: int = 5) -> Values:
+               weights: str = "self_check", check_flip: float = SELF_CHECK_FLIP, check_folds: int = 5,
+               agreement: NDArray[np.floating] | None = None, agreement_name: str | None = None) -> Values:
     """Members on the data; with weights="self_check" also on a copy with `check_flip` of its labels flipped,
-    whose injected flips choose the cross-fitted weights of the rank average (consensus.self_check_weights)."""
+    whose injected flips choose the cross-fitted weights of the rank average (consensus.self_check_weights).
+
+    `agreement` (n,): human agreement with each row's label (NaN: unknown), e.g. the demo's annotator `confidence`
+    (`agreement_name` names it in the params); with self-check weights, the weights then also track it (see
+    `self_check_weights`), still cross-fitted."""
     from core.valuation.consensus import DEFAULT_MEMBERS, combine, member_ranks, self_check_weights
 
     names = [method_key(m) for m in (members or DEFAULT_MEMBERS)]
@@ -466,7 +471,13 @@ def _consensus(X, y, uids, *, valid, seed, classes, valid_fraction, max_valid, o
     if clean is not None:
         clean_copy = ValidCleaner.fit(X, y_copy, uids, threshold=clean.threshold, seed=seed)
     copy = run_members(y_copy, clean_copy, 1)
-    fit = self_check_weights(member_ranks(copy, uids), injected, n_folds=check_folds, seed=seed)
+    if agreement is not None:
+        agreement = np.asarray(agreement, dtype=np.float64)
+        if agreement.shape != (len(uids),):
+            raise DataError(f"the agreement column has {len(agreement)} values for {len(uids)} rows")
+    fit = self_check_weights(member_ranks(copy, uids), injected, n_folds=check_folds, seed=seed, agreement=agreement)
     check = {"flip": check_flip, "n_injected": int(injected.sum()), **fit.describe()}
+    if agreement is not None:
+        check["agreement_column"] = agreement_name or "agreement"
     return combine(results, params={"seed": seed, "weights": "self_check", "self_check": check},
                    seconds=time.perf_counter() - t0, weights=fit.row_weights())

@@ -112,3 +112,36 @@ def test_the_self_check_compares_values_with_human_agreement(demo_ws, tmp_path):
     low = np.sort(conf[5:])[:3].mean()  # 5 % of 55 rows, rounded: the 3 lowest-valued
     assert row.loc["knn-shapley", "mean confidence, lowest 5 %"] == pytest.approx(low, abs=1e-3)
     assert row.loc["random", "mean confidence, lowest 5 %"] > row.loc["knn-shapley", "mean confidence, all rows"]
+
+
+def test_the_self_check_names_the_agreement_column_and_the_consensus_tracks_it(demo_ws, tmp_path, monkeypatch):
+    from core import data
+    import ui
+
+    ws = demo_ws["ws"]
+    n = 60
+    conf = np.round(np.random.default_rng(2).uniform(0.3, 1.0, n), 3)
+    path = tmp_path / "rated.csv"
+    pd.DataFrame({"text": [f"tweet number {i}" for i in range(n)], "label": ["a", "b", "c"] * (n // 3),
+                  "confidence": [f"{c:.3f}" for c in conf]}).to_csv(path, index=False)
+    loaded = data.open_dataset(ws, str(path))
+    ds_id = loaded.dataset_id
+    ws.set_setting("active_dataset", ds_id)
+    uids = [str(u) for u in loaded.ds["uid"]]
+    _values_run(ws, ds_id, uids, conf, "label_quality")
+    started = []
+    monkeypatch.setattr(ui, "start_job", lambda name, d, argv: started.append(argv) or "job")
+    at = _open()
+    assert at.selectbox(key="value.audit_agreement").value == "confidence"
+    at.button(key="value.audit").click().run()
+    assert started[-1][:2] == ["audit", f"ws:{ds_id}"] and started[-1][-2:] == ["--agreement", "confidence"]
+    run = ws.create_run("audit", dataset_id=ds_id, method="audit", params={"flip": 0.05})
+    ws.update_run(run, status="done", result={"agreement_column": "confidence", "rows": [
+        {"method": m, "auc": a, "agreement": r, "precision_at_k": 0.5, "n_flipped": 3, "seconds": 0.1}
+        for m, a, r in (("label-quality", 0.86, 0.36), ("consensus", 0.90, 0.38))]})
+    at.run()
+    assert not at.exception, at.exception
+    table = next(df.value for df in at.dataframe if "ROC-AUC" in df.value.columns)
+    assert table.set_index("method").loc["consensus", "Spearman with confidence"] == pytest.approx(0.38)
+    at.button(key="value.compute_best").click().run()  # the consensus has no run yet: it tracks the column too
+    assert started[-1] == ["value", f"ws:{ds_id}", "--method", "consensus", "--agreement", "confidence"]

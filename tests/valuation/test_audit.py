@@ -62,3 +62,31 @@ def test_agreement_check_compares_values_with_people():
     assert opposes["low_mean"] == pytest.approx(1.0) and tracks["all_mean"] == pytest.approx(np.nanmean(agreement))
     with pytest.raises(DataError, match="only 1 numeric value"):
         agreement_check({"x": np.arange(3.0)}, np.array([np.nan, 1.0, np.nan]))
+
+
+def test_the_self_check_measures_agreement_with_people_on_the_rows_it_kept(make_pair):
+    train, _, _ = make_pair(n=300, flip=0.0, seed=5)
+    # "people" agree with a row's label less where it lies nearer another class's centre (unknown on 30 rows)
+    centre = np.stack([train.X[train.y == c].mean(0) for c in range(3)])
+    dist = np.linalg.norm(train.X[:, None, :] - centre[None], axis=2)
+    own = dist[np.arange(len(train.y)), train.y]
+    dist[np.arange(len(train.y)), train.y] = np.inf
+    agreement = 1.0 / (1.0 + np.exp(own - dist.min(1)))
+    agreement[:30] = np.nan
+    rows, mask, results = audit_dataset(train.X, train.y, train.uids, flip=0.1, seed=0, agreement=agreement,
+                                        methods=["label-quality", "random", "knn-shapley", "consensus"])
+    by = {r["method"]: r for r in rows}
+    assert by["label-quality"]["agreement"] > 0.3 > abs(by["random"]["agreement"])
+    kept = ~mask & np.isfinite(agreement)  # flipped rows carry a label people never judged
+    from scipy.stats import spearmanr
+
+    assert by["knn-shapley"]["agreement"] == pytest.approx(
+        spearmanr(results["knn_shapley"].values[kept], agreement[kept])[0])
+    check = results["consensus"].params["self_check"]
+    assert "track human agreement" in check["rule"] and set(check["member_agreement"]) == {"label_quality",
+                                                                                          "knn_shapley"}
+    assert by["consensus"]["agreement"] >= max(by["label-quality"]["agreement"], by["knn-shapley"]["agreement"]) - 0.05
+    plain, _, _ = audit_dataset(train.X, train.y, train.uids, flip=0.1, seed=0, methods=["label-quality", "random"])
+    assert "agreement" not in plain[0]
+    with pytest.raises(DataError, match="has 3 values for 300 rows"):
+        audit_dataset(train.X, train.y, train.uids, flip=0.1, methods=["random"], agreement=np.ones(3))

@@ -184,3 +184,32 @@ def test_value_records_the_cleaned_split_and_consensus_weights(ws, tmp_path, fak
     assert ws.latest_run("values").result["method_params"]["weights"] == "equal"
     assert _run(ws, "value", data, "--clean-valid", "1.5") == 2
     assert "--clean-valid must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_agreement_column_in_the_self_check_and_the_consensus(ws, tmp_path, fake_embeddings, capsys):
+    data, _ = _csv(tmp_path / "d.csv", n=150, flip=0.1)
+    frame = pd.read_csv(data)
+    rng = np.random.default_rng(3)
+    frame["confidence"] = np.round(rng.uniform(0.3, 1.0, len(frame)), 3)
+    frame.loc[:9, "confidence"] = np.nan  # unknown on some rows
+    frame["note"] = "n/a"
+    frame.to_csv(data, index=False)
+    assert _run(ws, "audit", data, "--flip", "0.1", "--methods", "knn-shapley,label-quality,consensus",
+                "--agreement", "confidence") == 0
+    assert "Spearman with confidence" in capsys.readouterr().out
+    run = ws.latest_run("audit")
+    assert run.result["agreement_column"] == "confidence" and run.params["agreement_column"] == "confidence"
+    assert all(np.isfinite(r["agreement"]) for r in run.result["rows"])
+    assert _run(ws, "value", data, "--method", "consensus", "--members", "knn-shapley,label-quality",
+                "--agreement", "confidence") == 0
+    check = ws.latest_run("values").result["method_params"]["self_check"]
+    assert check["agreement_column"] == "confidence" and set(check["member_agreement"]) == {"knn_shapley",
+                                                                                             "label_quality"}
+    assert ws.latest_run("values").params["options"]["agreement_name"] == "confidence"
+    capsys.readouterr()
+    assert _run(ws, "value", data, "--method", "knn-shapley", "--agreement", "confidence") == 2
+    assert "--agreement is an option of the consensus" in capsys.readouterr().err
+    assert _run(ws, "audit", data, "--methods", "random", "--agreement", "nope") == 2
+    assert "--agreement nope: the data has no such extra column (its extra columns: " in capsys.readouterr().err
+    assert _run(ws, "audit", data, "--methods", "random", "--agreement", "note") == 2
+    assert "the column has only 0 numeric value(s)" in capsys.readouterr().err

@@ -91,3 +91,37 @@ def test_calibrated_consensus_learns_its_weights_on_the_data(make_pair, auc):
     eq = value_dataset(train.X, train.y, train.uids, method="consensus", seed=0,
                        members=["label-quality", "random"], weights="equal")
     assert eq.params["weights"] == "equal" and auc(v.values, flipped) > auc(eq.values, flipped)
+
+
+def test_self_check_weights_track_human_agreement_cross_fitted():
+    rng = np.random.default_rng(2)
+    n = 1500
+    injected = np.zeros(n, dtype=bool)
+    injected[rng.choice(n, 150, replace=False)] = True
+    agreement = rng.uniform(0.3, 1.0, n)
+    agreement[rng.choice(n, 200, replace=False)] = np.nan  # unknown on some rows, as in the demo
+    people = np.nan_to_num(agreement, nan=0.65)
+    ranks = {"flips": normalised_rank(rng.normal(size=n) - 2.0 * injected),  # finds flips, blind to people
+             "people": normalised_rank(rng.normal(size=n) - 2.0 * injected + 6.0 * people),
+             "noise": normalised_rank(rng.normal(size=n))}
+    plain = self_check_weights(ranks, injected, n_folds=5, seed=1)
+    fit = self_check_weights(ranks, injected, n_folds=5, seed=1, agreement=agreement)
+    assert plain.member_agreement is None and "member_agreement" not in plain.describe()
+    assert fit.member_agreement["people"] > 0.5 > abs(fit.member_agreement["flips"])
+    assert (fit.weights[:, 1] > plain.weights[:, 1]).all()  # weight moves to the member that tracks people...
+    from scipy.stats import spearmanr
+
+    R = np.vstack(list(ranks.values()))
+    rated = np.isfinite(agreement) & ~injected
+    plain_rho = spearmanr((plain.row_weights() * R.T).sum(1)[rated], agreement[rated])[0]
+    assert fit.cross_fitted_agreement > plain_rho + 0.1
+    best = max(fit.member_auc.values())
+    assert fit.cross_fitted_auc >= best - 0.02  # ...without losing the injected flips
+    assert fit.describe()["rule"].startswith("the weights that track human agreement best")
+    # a row's own agreement never trains its weight: rewrite fold 0's agreement to favour the "noise" member
+    f0 = fit.folds == 0
+    agreement2 = agreement.copy()
+    agreement2[f0] = ranks["noise"][f0]
+    fit2 = self_check_weights(ranks, injected, n_folds=5, seed=1, agreement=agreement2)
+    np.testing.assert_array_equal(fit2.weights[0], fit.weights[0])
+    assert not np.array_equal(fit2.weights[1:], fit.weights[1:])  # the folds that train on fold 0's rows see it
