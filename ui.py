@@ -213,7 +213,7 @@ def decision_array(ws_path: str, dataset_id: int, version: int) -> Any:
     action = dict.fromkeys(state.removed, "remove")
     action.update(dict.fromkeys(state.pinned, "keep"))
     action.update(dict.fromkeys(state.relabels, "relabel"))
-    get = action.get  # (a dict lookup per row: ten times faster than a pandas index over 38k uid strings)
+    get = action.get  # (a dict lookup per row: faster than a pandas index or a uid -> position map over 38k uids)
     col = np.array([get(u, "") for u in dataset_columns(ws_path, dataset_id)["uid"]], dtype=object)
     col.setflags(write=False)
     return col
@@ -550,11 +550,13 @@ def cluster_names(ws_path: str, clusters_run_id: int | None) -> dict[int, str]:
 @st.cache_resource(max_entries=8, show_spinner=False)
 def values_arrays(ws_path: str, dataset_id: int, run_id: int) -> dict[str, Any]:
     """A values run aligned with the dataset, for Inspect: value, stderr, counts (float64, NaN where missing),
-    order (row positions from the lowest value up, NaN last) and rank (each row's place in that order).
+    order (row positions from the lowest value up, NaN last), rank (each row's place in that order) and verdict
+    (core.valuation.significance.classify: harmful only when the whole 95 % interval is below 0).
     Shared, read-only: never mutate."""
     import numpy as np
 
     from core import curation
+    from core.valuation import significance
 
     uids = dataset_columns(ws_path, dataset_id)["uid"]
     vf = curation.align_values(run_frame(ws_path, run_id), uids)
@@ -564,6 +566,7 @@ def values_arrays(ws_path: str, dataset_id: int, run_id: int) -> dict[str, Any]:
            "counts": vf[c].to_numpy(np.float64) if (c := "count" if "count" in vf else "counts") in vf
            else np.full(n, np.nan)}
     out["order"] = curation.harmful_order(out["value"])
+    out["verdict"] = significance.classify(out["value"], out["stderr"], out["counts"])
     rank = np.empty(n, dtype=np.int64)
     rank[out["order"]] = np.arange(n)
     out["rank"] = rank
@@ -574,16 +577,40 @@ def values_arrays(ws_path: str, dataset_id: int, run_id: int) -> dict[str, Any]:
     return out
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def neighbours(ws_path: str, embedding_id: int, rows: tuple[int, ...], k: int = 5) -> tuple[Any, Any]:
-    """core.curation.nearest_neighbours of one page of cards, computed once per page (not once per key press)."""
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _neighbour_store(ws_path: str, embedding_id: int) -> dict[tuple[int, int], tuple[Any, Any]]:
+    return {}  # (row, k) -> (neighbour rows, similarities); grows with the rows Inspect shows
+
+
+NEIGHBOURS_AHEAD = 20  # rows computed ahead of the page (one pass over the embeddings costs the same for 10 or 30)
+
+
+def neighbours(ws_path: str, embedding_id: int, rows: tuple[int, ...], ahead: Any = (), k: int = 5
+               ) -> tuple[Any, Any]:
+    """core.curation.nearest_neighbours of one page of cards, computed once per row, together with the next rows
+    in `ahead` (so a key press that brings one new card onto the page finds its neighbours ready)."""
+    import numpy as np
+
     from core import curation
 
     X = embedding_matrix(ws_path, embedding_id)
     emb = _workspace(ws_path).embedding_by_id(embedding_id)
     if len(X) != len(dataset_columns(ws_path, emb.dataset_id)["uid"]):
         return None, None  # a preliminary sample's embeddings: neighbours come with all rows
-    return curation.nearest_neighbours(X, list(rows), k=k)
+    store = _neighbour_store(ws_path, embedding_id)
+    missing = [int(r) for r in rows if (int(r), k) not in store]
+    if missing:
+        more = [int(r) for r in ahead if (int(r), k) not in store][:NEIGHBOURS_AHEAD]
+        want = list(dict.fromkeys(missing + more))
+        idx, sim = curation.nearest_neighbours(X, want, k=k)
+        for r, i, s in zip(want, idx, sim):
+            i.setflags(write=False)
+            s.setflags(write=False)
+            store[(r, k)] = (i, s)
+    if not rows:
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+    got = [store[(int(r), k)] for r in rows]
+    return np.stack([g[0] for g in got]), np.stack([g[1] for g in got])
 
 
 _MD_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:="

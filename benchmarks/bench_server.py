@@ -10,7 +10,8 @@ the shape, every per-point array of the trace (x, y, customdata, marker colour, 
 The floor is a page holding only the same `st.plotly_chart` (the same figures, cached) and a selection table of the
 selected rows' texts. AppTest runs whole pages: on the map a lasso reruns a fragment in the real server, so these
 figures are an upper bound there. `--profile DIR` writes a cProfile file per interaction and prints the top
-functions of the slowest.
+functions of the slowest. Beside each wall time, the CPU time of the script thread (the same run): steadier than
+wall time on a busy machine, which is where provisional figures get taken.
 
     python benchmarks/bench_server.py                              # full demo (builds a PCA map first)
     python benchmarks/bench_server.py --workspace /tmp/wsfull      # reuse a built workspace (copied, not changed)
@@ -88,10 +89,11 @@ def selection_payload(at, shape: str, fraction: float) -> tuple[str, str, int]:
 
 
 _PROFILE: dict[str, cProfile.Profile | None] = {"current": None}
+_CPU = {"seconds": 0.0}  # CPU time of the script thread, summed over runs (steady on a busy machine, unlike wall)
 
 
 def _profile_script_thread() -> None:
-    """cProfile the script thread (AppTest runs the page in a thread of its own, not the caller's)."""
+    """cProfile the script thread and add up its CPU time (AppTest runs the page in a thread of its own)."""
     from streamlit.runtime.scriptrunner import script_runner as sr
 
     if getattr(sr.ScriptRunner, "_bench_wrapped", False):
@@ -102,9 +104,11 @@ def _profile_script_thread() -> None:
         prof = _PROFILE["current"]
         if prof is not None:
             prof.enable()
+        cpu = time.thread_time()
         try:
             return orig(self, *a, **k)
         finally:
+            _CPU["seconds"] += time.thread_time() - cpu
             if prof is not None:
                 prof.disable()
 
@@ -125,8 +129,10 @@ class Session:
         self.at = AppTest.from_file(str(script), default_timeout=600)
         self.selection: tuple[str, str] | None = None
         self.profile_dir, self.tag = profile_dir, tag
+        self.cpu = 0.0
 
     def run(self, name: str) -> float:
+        """Seconds of wall time of one script run; its CPU seconds (script thread) are left in `self.cpu`."""
         from streamlit.proto.WidgetStates_pb2 import WidgetState
 
         at = self.at
@@ -140,13 +146,14 @@ class Session:
             else:
                 self.selection = None
         prof = cProfile.Profile() if self.profile_dir else None
-        if prof:
-            _profile_script_thread()
+        _profile_script_thread()
         _PROFILE["current"] = prof
+        cpu = _CPU["seconds"]
         t0 = time.perf_counter()
         at._run(states) if states is not None else at.run()
         _PROFILE["current"] = None
         sec = time.perf_counter() - t0
+        self.cpu = _CPU["seconds"] - cpu
         if at.exception:
             raise RuntimeError(f"{self.tag} / {name}: {at.exception[0].value}")
         if prof:
@@ -211,25 +218,30 @@ def main() -> None:
     sys.path.insert(0, str(app_root))
     prof_dir = Path(args.profile) if args.profile else None
     results: dict[str, dict[str, str]] = {}
+    cpu: dict[str, dict[str, str]] = {}
     notes: dict[str, str] = {}
 
     def timed(sess: Session, name: str, before=None, repeat: int = args.repeat, undo=None) -> None:
-        times = []
+        times, cpus = [], []
         for _ in range(repeat):
             if before is not None:
                 before()
             times.append(sess.run(name))
+            cpus.append(sess.cpu)
             if undo is not None:
                 undo()
         results.setdefault(name, {})[sess.tag] = f"{statistics.median(times) * 1000:,.0f}"
+        cpu.setdefault(name, {})[sess.tag] = f"{statistics.median(cpus) * 1000:,.0f}"
 
     w = Session(Path(args.app), prof_dir, "winnow")
     at = w.at
     t = w.run("open the Data page (cold: loads the dataset)")
     results["open the app (cold process)"] = {"winnow": f"{t * 1000:,.0f}"}
+    cpu["open the app (cold process)"] = {"winnow": f"{w.cpu * 1000:,.0f}"}
     at.switch_page("pages/3_Map.py")
     t = w.run("open the Map (cold caches)")
     results["open the Map (cold caches)"] = {"winnow": f"{t * 1000:,.0f}"}
+    cpu["open the Map (cold caches)"] = {"winnow": f"{w.cpu * 1000:,.0f}"}
     timed(w, "Map rerun, nothing changed")
     timed(w, "recolour (label)", before=lambda: at.radio(key="map.colour").set_value("label"),
           undo=lambda: at.radio(key="map.colour").set_value("value") and w.run("recolour back"))
@@ -283,6 +295,7 @@ def main() -> None:
     f = Session(tmp / "floor_app.py", prof_dir, "floor")
     t = f.run("open (cold)")
     results["open the Map (cold caches)"]["floor"] = f"{t * 1000:,.0f}"
+    cpu["open the Map (cold caches)"]["floor"] = f"{f.cpu * 1000:,.0f}"
     timed(f, "Map rerun, nothing changed")
     timed(f, "recolour (label)", before=lambda: f.at.radio(key="colour").set_value("label"),
           undo=lambda: f.at.radio(key="colour").set_value("value") and f.run("recolour back"))
@@ -297,14 +310,16 @@ def main() -> None:
           f"{args.decisions:,} decisions recorded · workspace ready in {prep:.0f} s · lasso {notes.get('lasso')}, "
           f"box {notes.get('box')}")
     print()
-    print("| interaction | Winnow server ms | floor server ms (chart alone) | Winnow / floor |")
-    print("|---|---|---|---|")
+    print("| interaction | Winnow server ms | floor server ms (chart alone) | Winnow / floor "
+          "| Winnow CPU ms (script thread) | floor CPU ms |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
         a, b = r.get("winnow", "-"), r.get("floor", "-")
         ratio = "-"
         if a != "-" and b != "-":
             ratio = f"{float(a.replace(',', '')) / max(float(b.replace(',', '')), 1e-9):.1f}x"
-        print(f"| {name} | {a} | {b} | {ratio} |")
+        c = cpu.get(name, {})
+        print(f"| {name} | {a} | {b} | {ratio} | {c.get('winnow', '-')} | {c.get('floor', '-')} |")
     sys.stdout.flush()  # (the server table first: the browser part takes minutes)
     browser: dict = {}
     if args.browser and Path("/usr/bin/chromium").exists():

@@ -45,7 +45,7 @@ with ui.guard():
     uids, texts, labels = cols["uid"], cols["text"], cols["label"]
     va = ui.values_arrays(WS, rec.id, run.id)
     values, stderr, counts = va["value"], va["stderr"], va["counts"]
-    verdict = significance.classify(values, stderr, counts)  # harmful only when its 95 % interval is below 0
+    verdict = va["verdict"]  # harmful only when its 95 % interval is below 0
     emb_id = run.embedding_id if run.embedding_id is not None else getattr(ui.active_embedding(rec.id), "id", None)
     preds = ui.predictions(rec.id, emb_id) if emb_id is not None else None
     agree_runs = ui.agreement_runs(rec.id, run)
@@ -59,14 +59,14 @@ with ui.guard():
     c1, c2 = st.columns([2, 3])
     hide = c1.toggle("Hide rows already decided", value=True, key="inspect.hide_decided")
     order = va["order"]
+    decided = ui.decision_column(rec.id, state.version) != ""
     if hide:
-        decided = ui.decision_column(rec.id, state.version) != ""
         order = order[~decided[order]]
     order = order[~np.isnan(values[order])]
     n_pages = max(1, math.ceil(len(order) / PAGE_SIZE))
     page = min(int(st.session_state["inspect.page"]), n_pages - 1)
     rows = order[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
-    on_page = {uids[int(r)]: d for r in rows if (d := state.get(uids[int(r)])) is not None}
+    on_page = {uids[int(r)]: d for r in rows if decided[r] and (d := state.get(uids[int(r)])) is not None}
 
     nav = c2.columns([1, 2, 1])
     if nav[0].button("Previous", key="inspect.prev", icon=":material/chevron_left:", disabled=page == 0,
@@ -88,7 +88,9 @@ with ui.guard():
                 "to review them.", icon=":material/task_alt:")
         st.stop()
 
-    nb_idx, nb_sim = ui.neighbours(WS, emb_id, tuple(int(r) for r in rows)) if emb_id is not None else (None, None)
+    ahead = order[(page + 1) * PAGE_SIZE:(page + 3) * PAGE_SIZE]  # computed with this page: the next cards
+    nb_idx, nb_sim = ui.neighbours(WS, emb_id, tuple(int(r) for r in rows), ahead) if emb_id is not None \
+        else (None, None)
     # (None when the embeddings are a preliminary sample's: neighbours come with all rows)
     rank_of = va["rank"]
     n_valued = va["n_valued"]
