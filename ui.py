@@ -161,7 +161,7 @@ def sidebar() -> None:
         st.text(f"{rec.name} · {rec.n_rows:,} rows · {len(rec.classes)} classes")
         run = active_values_run(rec.id)
         st.caption("Active valuation")
-        st.text(f"run {run.id}: {run.method}" if run else "none yet (see Value)")
+        st.text(f"run {run.number}: {run.method}" if run else "none yet (see Value)")
         slot = st.empty()  # a fragment that decides redraws this in place (sidebar_decisions_in_fragment)
         st.session_state[_DECISIONS_SLOT] = slot
         with slot.container():
@@ -510,6 +510,16 @@ def map_inputs(ws_path: str, dataset_id: int, embedding_id: int, projection_id: 
     return out
 
 
+def run_number(run_id: Any) -> int | None:
+    """The number a person sees for a run id (counted within its dataset and kind), None when there is no such run."""
+    if run_id is None:
+        return None
+    try:
+        return workspace().run(int(run_id)).number
+    except (WinnowError, TypeError, ValueError):
+        return None
+
+
 def agreement_runs(dataset_id: int, active_run: Any) -> dict[str, int]:
     """Runs whose ranks say which methods call a row harmful: a consensus run (the active one, else the newest),
     else the newest finished run of each method."""
@@ -620,21 +630,58 @@ def _escape(text: str) -> str:
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(text)).replace("\n", "  \n")
 
 
-def plain(text: str) -> str:
-    """Backslash-escape Markdown syntax, for text that must go through a Markdown element (st.error, st.success):
-    an error message quoting a dataset row must not render a link, an image, LaTeX or an emoji code. Winnow's own
-    `python -m core ...` commands quoted in a message are shown as code (a code span renders its content
-    literally); any other backtick stays a literal backtick."""
-    parts = str(text).split("`")
+def _quoted_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the quoted values in a message: core quotes dataset text with repr() ('...' or "..."), so a
+    quote that opens after a space or bracket and closes before one marks data; an apostrophe inside a word
+    (the header's) marks nothing."""
+    spans, i, n = [], 0, len(text)
+    while i < n:
+        q = text[i]
+        if q in "'\"" and (i == 0 or text[i - 1] in " \t\n([{:,=") and i + 1 < n:
+            j = i + 1
+            while j < n:
+                if text[j] == "\\":
+                    j += 2
+                    continue
+                if text[j] == q and (j + 1 == n or text[j + 1] in " \t\n)]},;:.!?"):
+                    break
+                j += 1
+            if j < n:
+                spans.append((i, j + 1))
+                i = j + 1
+                continue
+        i += 1
+    return spans
+
+
+def _prose(text: str) -> str:
+    """Winnow's own words: a pair of backticks on one line is code (`python -m core info`, `--split`), shown as a
+    code span (which renders its content literally); anything else is escaped."""
+    parts = text.split("`")
     out = [_escape(parts[0])]
     i = 1
     while i < len(parts):
-        if i + 1 < len(parts) and parts[i].startswith("python -m core") and "\n" not in parts[i]:
+        if i + 1 < len(parts) and parts[i].strip() and "\n" not in parts[i]:
             out.append("`" + parts[i] + "`" + _escape(parts[i + 1]))
             i += 2
         else:
             out.append(_escape("`" + parts[i]))
             i += 1
+    return "".join(out)
+
+
+def plain(text: str) -> str:
+    """Backslash-escape Markdown syntax, for text that must go through a Markdown element (st.error, st.warning):
+    an error message quoting a dataset row must not render a link, an image, LaTeX or an emoji code. Code that the
+    message names in backticks (`python -m core info`, `--split`) is shown as code, not as literal backticks; the
+    values it quotes from the data ('a `b` [x](y)', as repr() writes them) stay literal, backticks and all."""
+    text = str(text)
+    out, at = [], 0
+    for a, b in _quoted_spans(text):
+        out.append(_prose(text[at:a]))
+        out.append(_escape(text[a:b]))
+        at = b
+    out.append(_prose(text[at:]))
     return "".join(out)
 
 

@@ -108,7 +108,7 @@ def curated_uids(ws: Workspace, dataset_id: int, uids: list[str], subset_run_id:
         if run.dataset_id != dataset_id:
             raise DataError(f"subset {subset_run_id} belongs to dataset {run.dataset_id}, not {dataset_id}")
         chosen = set(ws.load_run_frame(subset_run_id)["uid"].astype(str))
-        info = {"what": f"saved subset {subset_run_id} minus removals", "subset_run": subset_run_id,
+        info = {"what": f"saved subset {run.number} minus removals", "subset_run": subset_run_id,
                 "strategy": run.method, "params": run.params, "subset_rows": len(chosen)}
         keep = [u for u in uids if u in chosen and u not in removed]
     else:

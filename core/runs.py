@@ -54,3 +54,10 @@ def recorded(ws: Workspace, kind: str, *, dataset_id: int | None, method: str,
         raise
     if not rec.finished:
         rec.done()
+
+
+def called(ws: Workspace, run: Any) -> str:
+    """A run as the CLI names it to a person: its number within its dataset and kind, and the id that commands take
+    ("subset 1 (run id 13)"). `run`: a RunRecord or an id."""
+    rec = ws.run(run) if isinstance(run, int) else run
+    return f"{rec.name} (run id {rec.id})"

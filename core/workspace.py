@@ -114,6 +114,13 @@ Action = Literal["remove", "keep", "clear", "relabel"]
 ACTIONS = ("remove", "keep", "clear", "relabel")
 SOURCES = ("manual", "lasso", "rule", "selection")
 RUN_KINDS = ("values", "audit", "clusters", "selection", "finetune", "compare", "projection")
+# The noun a person reads before a run's number (its number counts within its dataset and kind: "subset 1").
+RUN_NOUNS = {"values": "valuation run", "audit": "self-check", "clusters": "clustering", "selection": "subset",
+             "finetune": "fine-tune", "compare": "comparison", "projection": "map"}
+# Each run's number within its dataset and kind, computed on read (the id is global: "subset 13" would be the
+# thirteenth run of any kind on any dataset).
+_RUN_COLUMNS = ("*, (SELECT COUNT(*) FROM runs o WHERE o.kind=runs.kind AND o.dataset_id IS runs.dataset_id"
+                " AND o.id<=runs.id) AS number")
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,12 @@ class RunRecord:
     finished: float | None
     job_id: str | None
     parent_id: int | None
+    number: int = 0  # what a person sees: 1, 2, ... within this run's dataset and kind (the id stays global)
+
+    @property
+    def name(self) -> str:
+        """How the app and the CLI name this run to a person: "subset 1", "valuation run 2" (see `RUN_NOUNS`)."""
+        return f"{RUN_NOUNS.get(self.kind, self.kind + ' run')} {self.number}"
 
 
 @dataclass(frozen=True)
@@ -555,7 +568,7 @@ class Workspace:
                          embedding_id=row["embedding_id"], method=row["method"], params=json.loads(row["params"]),
                          status=row["status"], result=json.loads(row["result"]), seconds=row["seconds"],
                          created=row["created"], finished=row["finished"], job_id=row["job_id"],
-                         parent_id=row["parent_id"])
+                         parent_id=row["parent_id"], number=int(row["number"]))
 
     def create_run(self, kind: str, *, dataset_id: int | None, method: str, params: dict[str, Any] | None = None,
                    embedding_id: int | None = None, job_id: str | None = None, status: str = "running",
@@ -628,7 +641,7 @@ class Workspace:
     def run(self, run_id: int) -> RunRecord:
         dead = self._sweep_runs()
         with self._read() as con:
-            row = con.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            row = con.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id=?", (int(run_id),)).fetchone()
         if row is None:
             raise WorkspaceError(f"no run {run_id} in the workspace {self.path}; `python -m core runs` lists them")
         rec = self._run(row)
@@ -645,7 +658,7 @@ class Workspace:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         dead = self._sweep_runs()
         with self._read() as con:
-            rows = con.execute(f"SELECT * FROM runs{where} ORDER BY id DESC", args).fetchall()
+            rows = con.execute(f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY id DESC", args).fetchall()
         out = [self._run(r) for r in rows]
         if dead and self.read_only:  # nothing could be written: say it all the same
             out = [dataclasses.replace(r, status="dead") if r.id in dead else r for r in out]

@@ -93,10 +93,9 @@ with ui.guard():
             st.dataframe(pd.DataFrame(history), hide_index=True, key="data.versions")
     warns = list(st.session_state.get("data.warnings") or []) if st.session_state.get("data.loaded") == rec.id \
         else list(rec.meta.get("warnings") or [])
-    if warns:
-        st.warning(f"The loader has {len(warns)} warning(s) about this data:", icon=":material/warning:")
-        for w in warns:
-            st.text(w)
+    if warns:  # escaped (they quote cells), with the commands they name shown as code
+        st.warning(f"The loader has {len(warns)} warning(s) about this data:\n\n"
+                   + "\n".join(f"- {ui.plain(w)}" for w in warns), icon=":material/warning:")
 
     left, right = st.columns(2)
     with left:

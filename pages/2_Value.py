@@ -40,7 +40,7 @@ def _when(ts: float | None) -> str:
 
 def _run_name(r: Any) -> str:
     prelim = f" · preliminary ({r.params['sample']:,}-row sample)" if ui.is_preliminary(r) else ""
-    return f"run {r.id}: {r.method}{prelim} · {_when(r.created)}"
+    return f"run {r.number}: {r.method}{prelim} · {_when(r.created)}"
 
 
 def _values(run_id: int) -> pd.DataFrame:
@@ -134,7 +134,7 @@ if st.button("Compute values", key="value.start", type="primary", icon=":materia
         st.rerun()
 ui.job_note(job)
 if job is not None and job.status == "done" and job.run_id is not None:
-    st.caption(f"The last job recorded valuation run {job.run_id}.")
+    st.caption(f"The last job recorded valuation run {ws.run(job.run_id).number}.")
 
 # ------------------------------------------------------------------------------------------------ results
 runs = ws.runs("values", dataset_id=ds_id)
@@ -163,7 +163,7 @@ else:
     df = _values(shown.id)
     v = df["value"].to_numpy(dtype=float)
     se = df["stderr"].to_numpy(dtype=float) if "stderr" in df else np.full(len(v), np.nan)
-    sure = significance.summarize(Values.from_frame(df, method=shown.method, source=f"run {shown.id}"))
+    sure = significance.summarize(Values.from_frame(df, method=shown.method, source=f"run {shown.number}"))
     a1, a2, a5, a3, a4 = st.columns(5)
     a1.metric("Rows valued", f"{int(np.isfinite(v).sum()):,}")
     a2.metric("Significantly harmful", "n/a" if sure.with_stderr == 0 else f"{100 * sure.share('harmful'):.1f} %",
@@ -183,17 +183,17 @@ else:
                "error and estimate count; the suggested removal below is the validation curve's choice.")
 
     if shown.id != (active.id if active is not None else None):
-        if st.button(f"Make run {shown.id} the active run", key="value.activate", icon=":material/check:"):
+        if st.button(f"Make run {shown.number} the active run", key="value.activate", icon=":material/check:"):
             ws.set_setting(f"active_values.{ds_id}", shown.id)
             st.rerun()
     else:
         st.caption("This is the active run: the map and Inspect use it.")
     if active is not None:
-        st.info(f"The map colours by run {active.id} ({_cli(active.method)}). Why: {active_why}",
+        st.info(f"The map colours by run {active.number} ({_cli(active.method)}). Why: {active_why}",
                 icon=":material/palette:")
         ts_runs = [r for r in done if r.method == DEFAULT_METHOD]
         if active.method != DEFAULT_METHOD and ts_runs:
-            if st.button(f"Colour by {_cli(DEFAULT_METHOD)} instead (run {ts_runs[0].id})", key="value.use_default",
+            if st.button(f"Colour by {_cli(DEFAULT_METHOD)} instead (run {ts_runs[0].number})", key="value.use_default",
                          icon=":material/undo:"):
                 ws.set_setting(f"active_values.{ds_id}", ts_runs[0].id)
                 st.rerun()
@@ -229,7 +229,7 @@ else:
 
     st.subheader("Past runs")
     past = pd.DataFrame([{
-        "run": r.id, "method": r.method, "status": r.status, "active": bool(active is not None and r.id == active.id),
+        "run": r.number, "method": r.method, "status": r.status, "active": bool(active is not None and r.id == active.id),
         "valuation seconds": r.seconds, "passes": _opt(r, "n_passes"), "subset size": _opt(r, "subset_size"),
         "permutations": _opt(r, "n_permutations"), "k": _opt(r, "k"), "seed": r.params.get("seed"),
         "validation": _opt(r, "validation"),
@@ -264,8 +264,8 @@ else:
                                          hovertemplate="A %{x:.4g}<br>B %{y:.4g}<extra></extra>"))
             fig.add_hline(y=0, line_color="#bbbbbb")
             fig.add_vline(x=0, line_color="#bbbbbb")
-            fig.update_layout(height=380, margin=dict(l=10, r=10, t=20, b=10), xaxis_title=f"run {a_id}",
-                              yaxis_title=f"run {b_id}")
+            fig.update_layout(height=380, margin=dict(l=10, r=10, t=20, b=10), xaxis_title=f"run {ws.run(a_id).number}",
+                              yaxis_title=f"run {ws.run(b_id).number}")
             st.plotly_chart(fig, key="value.scatter")
 
 # ------------------------------------------------------------------------------------------------ self-check
@@ -305,7 +305,7 @@ if audit_run is not None:
             rows = []
     if rows:
         tab = pd.DataFrame(rows)
-        st.caption(f"Self-check run {audit_run.id} · {_when(audit_run.created)} · "
+        st.caption(f"Self-check {audit_run.number} · {_when(audit_run.created)} · "
                    f"{int(tab['n_flipped'].iloc[0]) if 'n_flipped' in tab else '?'} labels flipped")
         agree_col = audit_run.result.get("agreement_column")
         agree_name = f"Spearman with {agree_col}"

@@ -294,11 +294,11 @@ with ui.guard():
     values_run, values_why = ui.values_choice(rec.id)
     clusters_run = ws.latest_run("clusters", dataset_id=rec.id)
     preds = ui.predictions(rec.id, emb.id)
-    bits = [f"{rec.n_rows:,} points", f"map: {proj.method} (run {proj.id})"]
-    bits.append(f"values: {values_run.method} (run {values_run.id}; {values_why})" if values_run else
+    bits = [f"{rec.n_rows:,} points", f"map: {proj.method} ({proj.name})"]
+    bits.append(f"values: {values_run.method} (run {values_run.number}; {values_why})" if values_run else
                 "values: none yet")
     if clusters_run:
-        bits.append(f"clusters: k={clusters_run.result.get('k', '?')} (run {clusters_run.id})")
+        bits.append(f"clusters: k={clusters_run.result.get('k', '?')} ({clusters_run.name})")
     if preds is None:
         bits.append("predicted labels: computing in the background")
     st.caption(" · ".join(bits))

@@ -54,7 +54,7 @@ with ui.guard():
     state = ui.decision_state(rec.id)
 
     ui.first_run_note(rec.id, run)
-    st.caption(f"values: {run.method} (run {run.id}) · lowest value first · "
+    st.caption(f"values: {run.method} (run {run.number}) · lowest value first · "
                f"{state.counts.get('remove', 0):,} removed so far")
     c1, c2 = st.columns([2, 3])
     hide = c1.toggle("Hide rows already decided", value=True, key="inspect.hide_decided")

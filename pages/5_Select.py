@@ -112,7 +112,7 @@ strategy = c1.selectbox("Strategy", STRATEGIES, index=STRATEGIES.index("kmq"), k
 with c2:
     st.caption("Quality inside clusters")
     if values_run is not None:
-        st.text(f"values of valuation run {values_run.id} ({values_run.method}); change it on the Value page")
+        st.text(f"values of valuation run {values_run.number} ({values_run.method}); change it on the Value page")
     else:
         st.text("no valuation run yet: kMQ uses the cross-fitted confidence in each given label")
 if strategy in NEEDS_VALUES and values_run is None:
@@ -160,7 +160,7 @@ if clusters_runs:
     def _clusters_name(i: int) -> str:
         r = by_id[i]
         how = "auto" if r.params.get("k_requested") is None else "set"
-        return f"run {r.id}: k = {r.params.get('k')} ({how}), {_when(r.created)}"
+        return f"clustering {r.number}: k = {r.params.get('k')} ({how}), {_when(r.created)}"
 
     chosen = st.selectbox("Clusters to use", list(by_id), index=default, key="select.clusters_run",
                           format_func=_clusters_name)
@@ -319,7 +319,7 @@ def subset_panel(info: dict[str, Any], strategy: str, clusters_run: Any, values_
         m2.metric("Removed rows left out", f"{info['n_removed']:,}")
         m3.metric("Pinned rows kept", f"{info['n_pinned']:,}")
         if last_run is not None:
-            m4.metric(f"vs saved subset {last_run.id}", f"+{added:,} / −{dropped:,}")
+            m4.metric(f"vs saved subset {last_run.number}", f"+{added:,} / −{dropped:,}")
         else:
             m4.metric("vs last saved subset", "—", help="no subset saved yet")
         if strategy == "iterative":
@@ -373,7 +373,7 @@ def subset_panel(info: dict[str, Any], strategy: str, clusters_run: Any, values_
 
 subset_panel(plan_info, strategy, clusters_run, values_run, last_run, rounds, seed, temperature)
 if (saved := st.session_state.pop("select.saved", None)) is not None:
-    st.success(f"Saved subset {saved}.", icon=":material/check:")
+    st.success(f"Saved subset {ui.run_number(saved)}.", icon=":material/check:")
 ui.job_note(ui.current_job("select", ds_id))
 
 # ------------------------------------------------------------------------------------------------ saved subsets
@@ -383,10 +383,11 @@ if not saved_runs:
     st.caption("None yet. A saved subset can be fine-tuned on the Fine-tune page and exported on the Export page.")
 else:
     table = pd.DataFrame([{
-        "run": r.id, "strategy": r.method, "rows": r.result.get("n"), "status": r.status,
+        "subset": r.number, "strategy": r.method, "rows": r.result.get("n"), "status": r.status,
         "budget": r.params.get("budget_requested", r.params.get("budget")),
         "weights": ", ".join(f"{c}={w:g}" for c, w in (r.params.get("weights") or {}).items()),
-        "values run": r.params.get("values_run_id"), "clusters run": r.params.get("clusters_run_id"),
+        "values run": ui.run_number(r.params.get("values_run_id")),
+        "clusters": ui.run_number(r.params.get("clusters_run_id")),
         "seed": r.params.get("seed"), "note": r.params.get("note", ""), "saved": _when(r.created),
     } for r in saved_runs])
     st.dataframe(table, hide_index=True)
@@ -394,7 +395,7 @@ else:
     if iterative:
         st.subheader("Iterative refinement: cluster weights per round")
         pick = st.selectbox("Subset", [r.id for r in iterative], key="select.history_run",
-                            format_func=lambda i: f"run {i}")
+                            format_func=lambda i: f"subset {ui.run_number(i)}")
         hist = next(r for r in iterative if r.id == pick).result["history"]
         fig = go.Figure()
         k = len(hist[0]["weights"])

@@ -73,7 +73,7 @@ with c1:
                                   if values_run is not None and clusters_run is not None
                                   else "needs values (Value page) and clusters (Select page)"))
 with c2:
-    sel_names = {r.id: f"run {r.id}: {r.method}, {r.result.get('n', '?')} rows" for r in selections}
+    sel_names = {r.id: f"subset {r.number}: {r.method}, {r.result.get('n', '?')} rows" for r in selections}
     chosen_sel = st.multiselect("Saved subsets", list(sel_names), default=list(sel_names)[:1],
                                 key="finetune.selections", format_func=lambda i: sel_names.get(i, str(i)),
                                 help="subsets saved on the Select page")
@@ -225,7 +225,7 @@ by_id = {r.id: r for r in runs}
 
 def _run_name(i: int) -> str:
     r = by_id[i]
-    return (f"run {r.id}: {r.status}, {len(r.params.get('subsets', []))} subsets × "
+    return (f"comparison {r.number}: {r.status}, {len(r.params.get('subsets', []))} subsets × "
             f"{len(r.params.get('seeds', []))} seeds, {_when(r.created)}")
 
 
@@ -258,7 +258,7 @@ def _chart(rows: list[dict[str, Any]]) -> go.Figure:
     return fig
 
 
-saved_names = {f"selection:{r.id}": f"subset {r.id} ({r.method})" for r in ws.runs("selection", dataset_id=ds_id)}
+saved_names = {f"selection:{r.id}": f"subset {r.number} ({r.method})" for r in ws.runs("selection", dataset_id=ds_id)}
 
 
 def _label(spec: str) -> str:
@@ -269,10 +269,10 @@ def _label(spec: str) -> str:
         return f"random {rest}"
     if kind == "top-value":
         b, _, vid = rest.partition(":")
-        return f"top value {b} (run {vid})"
+        return f"top value {b} (valuation run {ui.run_number(vid) or vid})"
     if kind == "clean-kmq":
         b, _, vid = rest.partition(":")
-        return f"clean, then kMQ {b}" + (f" (values run {vid})" if vid else "")
+        return f"clean, then kMQ {b}" + (f" (valuation run {ui.run_number(vid) or vid})" if vid else "")
     return spec
 
 
@@ -299,7 +299,7 @@ def _results(run_id: int) -> None:
         st.plotly_chart(_chart([dict(r, subset=_label(r["subset"])) for r in table]), key="finetune.chart")
         text = {r["subset"]: c for r, c in zip(table, experiment.table_rows(table))}
         st.dataframe(pd.DataFrame([{
-            "subset": r["subset"], "what": _label(r["subset"]), "rows": str(r["rows"]), "steps": r.get("steps", 0),
+            "subset": _label(r["subset"]), "rows": str(r["rows"]), "steps": r.get("steps", 0),
             "seeds done": r["runs"], "accuracy": r["accuracy_mean"], "± acc": r["accuracy_std"],
             "95 % CI": "n/a (one seed)" if r.get("accuracy_ci") is None else f"± {r['accuracy_ci']:.4f}",
             "vs full (points)": text[r["subset"]]["vs full (points)"],
@@ -331,7 +331,7 @@ st.fragment(run_every="10s" if run.status == "running" else None)(_results)(run.
 # ------------------------------------------------------------------------------------------------ history
 st.subheader("History")
 st.dataframe(pd.DataFrame([{
-    "run": r.id, "status": r.status, "subsets": ", ".join(r.params.get("subsets", [])),
+    "comparison": r.number, "status": r.status, "subsets": ", ".join(map(_label, r.params.get("subsets", []))),
     "seeds": len(r.params.get("seeds", [])), "epochs": r.params.get("epochs"),
     "protocol": r.params.get("protocol", "equal-epochs"),
     "model": r.params.get("model") or "MiniLM (packaged)",

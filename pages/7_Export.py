@@ -28,7 +28,7 @@ with ui.guard():
     what = c2.radio("What to export", what_options, key="export.what", on_change=_reset_path)
     subset_id = None
     if what == "A saved subset":
-        names = {r.id: f"subset {r.id}: {r.method}, {r.result.get('n', '?')} rows, "
+        names = {r.id: f"subset {r.number}: {r.method}, {r.result.get('n', '?')} rows, "
                        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(r.created))}"
                        + (f" — {r.params.get('note')}" if r.params.get("note") else "") for r in subsets}
         subset_id = st.selectbox("Subset", list(names), format_func=names.get, key="export.subset",
@@ -37,7 +37,7 @@ with ui.guard():
         st.caption("No saved subsets yet (make one on the Select page).")
 
     stem = re.sub(r"[^\w.-]+", "_", rec.name.rsplit(".", 1)[0]).strip("_") or "dataset"
-    stem = f"{stem}-curated" if subset_id is None else f"{stem}-subset{subset_id}"
+    stem = f"{stem}-curated" if subset_id is None else f"{stem}-subset{ws.run(subset_id).number}"
     manifest = export.preview_manifest(ws, rec.id, ds, fmt=fmt, subset_run_id=subset_id,
                                        file_name=stem + ("" if fmt == "datasets" else f".{fmt}"))
     m = st.columns(5)

@@ -1,8 +1,6 @@
 """Sub-commands `finetune` (one model on one subset) and `compare` (subsets x seeds, mean and spread)."""
 from __future__ import annotations
 
-from core.data import column as ds_column
-
 import argparse
 import json
 import sys
@@ -11,7 +9,9 @@ from pathlib import Path
 
 from core import jobs, runs
 from core.cli.common import add_data_args, open_data, print_table, progress
+from core.data import column as ds_column
 from core.errors import DataError
+from core.runs import called
 from core.workspace import Workspace
 
 SUBSET_HELP = ("full | random:B | curated | selection:RUN_ID | top-value:B:VALUES_RUN_ID | kmq:B | "
@@ -180,7 +180,7 @@ def cmd_finetune(args: argparse.Namespace, ws: Workspace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"finetune run {run_id}: {res.n_train:,} training rows ({res.n_valid:,} validation), "
+    print(f"{called(ws, run_id)}: {res.n_train:,} training rows ({res.n_valid:,} validation), "
           f"{res.epochs_run} epoch(s), {res.train_seconds:.1f} s ({res.examples_per_second:.1f} examples/s on "
           f"{res.device})")
     print(f"accuracy {res.accuracy:.4f}  macro-F1 {res.macro_f1:.4f}  on {res.n_test:,} test rows")
@@ -221,7 +221,7 @@ def cmd_compare(args: argparse.Namespace, ws: Workspace) -> int:
         print(json.dumps({"run_id": run_id, "table": table, "verdict": run.result.get("verdict"),
                           "warnings": run.result.get("warnings", [])}, indent=2))
         return 0
-    print(f"compare run {run_id}: {len(table)} subsets x {args.seeds} seeds, {args.protocol}, "
+    print(f"{called(ws, run)}: {len(table)} subsets x {args.seeds} seeds, {args.protocol}, "
           f"{run.result.get('n_test', 0):,} test rows, on {run.result.get('device', 'cpu')}")
     print_table(experiment.table_rows(table))
     print(run.result.get("verdict", ""))

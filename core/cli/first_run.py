@@ -12,6 +12,7 @@ import numpy as np
 from core import first_run
 from core.cli import common
 from core.projection import PCA_BELOW
+from core.runs import called
 from core.workspace import Workspace
 
 
@@ -87,7 +88,7 @@ def _first_run(args: argparse.Namespace, ws: Workspace, key: str, prog: common.P
     opts, run_params = value_options(args, key, valid_id)
     valued = _full_values_done(ws, ds_id, key, run_params)
     if valued is not None:
-        print(f"every row of dataset {ds_id} is already valued with these options (run {valued.id})",
+        print(f"every row of dataset {ds_id} is already valued with these options ({called(ws, valued)})",
               file=sys.stderr)
     sampled = valued is None and first_run.needs_sample(n, sample_size=args.sample, sample_above=args.sample_above)
     first_run.set_state(ws, ds_id, phase="sample" if sampled else "full", rows=n, job=job_id,
@@ -213,7 +214,7 @@ def _preliminary(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded,
     to_embed = int((cache.lookup([embed.text_key(t) for t in texts]) < 0).sum())
     estimates = first_run.estimate_rest(timings, sample=size, rows=n, to_embed=to_embed,
                                         embedded_in_sample=uncached)
-    print(f"preliminary: {size:,} of {n:,} rows valued (values run {values_run.id}); the rest in about "
+    print(f"preliminary: {size:,} of {n:,} rows valued ({called(ws, values_run)}); the rest in about "
           f"{sum(estimates.values()):.0f} s", file=sys.stderr)
     return estimates
 

@@ -1,13 +1,13 @@
 """Sub-command `project`: embed DATA, then UMAP/PCA it to 2-D for the map (kept as a "projection" run)."""
 from __future__ import annotations
 
-from core.data import column as ds_column
-
 import argparse
 import time
 
 from core import jobs
 from core.cli.common import add_data_args, add_embed_args, get_embeddings, open_data, progress
+from core.data import column as ds_column
+from core.runs import called
 from core.workspace import Workspace
 
 
@@ -51,7 +51,7 @@ def cmd_project(args: argparse.Namespace, ws: Workspace) -> int:
     if not args.no_predictions:
         bar(0.86, "source classifier: cross-fitted predictions")
         curation.ensure_predictions(ws, emb_id, X, uids, labels, loaded.classes)
-    bar.close(f"map ready (run {run_id})")
-    print(f"projection run {run_id}{' (reused)' if reused else ''}: {len(uids):,} points, "
+    bar.close(f"map ready ({called(ws, run_id)})")
+    print(f"{called(ws, run_id)}{' (reused)' if reused else ''}: {len(uids):,} points, "
           f"{ws.run(run_id).method}, {time.time() - t0:.1f} s")
     return 0

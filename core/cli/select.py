@@ -1,8 +1,6 @@
 """`cluster` and `select`: k-means clusters with summaries, and subsets of exactly the budget that honour decisions."""
 from __future__ import annotations
 
-from core.data import column as ds_column
-
 import argparse
 import sys
 import time
@@ -12,9 +10,11 @@ from typing import Any
 import numpy as np
 
 from core.cli import common
+from core.data import column as ds_column
 from core.errors import DataError
-from core.valuation.base import Values
+from core.runs import called
 from core.selection.strategies import NEEDS_CLUSTERS, NEEDS_VALUES, STRATEGIES
+from core.valuation.base import Values
 from core.valuation.store import latest_values, load_values, suggested_removal
 from core.workspace import Workspace
 
@@ -183,7 +183,7 @@ def _cluster(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
     from core.selection.clusters import k_reason
 
     print(f"{cl.k} clusters ({k_reason(cl)}); {'fitted in %.1f s' % cl.seconds if fitted else 'reused'}"
-          f"; clusters run {run_id}" + (f"; values from run {values_run.id} ({values_run.method})"
+          f"; {called(ws, run_id)}" + (f"; values from {called(ws, values_run)} ({values_run.method})"
                                         if values_run is not None else ""))
     common.print_table(summaries_table(summ))
     if args.examples:
@@ -340,7 +340,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
     _warn_class_mix(y, loaded.classes, dict(zip(loaded.classes, (int(c) for c in counts))))
     src = sel.params.get("quality") or sel.params.get("values") or ""
     print(f"{sel.strategy}: {len(sel)} of {len(uids)} rows ({len(removed)} removed, {len(pinned)} pinned"
-          f"{', quality: ' + src if src else ''}); class mix: {mix}{diff}; selection run {run_id}; "
+          f"{', quality: ' + src if src else ''}); class mix: {mix}{diff}; saved as {called(ws, run_id)}; "
           f"wrote {out} in {time.perf_counter() - t0:.1f} s")
     if sel.history:
         last_w = sel.history[-1]["weights"]

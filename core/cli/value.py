@@ -11,11 +11,13 @@ import numpy as np
 from core import runs
 from core.cli import common
 from core.errors import DataError
+from core.runs import called
 from core.valuation import registry, store
 from core.valuation.audit import DEFAULT_METHODS as AUDIT_METHODS
 from core.valuation.base import COLUMNS
 from core.valuation.consensus import DEFAULT_MEMBERS
 from core.workspace import Workspace
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("value", help="value every row of DATA (default: TS-DShapley) and record the run",
@@ -213,13 +215,13 @@ def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
         valid_fraction=args.valid_fraction, suggest_removal=args.suggest_removal,
         clean_valid=args.clean_valid or None, resume=not args.no_resume,
         on_progress=prog.stage(e + 0.05, 1.0),
-        on_resume=lambda rid, done: print(f"resuming run {rid} from its checkpoint ({done:.0%} done)",
+        on_resume=lambda rid, done: print(f"resuming {called(ws, rid)} from its checkpoint ({done:.0%} done)",
                                           file=sys.stderr))
     removal = values.params.get("removal")
-    prog.close(f"run {run_id} done")
+    prog.close(f"{called(ws, run_id)} done")
     if args.out:
         values.to_frame()[list(COLUMNS)].to_csv(args.out, index=False)
-    print(f"run {run_id}: {key.replace('_', '-')} valued {len(values):,} rows in {values.seconds:.1f} s; "
+    print(f"{called(ws, run_id)}: {key.replace('_', '-')} valued {len(values):,} rows in {values.seconds:.1f} s; "
           f"{result['n_negative']:,} below 0" + (f"; wrote {args.out}" if args.out else ""))
     if removal:
         print(f"suggested removal: the {removal['n_remove_total']:,} lowest-valued rows "
@@ -266,8 +268,8 @@ def _audit(args: argparse.Namespace, ws: Workspace, keys: list[str], prog: Any) 
         ws.save_run_frame(run_id, df)
         run.done({"rows": rows, "n_flipped": int(flipped.sum()), "n_rows": len(uids),
                   **({"agreement_column": args.agreement} if args.agreement else {})})
-    prog.close(f"audit run {run_id} done")
-    print(f"audit run {run_id}: {int(flipped.sum()):,} of {len(uids):,} labels flipped ({args.flip:.0%}, "
+    prog.close(f"{called(ws, run_id)} done")
+    print(f"{called(ws, run_id)}: {int(flipped.sum()):,} of {len(uids):,} labels flipped ({args.flip:.0%}, "
           f"seed {args.seed}); ROC-AUC of low value for the flipped rows, precision among the "
           f"{int(flipped.sum()):,} lowest-valued rows")
     common.print_table([{"method": r["method"], "ROC-AUC": r["auc"], "precision@flipped": r["precision_at_k"],
@@ -294,11 +296,11 @@ def _brief(run: Any) -> str:
 def cmd_runs(args: argparse.Namespace, ws: Workspace) -> int:
     runs = ws.runs(args.kind, method=args.method.replace("-", "_") if args.method else None)[: args.limit]
     if args.json:
-        print(json.dumps([{"id": r.id, "kind": r.kind, "dataset_id": r.dataset_id, "method": r.method,
+        print(json.dumps([{"id": r.id, "name": r.name, "kind": r.kind, "dataset_id": r.dataset_id, "method": r.method,
                            "status": r.status, "seconds": r.seconds, "created": r.created, "params": r.params,
                            "result": r.result} for r in runs], indent=2, default=str))
         return 0
-    common.print_table([{"id": r.id, "kind": r.kind, "dataset": r.dataset_id,
+    common.print_table([{"id": r.id, "name": r.name, "dataset": r.dataset_id,
                          "method": (r.method or "").replace("_", "-"), "status": r.status,
                          "created": common.when(r.created),
                          "seconds": None if r.seconds is None else round(r.seconds, 1), "summary": _brief(r)}

@@ -94,11 +94,11 @@ def test_finetune_page_shows_results_and_history(demo_ws):
     at = _open(ws)
     assert not at.exception, at.exception
     results = at.dataframe[0].value
-    assert results["subset"].tolist() == specs
+    assert results["subset"].tolist() == ["full", "random 100"]
     assert results["accuracy"].tolist() == pytest.approx([0.805, 0.705])
     assert results["± acc"].iloc[0] == pytest.approx(0.00707, abs=1e-4)
     history = at.dataframe[-1].value
-    assert history["run"].tolist() == [run_id] and history["done"].tolist() == [4]
+    assert history["comparison"].tolist() == [ws.run(run_id).number] and history["done"].tolist() == [4]
 
 
 def test_finetune_page_estimates_before_start_with_demo_defaults(demo_ws):

@@ -85,8 +85,8 @@ def test_select_page_previews_and_saves(clustered):
     frame = ws.load_run_frame(runs[0].id)
     assert (frame["cluster"] != 0).all() or set(frame.loc[frame["cluster"] == 0, "uid"]) <= {uids[1]}
     assert uids[0] not in set(frame["uid"]) and uids[1] in set(frame["uid"])  # decisions honoured
-    assert runs[0].id in at.dataframe[0].value["run"].tolist()  # listed under Saved subsets
-    assert _metric(at, f"vs saved subset {runs[0].id}") == "+0 / −0"
+    assert runs[0].number in at.dataframe[0].value["subset"].tolist()  # listed under Saved subsets
+    assert _metric(at, f"vs saved subset {runs[0].number}") == "+0 / −0"
 
 
 def test_select_page_count_budget_and_other_strategies(clustered):

@@ -49,21 +49,21 @@ def test_the_page_shows_why_the_map_colours_by_the_self_checks_best_method(demo_
     newest = _values_run(ws, ds_id, uids, rng.normal(size=len(uids)), "loo")
     at = _open()
     # no self-check yet: the newest run, and the page says so
-    assert f"run {newest} (loo)" in _info(at) and "run the self-check" in _info(at)
+    assert f"run {ws.run(newest).number} (loo)" in _info(at) and "run the self-check" in _info(at)
 
     _audit(ws, ds_id, {"ts-dshapley": 0.80, "knn-shapley": 0.78, "label-quality": 0.86, "consensus": 0.91,
                        "random": 0.95})  # random never wins, whatever its luck
     at.run()
     assert not at.exception, at.exception
     info = _info(at)
-    assert f"run {cons} (consensus)" in info
+    assert f"run {ws.run(cons).number} (consensus)" in info
     assert "consensus: finds injected flips best here, AUC 0.91 vs 0.86 (label-quality)" in info
     import ui
 
     assert ui.active_values_run(ds_id).id == cons  # what the map and Inspect read
     at.switch_page("pages/3_Map.py").run()
     assert not at.exception, at.exception
-    assert any(f"values: consensus (run {cons}; consensus: finds injected flips best here, AUC 0.91 vs 0.86"
+    assert any(f"values: consensus (run {ws.run(cons).number}; consensus: finds injected flips best here, AUC 0.91 vs 0.86"
                in c.value for c in at.caption)
     at.switch_page(PAGE).run()
 
@@ -71,7 +71,7 @@ def test_the_page_shows_why_the_map_colours_by_the_self_checks_best_method(demo_
     at.button(key="value.use_default").click().run()
     assert not at.exception, at.exception
     assert ws.get_setting(f"active_values.{ds_id}") == ts
-    assert f"run {ts} (ts-dshapley)" in _info(at) and "you chose this run" in _info(at)
+    assert f"run {ws.run(ts).number} (ts-dshapley)" in _info(at) and "you chose this run" in _info(at)
 
 
 def test_the_best_method_without_a_run_is_offered_and_the_best_with_one_is_used(demo_ws):
@@ -80,7 +80,7 @@ def test_the_best_method_without_a_run_is_offered_and_the_best_with_one_is_used(
     _audit(ws, ds_id, {"knn_shapley": 0.81, "label_quality": 0.88})
     at = _open()
     info = _info(at)
-    assert f"run {knn}" in info and "knn-shapley: the best self-checked method with a finished run, AUC 0.81" in info
+    assert f"run {ws.run(knn).number}" in info and "knn-shapley: the best self-checked method with a finished run, AUC 0.81" in info
     assert "label-quality, AUC 0.88, has no run yet" in info
     assert at.button(key="value.compute_best").label == "Compute label-quality to colour the map by it"
 

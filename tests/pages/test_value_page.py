@@ -77,7 +77,7 @@ def test_value_page_shows_the_distribution_and_switches_the_active_run(demo_ws):
     assert not at.exception, at.exception
     assert ws.get_setting(f"active_values.{ds_id}") == demo_ws["values_id"]
     runs = at.dataframe[0].value
-    assert runs.loc[runs["run"] == demo_ws["values_id"], "active"].item()
+    assert runs.loc[runs["run"] == ws.run(demo_ws["values_id"]).number, "active"].item()
 
 
 def test_value_page_without_runs_invites_a_first_valuation(demo_ws):
