@@ -248,7 +248,7 @@ def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, res
     y = np.array([classes.index(lab[u]) if u in lab else 0 for u in clusters.uids.astype(str)])
     budget, _, values_run = rest.partition(":")
     b = _budget(budget, len(uids))
-    where = f"clusters run {run.id} (k={clusters.k}), seed {seed}"
+    where = f"{run.name} (k={clusters.k}), seed {seed}"
     if kind == "kmq":
         judge = None if X is None else judge_proba(ws, X, y, n_classes=len(classes), embedding_id=run.embedding_id,
                                                    seed=seed)
@@ -256,7 +256,7 @@ def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, res
         return np.sort(sel.uids.astype(str)), f"kMQ on {where}"
     if kind == "iterative":
         if X is None:
-            raise DataError(f"iterative subsets need the embeddings of clusters run {run.id}; cluster again")
+            raise DataError(f"iterative subsets need the embeddings of {run.name} (run id {run.id}); cluster again")
         judge = judge_proba(ws, X, y, n_classes=len(classes), embedding_id=run.embedding_id, seed=seed)
         sel = select_iterative(X, y, clusters, budget=b, judge=judge, removed=outside, seed=seed, classes=classes)
         return np.sort(sel.uids.astype(str)), f"iterative refinement (logistic-regression judge) on {where}"
@@ -269,7 +269,7 @@ def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, res
     n_remove = clean_removal_count(values, suggested_removal(vrun))  # None: the significantly harmful rows
     if n_remove is not None or not (np.asarray(values.counts) >= 2).any():
         if n_remove is None:
-            raise DataError(f"valuation run {vrun.id} ({vrun.method}) has no standard errors and no suggested "
+            raise DataError(f"{vrun.name} (run id {vrun.id}, {vrun.method}) has no standard errors and no suggested "
                             "removal: clean-kmq cannot tell harmful rows; use a sampling method (ts_dshapley)")
         n_remove = int(round(n_remove * len(uids) / max(len(values), 1)))
     keep = np.isin(values.uids.astype(str), clusters.uids.astype(str))
@@ -278,7 +278,7 @@ def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, res
     sel = select_clean_kmq(values, clusters, budget=b, n_remove=n_remove, removed=outside, seed=seed, y=y,
                            classes=classes)
     return np.sort(sel.uids.astype(str)), (f"clean ({sel.params['n_dropped']} rows dropped: {sel.params['rule']}, "
-                                           f"values run {vrun.id}), then kMQ on {where}")
+                                           f"{vrun.name}), then kMQ on {where}")
 
 
 def _load_eval(path: str) -> pd.DataFrame:
