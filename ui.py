@@ -52,7 +52,7 @@ def open_source(source: str, **options: Any) -> int:
     ws = workspace()
     loaded = data.open_dataset(ws, source, **options)
     ws.set_setting("active_dataset", loaded.dataset_id)
-    st.session_state["data.warnings"] = list(loaded.warnings)
+    st.session_state["data.warnings"] = {loaded.dataset_id: list(loaded.warnings)}  # this load's, for this dataset
     return loaded.dataset_id
 
 

@@ -91,8 +91,8 @@ with ui.guard():
         with st.expander(f"Versions of this source ({len(history)}): decisions carry over to each new version",
                          icon=":material/history:"):
             st.dataframe(pd.DataFrame(history), hide_index=True, key="data.versions")
-    warns = list(st.session_state.get("data.warnings") or []) if st.session_state.get("data.loaded") == rec.id \
-        else list(rec.meta.get("warnings") or [])
+    # the warnings of the active dataset only: those of the load just made, else those recorded when it was loaded
+    warns = list((st.session_state.get("data.warnings") or {}).get(rec.id, rec.meta.get("warnings") or []))
     if warns:  # escaped (they quote cells), with the commands they name shown as code
         st.warning(f"The loader has {len(warns)} warning(s) about this data:\n\n"
                    + "\n".join(f"- {ui.plain(w)}" for w in warns), icon=":material/warning:")

@@ -232,14 +232,21 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
         st.info("Select points on the map (lasso or box) to see them here and decide on them.",
                 icon=":material/gesture_select:")
         return
-    selection_table(ds_id, inp, rows, state)
+    selection_table(ds_id, inp, rows, state, values_id)
 
 
-def selection_table(ds_id: int, inp: dict, rows: np.ndarray, state) -> None:
+def selection_table(ds_id: int, inp: dict, rows: np.ndarray, state, values_id: int | None = None) -> None:
     """The selected rows (texts looked up here, from row positions) and the buttons that decide on all of them."""
     cols = ui.dataset_columns(WS, ds_id)
     uids, texts = cols["uid"], cols["text"]
     st.subheader(f"Selection: {len(rows):,} rows", anchor=False)
+    if values_id is not None:  # how sure the values of the selected rows are (95 % intervals)
+        va = ui.values_arrays(WS, ds_id, values_id)
+        verdict = significance.classify(va["value"][rows], va["stderr"][rows], va["counts"][rows])
+        n_of = {v: int((verdict == v).sum()) for v in significance.VERDICTS}
+        st.caption(f"{n_of[significance.HARMFUL]:,} significantly harmful · {n_of[significance.UNCERTAIN]:,} "
+                   f"uncertain · {n_of[significance.HELPFUL]:,} significantly helpful (95 % intervals of their "
+                   "values; colour by significance to see them on the map)")
     key = inp["value"][rows] if inp["value"] is not None else np.zeros(len(rows))
     shown = rows[np.argsort(np.nan_to_num(key, nan=np.inf), kind="stable")]  # lowest value first, at every size
     if len(rows) > TABLE_ROWS:  # the decision applies to every selected row; the table shows the lowest values

@@ -46,3 +46,46 @@ def test_wrote_n_rows_is_cleared_when_the_export_target_changes(app, demo_ws):
     app.text_input(key="export.path").input("second.csv").run()
     assert not any(s.value.startswith("Wrote ") for s in app.success)
     assert not any("Wrote" in t for t in markdown_text(app))
+
+
+def test_loader_warnings_belong_to_the_active_dataset(app, demo_ws, tmp_path):
+    demo_id = demo_ws["dataset_id"]
+    f = tmp_path / "conflicted.csv"
+    f.write_text("text,label\nsame,pos\nsame,neg\ngood,pos\nbad,neg\n", encoding="utf-8")
+    app.text_input(key="data.path").input(str(f)).run()
+    app.button(key="data.load_path").click().run()
+    assert not app.exception, app.exception
+    assert any("conflicted.csv: 1 text(s) have conflicting labels" in t.replace("\\", "") for t in markdown_text(app))
+    app.selectbox(key="data.reopen").set_value(demo_id).run()
+    app.button(key="data.open").click().run()  # back to the demo sample: its own warnings, none of the file's
+    assert not app.exception, app.exception
+    shown = [t.replace("\\", "") for t in markdown_text(app)]
+    assert not any("conflicted.csv" in t for t in shown)
+    assert any("demo_sample.jsonl" in t and "conflicting labels" in t for t in shown)
+    clean = tmp_path / "clean.csv"
+    clean.write_text("text,label\none,pos\ntwo,neg\nthree,pos\nfour,neg\n", encoding="utf-8")
+    app.text_input(key="data.path").input(str(clean)).run()
+    app.button(key="data.load_path").click().run()
+    assert not app.exception, app.exception
+    assert not any("warning(s) about this data" in w.value for w in app.warning)
+
+
+def test_the_lasso_table_counts_significantly_harmful_uncertain_and_helpful_rows(app, demo_ws):
+    import numpy as np
+    import pandas as pd
+    from test_map_page import _select
+
+    ws, ds_id, uids = demo_ws["ws"], demo_ws["dataset_id"], demo_ws["uids"]
+    value = np.zeros(len(uids))
+    value[[5, 17]] = -1.0  # two sure harmful rows, one sure helpful row, the rest around 0
+    value[42] = 1.0
+    run = ws.create_run("values", dataset_id=ds_id, method="ts_dshapley", params={})
+    ws.save_run_frame(run, pd.DataFrame({"uid": uids, "value": value, "stderr": 0.1, "count": 8}))
+    ws.update_run(run, status="done")
+    ws.set_setting(f"active_values.{ds_id}", run)
+    app.switch_page("pages/3_Map.py").run()
+    _select(app, [99, 42, 5, 17, 250])
+    assert any(c.value.startswith("2 significantly harmful · 2 uncertain · 1 significantly helpful")
+               for c in app.caption)
+    table = app.dataframe[0].value
+    assert list(table["uid"]) == [uids[5], uids[17], uids[99], uids[250], uids[42]]  # lowest value first
