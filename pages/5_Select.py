@@ -165,6 +165,8 @@ if clusters_runs:
     chosen = st.selectbox("Clusters to use", list(by_id), index=default, key="select.clusters_run",
                           format_func=_clusters_name)
     clusters_run = by_id[chosen]
+    if clusters_run.result.get("k_reason"):  # why this many clusters
+        st.caption(ui.plain(clusters_run.result["k_reason"]))
 elif strategy in NEEDS_CLUSTERS:
     st.info("kMQ and iterative refinement need clusters: press Cluster (it embeds the texts first if needed).",
             icon=":material/info:")
