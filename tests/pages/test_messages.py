@@ -89,3 +89,29 @@ def test_the_lasso_table_counts_significantly_harmful_uncertain_and_helpful_rows
                for c in app.caption)
     table = app.dataframe[0].value
     assert list(table["uid"]) == [uids[5], uids[17], uids[99], uids[250], uids[42]]  # lowest value first
+
+
+def test_no_valuation_yet_is_hidden_while_a_valuation_runs(app, demo_ws):
+    """Deterministic: the running job is a real live process (a sleep) recorded as the dataset's value job."""
+    import subprocess
+
+    from core import jobs, procs
+
+    ws, ds_id = demo_ws["ws"], demo_ws["dataset_id"]
+    for r in ws.runs("values", dataset_id=ds_id):
+        ws.delete_run(r.id)
+    app.switch_page("pages/2_Value.py").run()
+    assert any("No valuation yet" in t for t in markdown_text(app))
+    sleeper = subprocess.Popen(["sleep", "120"])
+    try:
+        ws._job_insert("j-value", ["first-run", f"ws:{ds_id}"], "value", "/dev/null")
+        ws._job_update("j-value", pid=sleeper.pid, pid_start=procs.start_time(sleeper.pid), status="running",
+                       message="embedding a sample of 250 rows")
+        ws.set_setting(f"job.value.{ds_id}", "j-value")
+        assert jobs.get(ws, "j-value").active
+        app.run()
+        assert not app.exception, app.exception
+        assert not any("No valuation yet" in t for t in markdown_text(app))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
