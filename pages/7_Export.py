@@ -70,8 +70,8 @@ with ui.guard():
 
     st.subheader("Write into the workspace's exports folder", anchor=False)
     exports = ws.path / "exports"
-    st.caption(f"The app writes only into {exports} (a file name, not a path). To write anywhere else use the CLI: "
-               "python -m core export DATA --out PATH.")
+    st.caption(ui.plain(f"The app writes only into {exports} (a file name, not a path). To write anywhere else use the "
+                        "CLI: `python -m core export DATA --out PATH`."))
     default = stem + ("" if fmt == "datasets" else f".{fmt}")
     st.session_state.setdefault("export.path", default)
     name = st.text_input("File name", key="export.path")
