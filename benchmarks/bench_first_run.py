@@ -20,14 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,12 +43,6 @@ def _fresh(home: Path, warm_from: Path | None) -> None:
     home.mkdir(parents=True)
     if warm_from is not None:
         shutil.copytree(warm_from / "cache", home / "cache")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _full_valued_at(home: Path) -> float | None:
@@ -110,22 +101,11 @@ def _map_state(page) -> dict:
 def run_app(home: Path, timeout: float, data: str = "demo") -> dict[str, float | None]:
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    log = open(home.parent / f"{home.name}-streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=_env(home), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    from _server import start, stop
+
+    proc, url = start("app.py", cwd=ROOT, env=_env(home), log_path=home.parent / f"{home.name}-streamlit.log")
     out: dict[str, float | None] = {"first map": None, "full valuation": None, "full map": None}
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
@@ -160,13 +140,7 @@ def run_app(home: Path, timeout: float, data: str = "demo") -> dict[str, float |
             out["rows"] = total
             browser.close()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop(proc, timeout=15)
     return out
 
 

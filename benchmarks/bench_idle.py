@@ -18,13 +18,11 @@ import datetime as dt
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,41 +58,18 @@ def writer(folder: Path, rate: float, stop: threading.Event, counter: list[int])
         time.sleep(max(0.0, 1.0 / rate - (time.perf_counter() - t0)))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure(app_dir: Path, ws_path: Path, *, watcher: str | None, seconds: float, rate: float) -> dict:
     import psutil
     from playwright.sync_api import sync_playwright
 
     from test_browser import CHROMIUM, FLAGS
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    if watcher is not None:
-        cmd += ["--server.fileWatcherType", watcher]
+    from _server import start, stop
+
     log_path = app_dir.parent / f"idle-{watcher or 'config'}.log"
-    env = dict(os.environ, WINNOW_HOME=str(ws_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    proc, url = start("app.py", cwd=app_dir, env={"WINNOW_HOME": str(ws_path)}, log_path=log_path, address=None,
+                      args=("--server.fileWatcherType", watcher) if watcher is not None else ())
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
         ps = psutil.Process(proc.pid)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
@@ -126,12 +101,7 @@ def measure(app_dir: Path, ws_path: Path, *, watcher: str | None, seconds: float
             c1, t1 = cpu(), time.perf_counter()
             browser.close()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
     text = log_path.read_text(errors="replace")
     return {"cpu": 100.0 * (c1 - c0) / (t1 - t0), "writes": counter[0], "seconds": t1 - t0,
             "overflow": text.count("Inotify queue overflowed") + text.count("inotify watch limit")}

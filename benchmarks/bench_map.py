@@ -168,45 +168,29 @@ def _open_floor(page, url: str) -> float:
 
 def start_floor(floor_dir: Path, env_extra: dict[str, str], log: Path):
     """`streamlit run floor_app.py` on a free loopback port; returns (process, url)."""
-    import subprocess
-    import urllib.request
+    from _server import start
 
-    from test_browser import _free_port
-
-    port = _free_port()
-    env = dict(os.environ, **env_extra)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "floor_app.py", "--server.headless", "true", "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=floor_dir, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"the floor page did not start: {log.read_text()[-2000:]}")
+    return start("floor_app.py", cwd=floor_dir, env=env_extra, log_path=log,
+                 args=("--server.fileWatcherType", "none"))
 
 
 def browser_table(ws_path: Path, floor_dir: Path | None, floor_env: dict[str, str], repeat: int) -> dict:
     """{'winnow': {...}, 'floor': {...}} seconds per interaction, against fresh servers."""
-    from test_browser import start_server, stop_server
+    from _server import stop
+    from test_browser import start_server
 
     res = {}
     proc, url = start_server(ws_path, ws_path.parent / "bench_map_streamlit.log")
     try:
         res["winnow"] = round_trips(url, floor=False, repeat=repeat)
     finally:
-        stop_server(proc)
+        stop(proc)
     if floor_dir is not None:
         proc, url = start_floor(floor_dir, floor_env, floor_dir / "floor_streamlit.log")
         try:
             res["floor"] = round_trips(url, floor=True, repeat=repeat)
         finally:
-            stop_server(proc)
+            stop(proc)
     return res
 
 

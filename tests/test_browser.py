@@ -7,14 +7,9 @@ screenshot of each page under tests/artifacts/. Skips when chromium or playwrigh
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -30,45 +25,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")]
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchmarks import _server  # noqa: E402  (start and stop a server: shared with the browser benchmarks)
 
 
 def start_server(ws_path: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     """`streamlit run app.py` on a free loopback port with WINNOW_HOME=ws_path; returns (process, base url)."""
-    port = _free_port()
-    env = dict(os.environ, WINNOW_HOME=str(ws_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            break
-    stop_server(proc)
-    raise RuntimeError(f"streamlit did not start; log: {log_path.read_text()[-2000:]}")
+    return _server.start("app.py", cwd=ROOT, env={"WINNOW_HOME": str(ws_path)}, log_path=log_path,
+                         args=("--server.fileWatcherType", "none"), timeout=90)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    _server.stop(proc)
 
 
 IDLE_JS = ("() => { const app = document.querySelector(\"[data-testid='stApp']\");"
