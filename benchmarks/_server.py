@@ -49,7 +49,7 @@ def start(script: str, *, cwd: Path, env: Mapping[str, str] | None = None, log_p
            "--browser.gatherUsageStats", "false"]
     if address is not None:
         cmd += ["--server.address", address]
-    full_env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **dict(env or {}))
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **dict(env or {})}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([*cmd, *args], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
