@@ -775,28 +775,26 @@ class Workspace:
             return []
         now = time.time()
         with self._write() as con:
-            found: dict[int, sqlite3.Row] = {}
-            for chunk in range(0, len(ids), 500):
-                part = ids[chunk:chunk + 500]
-                marks = ",".join("?" * len(part))
-                for r in con.execute(f"SELECT d.*, EXISTS(SELECT 1 FROM decisions u WHERE u.undoes=d.id) AS done"
-                                     f" FROM decisions d WHERE d.id IN ({marks})", part):
-                    found[int(r["id"])] = r
+            cur = con.cursor()
+            cur.row_factory = None  # plain tuples (id, dataset_id, uid, action, source, undone): one query, any size
+            found = {r[0]: r for r in cur.execute(
+                "SELECT d.id, d.dataset_id, d.uid, d.action, d.source, EXISTS(SELECT 1 FROM decisions u"
+                " WHERE u.undoes=d.id) FROM decisions d WHERE d.id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),))}
             for i in ids:
                 ev = found.get(i)
                 if ev is None:
                     raise WorkspaceError(f"no decision event {i}; `python -m core decisions log` lists them")
-                if ev["action"] == "undo":
+                if ev[3] == "undo":
                     raise WorkspaceError(f"decision event {i} is itself an undo; undo the decision again instead")
-                if ev["done"]:
+                if ev[5]:
                     raise WorkspaceError(f"decision event {i} is already undone")
             if len(set(ids)) != len(ids):
                 raise WorkspaceError("the same decision event was listed twice to undo")
             first = con.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
             con.executemany("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time, undoes)"
                             " VALUES(?,?,?,?,?,?,?,?)",
-                            [(found[i]["dataset_id"], found[i]["uid"], "undo", "", "", found[i]["source"], now, i)
-                             for i in ids])
+                            [(found[i][1], found[i][2], "undo", "", "", found[i][4], now, i) for i in ids])
             _restore_undone(con, first)
             return [int(r[0]) for r in con.execute("SELECT id FROM decisions WHERE id>? ORDER BY id", (first,))]
 
