@@ -68,13 +68,17 @@ def test_embedding_says_the_time_left(job_messages, tiny_bert):  # noqa: F811
 
 
 def test_valuation_says_the_time_left(job_messages):
-    from conftest import make_blobs
-
+    from core.valuation.base import Split
     from core.valuation.ts_dshapley import ts_dshapley
 
+    def blobs(n: int, seed: int) -> Split:
+        rng = np.random.default_rng(seed)
+        y = np.arange(n) % 3
+        X = rng.normal(0, 4.0, size=(3, 8))[y] + rng.normal(size=(n, 8))
+        return Split(np.array([f"r{seed}-{i}" for i in range(n)]), X, y.astype(np.int64))
+
     prog, seen = job_messages
-    train, _ = make_blobs(n=80)
-    valid, _ = make_blobs(n=30, seed=1)
+    train, valid = blobs(80, 0), blobs(30, 1)
     ts_dshapley(train, valid=valid, n_passes=4, subset_size=20, n_permutations=2, n_jobs=1, seed=0,
                 on_progress=prog.stage(0.0, 1.0, "valuation"))
     assert _with_eta(seen, "valuation"), seen
