@@ -271,7 +271,8 @@ def values_choice(dataset_id: int) -> tuple[Any, str]:
             pass
     done = ws.runs("values", dataset_id=dataset_id, status="done")
     audit = ws.latest_run("audit", dataset_id=dataset_id)
-    rec = recommend((audit.result or {}).get("rows") or [], [r.method for r in done]) if audit else None
+    rec = recommend((audit.result or {}).get("rows") or [], [r.method for r in done],
+                    agreement_name=(audit.result or {}).get("agreement_column")) if audit else None
     if rec is not None:
         run = next(r for r in done if r.method.replace("_", "-") == rec[0])
         return run, rec[1]

@@ -325,7 +325,7 @@ if audit_run is not None:
             fig.update_layout(height=300, margin=dict(l=10, r=10, t=20, b=10), yaxis=dict(title="ROC-AUC",
                               range=[0, 1]), xaxis_type="category")
             st.plotly_chart(fig, key="value.audit_chart")
-        best = recommend(rows)
+        best = recommend(rows, agreement_name=agree_col)
         if best is not None:
             have = [r for r in done if r.method.replace("_", "-") == best[0]]
             st.caption(f"Best here: {best[1]}.")

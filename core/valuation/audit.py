@@ -109,13 +109,19 @@ def _spearman(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
     return float(spearmanr(a, b)[0])
 
 
-def recommend(rows: Sequence[dict[str, Any]], available: Sequence[str] | None = None
-              ) -> tuple[str, str] | None:
+def recommend(rows: Sequence[dict[str, Any]], available: Sequence[str] | None = None, *,
+              agreement_name: str | None = None) -> tuple[str, str] | None:
     """The method the self-check ranks best (highest ROC-AUC, random never), and why, in one line.
 
+    When the rows carry `agreement` (Spearman with a column of human agreement, see `audit_dataset`), the methods
+    that track it at least as well as the best single method (any but the consensus) come first, then the others;
+    within each group, the highest ROC-AUC wins. Users who name such a column are told which rows people doubt, so
+    the colour must not track them worse than a single method would.
+
     Args:
-        rows: The self-check's table (dicts with method and auc).
+        rows: The self-check's table (dicts with method and auc, optionally agreement).
         available: Methods (CLI or registry names) that have a finished valuation run; None: any.
+        agreement_name: The agreement column's name, for the reason.
 
     Returns:
         (method as the CLI names it, reason such as "consensus: finds injected flips best here, AUC 0.91 vs 0.86
@@ -126,6 +132,12 @@ def recommend(rows: Sequence[dict[str, Any]], available: Sequence[str] | None = 
     if not scored:
         return None
     ranked = sorted(scored, key=lambda r: -float(r["auc"]))
+    people = [r for r in ranked if r.get("agreement") is not None and np.isfinite(r["agreement"])]
+    singles = [float(r["agreement"]) for r in people if r["method"] != "consensus"]
+    bar = max(singles) if singles else None
+    if bar is not None:
+        first = [r for r in people if float(r["agreement"]) >= bar - 1e-9]
+        ranked = first + [r for r in ranked if not any(r is f for f in first)]
     names = None if available is None else {str(a).replace("_", "-") for a in available}
     pick = next((r for r in ranked if names is None or r["method"] in names), None)
     if pick is None:
@@ -133,8 +145,21 @@ def recommend(rows: Sequence[dict[str, Any]], available: Sequence[str] | None = 
     others = [r for r in ranked if r is not pick]
     if not others:
         return pick["method"], f"{pick['method']}: the only method in the self-check, AUC {pick['auc']:.2f}"
-    best_other = others[0]
-    if pick is ranked[0]:
+    top_auc = max(ranked, key=lambda r: float(r["auc"]))
+    col = agreement_name or "human agreement"
+    if bar is not None and pick is ranked[0]:
+        rival = max(others, key=lambda r: float(r["auc"]))
+        if pick is top_auc:
+            why = (f"{pick['method']}: finds injected flips best here, AUC {pick['auc']:.2f} vs {rival['auc']:.2f} "
+                   f"({rival['method']}), and tracks {col} at least as well as any single method (Spearman "
+                   f"{pick['agreement']:.2f})")
+        else:
+            why = (f"{pick['method']}: tracks {col} at least as well as any single method (Spearman "
+                   f"{pick['agreement']:.2f} vs {top_auc.get('agreement', float('nan')):.2f} for "
+                   f"{top_auc['method']}) and finds injected flips best among those, AUC {pick['auc']:.2f} vs "
+                   f"{top_auc['auc']:.2f} ({top_auc['method']})")
+    elif pick is ranked[0]:
+        best_other = others[0]
         why = (f"{pick['method']}: finds injected flips best here, AUC {pick['auc']:.2f} vs "
                f"{best_other['auc']:.2f} ({best_other['method']})")
     else:

@@ -90,3 +90,20 @@ def test_the_self_check_measures_agreement_with_people_on_the_rows_it_kept(make_
     assert "agreement" not in plain[0]
     with pytest.raises(DataError, match="has 3 values for 300 rows"):
         audit_dataset(train.X, train.y, train.uids, flip=0.1, methods=["random"], agreement=np.ones(3))
+
+
+def test_recommend_with_agreement_puts_methods_that_track_people_first():
+    rows = [{"method": "label-quality", "auc": 0.870, "agreement": 0.33},
+            {"method": "consensus", "auc": 0.871, "agreement": 0.32},  # finds flips a hair better, tracks people less
+            {"method": "ts-dshapley", "auc": 0.83, "agreement": 0.26}, {"method": "random", "auc": 0.9}]
+    method, why = recommend(rows, agreement_name="confidence")
+    assert method == "label-quality"
+    assert why == ("label-quality: tracks confidence at least as well as any single method (Spearman 0.33 vs 0.32 "
+                   "for consensus) and finds injected flips best among those, AUC 0.87 vs 0.87 (consensus)")
+    rows[1]["agreement"] = 0.34  # the consensus now tracks people at least as well as any member: it wins
+    assert recommend(rows, agreement_name="confidence") == (
+        "consensus", "consensus: finds injected flips best here, AUC 0.87 vs 0.87 (label-quality), and tracks "
+                     "confidence at least as well as any single method (Spearman 0.34)")
+    method, why = recommend(rows, available=["ts_dshapley"], agreement_name="confidence")
+    assert method == "ts-dshapley" and "(consensus, AUC 0.87, has no run yet)" in why
+    assert recommend([{k: v for k, v in r.items() if k != "agreement"} for r in rows])[0] == "consensus"
