@@ -10,7 +10,9 @@ its seconds include both rounds); TS-DShapley without a validation file, with an
 split (on SST-2 too, to compare with dev.tsv); cleanlab's `find_label_issues` as the peer (a flag, so its ROC-AUC is
 that of a yes/no score and its precision is over the rows it flags).
 Then: the human check (demo, labels as given: Spearman between each method's value and the annotators' agreement
-`confidence`, and the mean confidence of the 5 % lowest-valued rows against all rows), the summaries the goals are
+`confidence`, and the mean confidence of the 5 % lowest-valued rows against all rows; the calibrated consensus with
+and without the confidence column named, and the method the app colours by when it is named: the self-check's
+recommendation from the consensus' own self-check copy), the summaries the goals are
 read from, TS-DShapley's ROC-AUC against its budget (passes x permutations), its Spearman correlation with
 TMC-Shapley run to convergence on 200 rows, and its removal curve (ridge proxy refitted without the lowest /
 highest / random rows, accuracy on the disjoint dev slice).
@@ -206,8 +208,9 @@ def run_methods(name, X, y_noisy, flipped, valid, seed, args, rows, keep, noise)
 
 
 def human_check(X, y, confidence, seed, args):
-    """Each method's values on the demo sample as labelled, against the annotators' agreement."""
-    from core.valuation.audit import agreement_check
+    """Each method's values on the demo sample as labelled, against the annotators' agreement; and the method the
+    app colours by (the self-check's best: the consensus' own self-check ranks its members and itself)."""
+    from core.valuation.audit import agreement_check, recommend
 
     n = len(y)
     uids = np.array([f"r{i}" for i in range(n)])
@@ -222,9 +225,23 @@ def human_check(X, y, confidence, seed, args):
                                                          clean_valid=None).values
     vals["ts-dshapley, 10 % held out, uncleaned (before)"] = value_dataset(
         X, y, uids, method="ts_dshapley", seed=seed, n_jobs=1, clean_valid=None, valid_fraction=0.1).values
-    cons = value_dataset(X, y, uids, method="consensus", seed=seed, member_options={"ts_dshapley": {"n_jobs": 1}})
-    vals["consensus, calibrated"] = cons.values
-    return agreement_check(vals, confidence), cons.params["self_check"]
+    checks = {}
+    for label, kw in (("consensus, calibrated", {}),
+                      ("consensus, calibrated, weights also track confidence",
+                       {"agreement": confidence, "agreement_name": "confidence"})):
+        cons = value_dataset(X, y, uids, method="consensus", seed=seed, member_options={"ts_dshapley": {"n_jobs": 1}},
+                             **kw)
+        vals[label] = cons.values
+        checks[label] = cons.params["self_check"]
+        print(f"  human check: {label}", file=sys.stderr, flush=True)
+    # what the app colours by: the self-check's best method (here the consensus' own self-check, 10 % flipped)
+    check = checks["consensus, calibrated, weights also track confidence"]
+    rows = [{"method": k, "auc": a, "agreement": check["member_agreement"][k]}
+            for k, a in check["member_auc"].items()]
+    rows.append({"method": "consensus", "auc": check["cross_fitted_auc"],
+                 "agreement": check["cross_fitted_agreement"]})
+    colour = recommend(rows, agreement_name="confidence")
+    return agreement_check(vals, confidence), checks, colour
 
 
 def fmt(v, f=".3f"):
@@ -321,17 +338,33 @@ def main() -> None:
     if dem is not None and not args.skip_human:
         Xd, yd, classes, conf = dem
         t0 = time.perf_counter()
-        table, check = human_check(Xd, yd, conf, args.seed, args)
+        table, checks, colour = human_check(Xd, yd, conf, args.seed, args)
         print()
         print(f"Human check (demo tweets, {len(yd):,} rows as labelled, {int(np.isfinite(conf).sum()):,} with the "
               f"annotators' agreement `confidence`): Spearman between value and confidence, and the mean confidence "
-              f"of the 5 % lowest-valued rows ({time.perf_counter() - t0:.0f} s; calibrated consensus weights "
-              + ", ".join(f"{k.replace('_', '-')} {x:.2f}" for k, x in check["weights"].items()) + ")")
+              f"of the 5 % lowest-valued rows ({time.perf_counter() - t0:.0f} s)")
         print()
         print("| method | Spearman (value, confidence) | mean confidence, lowest 5 % | mean confidence, all rows |")
         print("|---|---|---|---|")
         for r in table:
             print(f"| {r['method']} | {r['spearman']:.3f} | {r['low_mean']:.3f} | {r['all_mean']:.3f} |")
+        print()
+        for label, check in checks.items():
+            print(f"- {label}: self-check weights " + ", ".join(
+                f"{k.replace('_', '-')} {x:.2f}" for k, x in check["weights"].items()) +
+                f"; cross-fitted AUC on the self-check copy {check['cross_fitted_auc']:.3f}" +
+                (f", Spearman with confidence on its kept rows {check['cross_fitted_agreement']:.3f}"
+                 if check.get("cross_fitted_agreement") is not None else ""))
+        by = {r["method"]: r["spearman"] for r in table}
+        if colour is not None:
+            name = colour[0]
+            shown = "consensus, calibrated, weights also track confidence" if name == "consensus" else name
+            lq, ts = by["label-quality"], by["ts-dshapley"]
+            before = by["ts-dshapley, 10 % held out, uncleaned (before)"]
+            print(f"- the app colours by {name} (with the confidence column named; {colour[1]}): Spearman "
+                  f"{by[shown]:.3f} vs label quality {lq:.3f} ({by[shown] - lq:+.3f})")
+            print(f"- TS-DShapley's gap to label quality on confidence: before {lq - before:.3f}, now {lq - ts:.3f} "
+                  f"(closed {(ts - before) / max(lq - before, 1e-9):.0%})")
 
     if args.skip_budget or sst is None:
         print(f"\nbenchmark wall time {time.perf_counter() - start:.0f} s")
