@@ -52,3 +52,18 @@ def test_the_cli_names_subsets_by_their_number_in_the_dataset(tmp_path, capsys):
     assert main(["--workspace", str(wsp), "export", str(b), "--subset", "3", "--out", str(tmp_path / "o.csv")]) == 0
     assert "saved subset 1 minus removals" in (tmp_path / "o.csv.manifest.json").read_text()
     assert Workspace(wsp).run(3).name == "subset 1"
+
+
+def test_jobs_list_names_the_run_a_job_recorded(tmp_path, capsys):
+    from core import jobs
+
+    wsp = tmp_path / "ws"
+    for data in (_csv(tmp_path / "a.csv", "a"), _csv(tmp_path / "b.csv", "b")):
+        assert main(["--workspace", str(wsp), "select", str(data), "--strategy", "random", "--budget", "4",
+                     "--out", str(tmp_path / "sel.csv")]) == 0
+    ws = Workspace(wsp)
+    ws._job_insert("j1", ["select", "b.csv"], "select", "/dev/null")
+    jobs.attach_run(ws, "j1", 2)
+    capsys.readouterr()
+    assert main(["--workspace", str(wsp), "jobs", "list"]) == 0
+    assert "subset 1 (run id 2)" in capsys.readouterr().out

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from typing import Any
 
 from core import decisions, jobs, runs
 from core.data import column as data_column
 from core.cli.common import add_data_args, add_embed_args, get_embeddings, open_data, print_table, progress, when
 from core.errors import DataError, WinnowError
+from core.runs import called
 from core.workspace import Workspace
 
 
@@ -339,19 +342,23 @@ def cmd_decisions_undo(args: argparse.Namespace, ws: Workspace) -> int:
     return 0
 
 
-def _job_row(j: jobs.Job) -> dict:
+def _job_row(j: jobs.Job, ws: Workspace | None = None) -> dict:
+    run: Any = j.run_id or ""
+    if j.run_id and ws is not None:  # the run it recorded, as a person names it: "subset 1 (run id 13)"
+        with contextlib.suppress(WinnowError):
+            run = called(ws, int(j.run_id))
     return {"id": j.id, "step": j.label, "status": j.status, "progress": f"{j.progress:.0%}",
-            "message": j.message[:60], "started": when(j.started), "run": j.run_id or ""}
+            "message": j.message[:60], "started": when(j.started), "run": run}
 
 
 def cmd_jobs_list(args: argparse.Namespace, ws: Workspace) -> int:
-    print_table([_job_row(j) for j in jobs.list_jobs(ws, args.limit)])
+    print_table([_job_row(j, ws) for j in jobs.list_jobs(ws, args.limit)])
     return 0
 
 
 def cmd_jobs_show(args: argparse.Namespace, ws: Workspace) -> int:
     j = jobs.get(ws, args.id)
-    for k, v in _job_row(j).items():
+    for k, v in _job_row(j, ws).items():
         print(f"{k:>9}: {v}")
     print(f"  command: {j.command}")
     print(f"      pid: {j.pid}")
