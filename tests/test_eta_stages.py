@@ -93,3 +93,15 @@ def test_fine_tuning_says_the_time_left(job_messages, tiny_bert):  # noqa: F811
     train_and_evaluate(Xt, yt, Xe, ye, classes=["neg", "pos"], model=tiny_bert,
                        on_progress=prog.stage(0.0, 1.0, "fine-tuning"), **FAST)
     assert _with_eta(seen, "fine-tuning"), seen
+
+
+def test_projection_says_the_time_left(job_messages):
+    """UMAP reports nothing itself: the map's bar follows the last map's measured rate, and says the time left."""
+    import time
+
+    from core import projection
+
+    prog, seen = job_messages
+    with projection._ticking(prog.stage(0.0, 1.0, "map"), 0.1, 0.9, 60.0, "UMAP"):
+        time.sleep(2.6)  # (real time: the ticks come once a second)
+    assert _with_eta(seen, "map"), seen
