@@ -64,10 +64,10 @@ def measure(app_dir: Path, ws_path: Path, *, watcher: str | None, seconds: float
 
     from test_browser import CHROMIUM, FLAGS
 
-    from _server import start, stop
+    import _server
 
     log_path = app_dir.parent / f"idle-{watcher or 'config'}.log"
-    proc, url = start("app.py", cwd=app_dir, env={"WINNOW_HOME": str(ws_path)}, log_path=log_path, address=None,
+    proc, url = _server.start("app.py", cwd=app_dir, env={"WINNOW_HOME": str(ws_path)}, log_path=log_path, address=None,
                       args=("--server.fileWatcherType", watcher) if watcher is not None else ())
     try:
         ps = psutil.Process(proc.pid)
@@ -101,7 +101,7 @@ def measure(app_dir: Path, ws_path: Path, *, watcher: str | None, seconds: float
             c1, t1 = cpu(), time.perf_counter()
             browser.close()
     finally:
-        stop(proc)
+        _server.stop(proc)
     text = log_path.read_text(errors="replace")
     return {"cpu": 100.0 * (c1 - c0) / (t1 - t0), "writes": counter[0], "seconds": t1 - t0,
             "overflow": text.count("Inotify queue overflowed") + text.count("inotify watch limit")}
