@@ -170,6 +170,17 @@ def test_same_seed_same_map():
     assert not np.array_equal(a, project(X, method="umap", seed=8))
 
 
+def test_same_seed_same_map_past_max_fit():
+    """Past `max_fit` rows the map is fitted on a stratified sample and the rest transformed: that path is seeded
+    too (the sample, the fit and the transform), so the same seed gives the same map there as well."""
+    pytest.importorskip("umap")
+    X, y = _blobs(600, d=16, seed=4)
+    a = project(X, method="umap", seed=5, max_fit=200, strata=y)
+    b = project(X.copy(), method="umap", seed=5, max_fit=200, strata=y)
+    assert a.shape == (600, 2) and np.isfinite(a).all()
+    assert np.array_equal(a, b)
+
+
 def test_umap_bar_moves_along_the_last_maps_rate(ws, monkeypatch):
     """UMAP reports no progress of its own: the bar follows the previous map's measured rows per second."""
     X, _ = _blobs(80)
