@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from core import sampling
 from core.errors import DataError, WinnowWarning
 
 if TYPE_CHECKING:  # heavy import, and the workspace module is only needed for its types
@@ -1676,20 +1677,6 @@ def stratified_sample(ds: datasets.Dataset, n: int, seed: int | None = 0) -> dat
         raise DataError(f"cannot sample {n} rows; ask for at least 1")
     if n >= len(ds):
         return ds
-    rng = np.random.default_rng(seed)
-    labels = _columns(ds, ["label"])["label"].to_numpy(dtype=object)
-    classes, inverse, counts = np.unique(labels.astype(str), return_inverse=True, return_counts=True)
-    exact = n * counts / counts.sum()
-    quota = np.floor(exact).astype(int)
-    for i in np.argsort(-(exact - quota), kind="stable")[: n - quota.sum()]:
-        quota[i] += 1
-    if n >= len(classes):
-        while (quota == 0).any():
-            quota[np.argmax(quota)] -= 1
-            quota[np.flatnonzero(quota == 0)[0]] += 1
-    chosen = []
-    for c in range(len(classes)):
-        members = np.flatnonzero(inverse == c)
-        chosen.append(rng.choice(members, size=quota[c], replace=False))
-    idx = np.sort(np.concatenate(chosen))
+    labels = _columns(ds, ["label"])["label"].to_numpy(dtype=object).astype(str)
+    idx = sampling.stratified_sample(labels, n, np.random.default_rng(seed))
     return ds.select(idx.tolist())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,21 +43,29 @@ class DecisionState:
     pinned: frozenset[str]
     relabels: Mapping[str, str]
     counts: Mapping[str, int]
-    _rows: list[tuple[Any, ...]] = field(repr=False, compare=False)
+    _rows: list[tuple[str, str, int, str | None]] = field(repr=False, compare=False)  # `decision_actions` rows
     _uids: NDArray[np.object_] = field(repr=False, compare=False)
     _actions: NDArray[np.object_] = field(repr=False, compare=False)
+    _details: Callable[[int, Sequence[int]], dict[int, tuple[Any, ...]]] = field(repr=False, compare=False)
 
     @cached_property
     def _index(self) -> pd.Index:
         return pd.Index(self._uids)
 
     @cached_property
+    def _full(self) -> list[tuple[Any, ...]]:
+        """(uid, action, reason, note, source, time, event_id) per row, in event order; read on first use (the
+        log never changes an event, so the details read later are those of this version)."""
+        details = self._details(self.dataset_id, [r[2] for r in self._rows])
+        return [(r[0], r[1], *details[r[2]], r[2]) for r in self._rows]
+
+    @cached_property
     def frame(self) -> pd.DataFrame:
-        cols = list(zip(*self._rows)) if self._rows else [()] * 7
+        cols = list(zip(*self._full)) if self._rows else [()] * 7
         frame = pd.DataFrame({c: list(v) for c, v in zip(COLUMNS[:-1], cols)}, columns=list(COLUMNS[:-1]))
         frame["time"] = frame["time"].astype(np.float64)
         frame["event_id"] = frame["event_id"].astype(np.int64)
-        frame["label"] = [self.relabels.get(u) for u in self._uids]
+        frame["label"] = [r[3] for r in self._rows]
         return frame
 
     def column(self, uids: Sequence[str] | NDArray[np.str_]) -> NDArray[np.object_]:
@@ -68,28 +76,28 @@ class DecisionState:
     def get(self, uid: str) -> Decision | None:
         """The decision in force on one row, or None."""
         i = self._index.get_indexer([str(uid)])[0]
-        return None if i < 0 else _decision(self._rows[i])
+        if i < 0:
+            return None
+        r = self._rows[i]
+        reason, note, source, time = self._details(self.dataset_id, [r[2]])[r[2]]
+        return Decision(uid=r[0], action=r[1], reason=reason, note=note, source=source, time=time, event_id=r[2])
 
     def as_dict(self) -> dict[str, Decision]:
         """Uid -> Decision, the shape `Workspace.decisions` returns."""
-        return {str(r[0]): _decision(r) for r in self._rows}
+        return {str(r[0]): Decision.from_row(r) for r in self._full}
 
 
-def _decision(r: tuple[Any, ...]) -> Decision:
-    return Decision(uid=str(r[0]), action=str(r[1]), reason=str(r[2]), note=str(r[3]), source=str(r[4]),
-                    time=float(r[5]), event_id=int(r[6]))
-
-
-def _build(dataset_id: int, version: int, rows: list[tuple[Any, ...]]) -> DecisionState:
+def _build(ws: Workspace, dataset_id: int, version: int, rows: list[tuple[str, str, int, str | None]]
+           ) -> DecisionState:
     uids = np.array([r[0] for r in rows], dtype=object)
     act = np.array([r[1] for r in rows], dtype=object)
-    is_relabel = act == "relabel"
+    removed, pinned = act == "remove", act == "keep"
+    relabels = {r[0]: str(r[3]) for r in rows if r[3] is not None}
     return DecisionState(
         dataset_id=int(dataset_id), version=int(version),
-        removed=frozenset(uids[act == "remove"].tolist()), pinned=frozenset(uids[act == "keep"].tolist()),
-        relabels={str(rows[i][0]): str(rows[i][3]) for i in np.flatnonzero(is_relabel)},
-        counts={a: int((act == a).sum()) for a in ("remove", "keep", "relabel")},
-        _rows=rows, _uids=uids, _actions=act)
+        removed=frozenset(uids[removed].tolist()), pinned=frozenset(uids[pinned].tolist()), relabels=relabels,
+        counts={"remove": int(removed.sum()), "keep": int(pinned.sum()), "relabel": len(relabels)},
+        _rows=rows, _uids=uids, _actions=act, _details=ws.decision_details)
 
 
 _lock = threading.Lock()
@@ -114,10 +122,10 @@ def current(ws: Workspace, dataset_id: int) -> DecisionState:
         for u in touched:
             merged.pop(u, None)
         merged.update((r[0], r) for r in changed)
-        rows = sorted(merged.values(), key=lambda r: r[6])
+        rows = sorted(merged.values(), key=lambda r: r[2])
     else:
-        version, rows = ws.current_decision_rows(dataset_id)
-    state = _build(dataset_id, version, rows)
+        version, rows = ws.decision_actions(dataset_id)
+    state = _build(ws, dataset_id, version, rows)
     with _lock:
         old = _cache.get(key)
         if old is None or old.version <= state.version:

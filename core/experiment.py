@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from core import decisions, finetune
-from core.errors import Cancelled, DataError
+from core import decisions, finetune, runs, sampling
+from core.errors import DataError
 from core.finetune import DEFAULT_EVAL_FRACTION, DEFAULT_EVAL_MAX, EVAL_SPLIT_SEED, FinetuneProgress
 from core.selection import clean_removal_count, select_clean_kmq, select_iterative, select_kmq
 from core.selection.store import judge_proba, load_clusters
@@ -65,8 +65,8 @@ def held_out_split(labels: Sequence[str], *, fraction: float = DEFAULT_EVAL_FRAC
 
     Deterministic for the same labels and seed, so every subset and seed of an experiment sees the same test rows.
     """
-    y = np.unique(np.asarray([str(v) for v in labels]), return_inverse=True)[1]
-    return finetune._stratified_split(y, fraction, np.random.default_rng(seed), max_rows=max_rows)
+    size = min(int(round(fraction * len(labels))), int(max_rows))
+    return sampling.stratified_split([str(v) for v in labels], size, np.random.default_rng(seed))
 
 
 def parse_subsets(text: str | Sequence[str]) -> list[str]:
@@ -762,9 +762,8 @@ def _cap_pool(pool: pd.DataFrame, pool_max: int | None, seed: int) -> pd.DataFra
     """A stratified sample of `pool_max` rows of the pool (seeded), or the pool itself."""
     if not pool_max or len(pool) <= pool_max:
         return pool
-    y = np.unique(pool["label"].to_numpy(), return_inverse=True)[1]
-    _, keep = finetune._stratified_split(y, pool_max / len(pool), np.random.default_rng([seed, 104729]))
-    return pool.iloc[np.sort(keep)].reset_index(drop=True)
+    keep = sampling.stratified_sample(pool["label"].to_numpy(), pool_max, np.random.default_rng([seed, 104729]))
+    return pool.iloc[keep].reset_index(drop=True)
 
 
 def _cluster_of(ws: Workspace, dataset_id: int) -> dict[str, int]:
@@ -844,7 +843,6 @@ def compare(
     """
     import pandas as pd
 
-    from core import jobs
     from core.device import batch_size_for, select_device
 
     t_setup = time.perf_counter()
@@ -883,18 +881,16 @@ def compare(
               "removed": len(dec.removed)}
     existing = ws.find_resumable("compare", dataset_id=dataset_id, method="compare", params=params) \
         if resume else None
-    if existing is not None:
-        run_id = existing.id
-        ws.update_run(run_id, status="running")
-    else:
-        run_id = ws.create_run("compare", dataset_id=dataset_id, method="compare", params=params, job_id=job_id)
-    jobs.attach_run(ws, job_id, run_id)
-    done = ws.checkpoints(run_id)
     prev = float(existing.seconds or 0.0) if existing is not None else 0.0
     report = on_progress or (lambda f, m: None)
     cluster_of = _cluster_of(ws, dataset_id)
     n_total = len(specs) * len(seed_list)
-    try:
+    with runs.recorded(ws, "compare", dataset_id=dataset_id, method="compare", params=params, job_id=job_id,
+                       resume=None if existing is None else existing.id,
+                       seconds_before=prev + time.perf_counter() - t_setup) as run:
+        run_id = run.id
+        done = ws.checkpoints(run_id)
+        ws.update_run(run_id, result={"n_done": len(done)})
         # resolve every subset of every seed first: sizes fix the step budget, the estimate and the ETA
         report(0.0, f"drawing {n_total} subsets from the training pool")
         plans: dict[int, tuple[pd.DataFrame, pd.DataFrame, dict[str, SubsetRows], dict[str, RunShape]]] = {}
@@ -972,29 +968,24 @@ def compare(
             ws.save_checkpoint(run_id, key, metrics)
             done[key] = metrics
             done_w += weight[(spec, seed)]
-            child = ws.create_run("finetune", dataset_id=dataset_id, method=spec,
-                                  params=dict(res.params, subset=spec, protocol=protocol), parent_id=run_id,
-                                  job_id=job_id)
-            ws.update_run(child, status="done", result=res.to_dict(), seconds=res.train_seconds)
+            with runs.recorded(ws, "finetune", dataset_id=dataset_id, method=spec,
+                               params=dict(res.params, subset=spec, protocol=protocol), parent_id=run_id,
+                               job_id=job_id, attach=False) as child:
+                child.done(res.to_dict(), seconds=res.train_seconds)
             table = summarize_compare(done, specs)
             ws.update_run(run_id, result={"table": table, "n_done": len(done), "n_test": n_test,
                                           "estimate_seconds": estimate, "verdict": verdict_line(table),
                                           "warnings": compare_warnings(table, done), "device": res.device},
-                          seconds=prev + time.perf_counter() - t_setup)
+                          seconds=run.elapsed)
             report(done_w / total_w, f"[{i + 1}/{n_total}] {key} finished: accuracy {res.accuracy:.4f}")
-    except BaseException as e:
-        cancelled = isinstance(e, (KeyboardInterrupt, Cancelled))
-        ws.update_run(run_id, status="cancelled" if cancelled else "failed",
-                      result={"error": "" if cancelled else str(e), "n_done": len(done)})
-        raise
-    table = summarize_compare(done, specs)
-    frame = pd.DataFrame([{k: v for k, v in m.items() if not isinstance(v, (dict, list))} for m in done.values()])
-    ws.save_run_frame(run_id, frame)
-    devices = sorted({str(m.get("device", "cpu")) for m in done.values()})
-    ws.update_run(run_id, status="done", seconds=prev + time.perf_counter() - t_setup,
-                  result={"table": table, "n_done": len(done), "n_test": n_test, "classes": classes,
-                          "verdict": verdict_line(table), "warnings": compare_warnings(table, done),
-                          "estimate_seconds": estimate, "device": ", ".join(devices), "error": ""})
+        table = summarize_compare(done, specs)
+        frame = pd.DataFrame([{k: v for k, v in m.items() if not isinstance(v, (dict, list))}
+                              for m in done.values()])
+        ws.save_run_frame(run_id, frame)
+        devices = sorted({str(m.get("device", "cpu")) for m in done.values()})
+        run.done({"table": table, "n_done": len(done), "n_test": n_test, "classes": classes,
+                  "verdict": verdict_line(table), "warnings": compare_warnings(table, done),
+                  "estimate_seconds": estimate, "device": ", ".join(devices), "error": ""})
     report(1.0, "done")
     return run_id
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from core import sampling
 from core.device import Device, autocast, batch_size_for, seeded, select_device
 from core.errors import DataError, ModelError
 
@@ -195,41 +196,17 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     return batches
 
 
-def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator,
-                      max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(keep, held) indices; each class gives round(fraction * count) rows but always keeps one."""
-    n = len(y)
-    want = int(round(fraction * n))
-    if max_rows is not None:
-        want = min(want, max_rows)
-    if want <= 0:
-        return np.arange(n), np.array([], dtype=np.int64)
-    scale = want / n
-    held: list[np.ndarray] = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        k = min(int(round(scale * len(idx))), len(idx) - 1)
-        if k > 0:
-            held.append(rng.choice(idx, size=k, replace=False))
-    held_idx = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
-    keep = np.setdiff1d(np.arange(n), held_idx)
-    return keep, held_idx
-
-
 def _scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> tuple[float, float,
                                                                                      dict[str, ClassScore]]:
-    k = len(classes)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(1)
-    predicted = cm.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prec = np.where(predicted > 0, tp / predicted, 0.0)
-        rec = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
-    seen = (support > 0) | (predicted > 0)
-    accuracy = float(tp.sum() / max(len(y_true), 1))
+    """(accuracy, macro F1 over the classes seen in truth or prediction, per-class scores): sklearn.metrics."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    labels = np.arange(len(classes))
+    if len(y_true) == 0:
+        return 0.0, 0.0, {c: ClassScore(0.0, 0.0, 0.0, 0) for c in classes}
+    prec, rec, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    seen = np.isin(labels, np.union1d(y_true, y_pred))
+    accuracy = float(accuracy_score(y_true, y_pred))
     macro_f1 = float(f1[seen].mean()) if seen.any() else 0.0
     per_class = {c: ClassScore(float(prec[i]), float(rec[i]), float(f1[i]), int(support[i]))
                  for i, c in enumerate(classes)}
@@ -251,8 +228,8 @@ def _codes(labels: Sequence[Any], classes: Sequence[str], what: str) -> np.ndarr
 def _default_threads() -> int:
     """The cores this process may use, less those other processes keep busy (1-minute load), at least 1.
 
-    Two threads on two cores that other processes also use run up to 10x slower than one (each op's thread
-    barrier waits for the descheduled thread; measured here), so a busy machine gets fewer threads.
+    Two threads on two cores that other processes also use run much slower than one (each op's thread barrier
+    waits for the descheduled thread; benchmarks/RESULTS.md, Fine-tuning), so a busy machine gets fewer threads.
     """
     try:
         cores = max(1, len(os.sched_getaffinity(0)))
@@ -360,6 +337,7 @@ def train_and_evaluate(
         ModelError: If the model cannot be found or loaded (offline, only cached hub models are available).
     """
     import torch
+    from sklearn.metrics import accuracy_score
 
     if len(train_texts) != len(train_labels):
         raise DataError(f"{len(train_texts)} training texts but {len(train_labels)} labels")
@@ -389,7 +367,7 @@ def train_and_evaluate(
     rng = np.random.default_rng(seed)
     n_classes_present = len(np.unique(y_all))
     if valid_fraction > 0 and len(y_all) >= 20 and int(round(valid_fraction * len(y_all))) >= n_classes_present:
-        tr_idx, va_idx = _stratified_split(y_all, valid_fraction, rng)
+        tr_idx, va_idx = sampling.stratified_split(y_all, int(round(valid_fraction * len(y_all))), rng)
     else:
         tr_idx, va_idx = np.arange(len(y_all)), np.array([], dtype=np.int64)
 
@@ -449,7 +427,7 @@ def train_and_evaluate(
                 nonlocal best, best_state, best_epoch, bad_epochs, n_checks
                 n_checks += 1
                 pred_v, loss_v = _predict(net, ids_valid, pad_id, batch_size * 2, y_valid, dev)
-                acc_v = float((pred_v == y_valid).mean())
+                acc_v = float(accuracy_score(y_valid, pred_v))
                 valid_curve.append((n_checks, loss_v, acc_v))
                 net.train()
                 if best is None or (acc_v, -loss_v) > best:

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from core import sampling
 from core.eta import format_duration
 from core.workspace import RunRecord, Workspace
 
@@ -40,9 +41,7 @@ def needs_sample(n_rows: int, *, sample_size: int = SAMPLE_SIZE, sample_above: i
 
 def sample_positions(labels: Sequence[Any], size: int, seed: int | None = 0) -> NDArray[np.int64]:
     """Sorted positions of a class-stratified sample of `size` rows (every class keeps at least one row)."""
-    from core.projection import stratified_positions
-
-    return stratified_positions(len(labels), min(int(size), len(labels)), labels, np.random.default_rng(seed))
+    return sampling.stratified_sample(labels, min(int(size), len(labels)), np.random.default_rng(seed))
 
 
 def is_preliminary(run: RunRecord | None) -> bool:
@@ -111,8 +110,8 @@ def estimate_rest(timings: dict[str, float], *, sample: int, rows: int, to_embed
     """
     scale = rows / max(sample, 1)
     per_text = timings.get("embed", 0.0) / embedded_in_sample if embedded_in_sample else 0.004
-    # umap-learn runs 500 layout epochs below 10,000 rows and 200 above (measured on the demo under load: the
-    # 4,000-row map took 107 s, all 38,158 rows 316 s, where a plain linear scaling said 1,000 s)
+    # umap-learn runs 500 layout epochs below 10,000 rows and 200 above (benchmarks/RESULTS.md, "Measurements
+    # behind defaults")
     epochs = 200 / 500 if sample < 10_000 <= rows else 1.0
     project = timings.get("project_fit", timings.get("project", 0.0)) * scale * epochs
     return {"embed": per_text * to_embed, "project": project,

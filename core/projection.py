@@ -15,7 +15,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from core import runs
+from core import runs, sampling
 from core.workspace import RunRecord, Workspace
 
 Method = Literal["auto", "umap", "pca"]
@@ -51,23 +51,11 @@ def _pca(X: NDArray[np.floating]) -> NDArray[np.float32]:
 
 def stratified_positions(n: int, size: int, strata: Sequence[Any] | None, rng: np.random.Generator
                          ) -> NDArray[np.int64]:
-    """Sorted positions of a sample of `size` of `n` rows, stratified by `strata` (each stratum keeps >= 1 row)."""
+    """Sorted positions of a sample of `size` of `n` rows, stratified by `strata` (`core.sampling`; each stratum
+    keeps >= 1 row), or a plain random sample without strata."""
     if strata is None:
         return np.sort(rng.choice(n, size=size, replace=False))
-    codes = np.unique(np.asarray(strata), return_inverse=True)[1].ravel()
-    counts = np.bincount(codes)
-    share = counts / n * size
-    take = np.minimum(np.maximum(np.floor(share).astype(int), 1), counts)
-    rest = size - take.sum()
-    if rest > 0:  # largest remainders first, capped by the stratum's size
-        for c in np.argsort(-(share - np.floor(share))):
-            add = min(rest, counts[c] - take[c])
-            take[c] += add
-            rest -= add
-            if rest <= 0:
-                break
-    picked = [rng.choice(np.flatnonzero(codes == c), size=int(t), replace=False) for c, t in enumerate(take) if t > 0]
-    return np.sort(np.concatenate(picked)).astype(np.int64)
+    return sampling.stratified_sample(strata, size, rng)
 
 
 _NUMBA_CACHED = False
@@ -78,9 +66,8 @@ def cache_numba() -> int:
 
     umap-learn and pynndescent compile most of their kernels (the layout optimiser, the fuzzy simplicial set, the
     nearest-neighbour descent, ...) without numba's `cache=True`, so every new process paid the compilation again
-    (DESIGN.md: about 30 s on the first call). Measured here under load: a fresh process fitted 800 rows in 7 s
-    instead of 55 s, and 4,500 rows in 128 s instead of 202 s (kernels pynndescent builds at run time as closures
-    cannot be cached).
+    (DESIGN.md: about 30 s on the first call; what caching saves: benchmarks/RESULTS.md, First run). Kernels
+    pynndescent builds at run time as closures cannot be cached.
     Caching is switched on for each of its not-yet-compiled dispatchers; numba then writes the machine code next to
     umap's sources (or, when that folder is read-only, to its user-wide cache, or to $NUMBA_CACHE_DIR when set).
     Functions numba cannot cache are compiled per process as before. Returns how many dispatchers were switched.

@@ -13,11 +13,12 @@ from core.workspace import Workspace
 class Recording:
     """The run being recorded: `id`, seconds since the start, and `done` to finish it."""
 
-    def __init__(self, ws: Workspace, run_id: int) -> None:
-        self.ws, self.id, self.t0, self.finished = ws, run_id, time.perf_counter(), False
+    def __init__(self, ws: Workspace, run_id: int, seconds_before: float = 0.0) -> None:
+        self.ws, self.id, self.t0, self.finished = ws, run_id, time.perf_counter() - seconds_before, False
 
     @property
     def elapsed(self) -> float:
+        """Seconds since the start, plus the `seconds_before` the recording was given."""
         return time.perf_counter() - self.t0
 
     def done(self, result: dict[str, Any] | None = None, *, seconds: float | None = None) -> None:
@@ -30,13 +31,16 @@ class Recording:
 @contextlib.contextmanager
 def recorded(ws: Workspace, kind: str, *, dataset_id: int | None, method: str,
              params: dict[str, Any] | None = None, embedding_id: int | None = None, job_id: str | None = None,
-             parent_id: int | None = None, resume: int | None = None) -> Iterator[Recording]:
+             parent_id: int | None = None, resume: int | None = None, seconds_before: float = 0.0,
+             attach: bool = True) -> Iterator[Recording]:
     """Record the block as a run of `kind`: yields a Recording; the block calls `.done(result)`.
 
     `resume`: the id of an unfinished run to take up instead of creating one. A block that ends without calling
     `done` marks the run done. An exception marks the run failed (a BaseException such as
     `core.errors.Cancelled` or KeyboardInterrupt: cancelled)
-    with the error in its result, and goes on up.
+    with the error in its result, and goes on up. `seconds_before`: seconds already spent (a resumed run's, the
+    setup before the block), counted in `elapsed`. `attach=False` keeps the job pointing at the run it has (a child
+    run, such as one fine-tune of a comparison, records `job_id` without becoming the job's run).
     """
     if resume is not None:
         run_id = int(resume)
@@ -44,8 +48,9 @@ def recorded(ws: Workspace, kind: str, *, dataset_id: int | None, method: str,
     else:
         run_id = ws.create_run(kind, dataset_id=dataset_id, method=method, params=params,
                                embedding_id=embedding_id, job_id=job_id, parent_id=parent_id)
-    jobs.attach_run(ws, job_id, run_id)
-    rec = Recording(ws, run_id)
+    if attach:
+        jobs.attach_run(ws, job_id, run_id)
+    rec = Recording(ws, run_id, seconds_before)
     try:
         yield rec
     except BaseException as e:

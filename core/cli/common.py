@@ -30,6 +30,14 @@ def add_data_args(p: argparse.ArgumentParser, *, positional: bool = True) -> Non
                         "instead of stopping")
 
 
+def embedding_command(sub: Any, name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A sub-command that reads DATA and embeds it: its parser with the DATA and embedding arguments."""
+    p = sub.add_parser(name, help=help, description=description)
+    add_data_args(p)
+    add_embed_args(p)
+    return p
+
+
 def add_embed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding options")
     g.add_argument("--model", default=None,

@@ -10,7 +10,7 @@ from typing import Any
 
 from core import decisions, jobs, runs
 from core.data import column as data_column
-from core.cli.common import add_data_args, add_embed_args, get_embeddings, open_data, print_table, progress, when
+from core.cli.common import add_data_args, embedding_command, get_embeddings, open_data, print_table, progress, when
 from core.errors import DataError, WinnowError
 from core.runs import called
 from core.workspace import Workspace
@@ -26,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("datasets", help="list the datasets in the workspace")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("embed", help="embed every text of DATA (cached on disk: a second run costs nothing)")
-    add_data_args(p)
-    add_embed_args(p)
+    p = embedding_command(sub, "embed", "embed every text of DATA (cached on disk: a second run costs nothing)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="embed the uncached texts on this Dask cluster (e.g. tcp://host:8786; default: "
                         "$WINNOW_DASK_SCHEDULER, else here); every worker needs Winnow and the model")

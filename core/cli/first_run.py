@@ -223,11 +223,9 @@ def _full(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded, key: s
           uids: np.ndarray, labels: list[str], prog: _Slice, *, sampled: bool, valued: bool) -> None:
     """Every row: embed, map and cluster (when sampled: before the values, so the switch is at once), value."""
     from core import curation
-    from core.cli.select import _summaries
     from core.cli.value import _value
     from core.projection import ensure_projection
-    from core.selection import fit_clusters
-    from core.selection.store import find_clusters, load_clusters, save_clusters
+    from core.selection import cluster_summaries, ensure_clusters
 
     ds_id = loaded.dataset_id
     job_id = getattr(args, "job", None)
@@ -247,13 +245,9 @@ def _full(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded, key: s
                                       on_progress=prog.stage(a, b, "map of every row"))
 
     def do_clusters(a: float, b: float) -> Any:
-        run = find_clusters(ws, ds_id, embedding_id=emb_id, seed=args.seed)
-        if run is not None:
-            cl = load_clusters(ws, run.id)
-            if np.array_equal(cl.uids, uids):
-                return run.id, cl
-        cl = fit_clusters(X, seed=args.seed, uids=uids, on_progress=prog.stage(a, b, "clusters of every row"))
-        return save_clusters(ws, ds_id, cl, embedding_id=emb_id, job_id=job_id), cl
+        run_id, cl, _ = ensure_clusters(ws, ds_id, X, uids, embedding_id=emb_id, seed=args.seed, job_id=job_id,
+                                        on_progress=prog.stage(a, b, "clusters of every row"))
+        return run_id, cl
 
     if sampled:
         do_map(0.55, 0.7)
@@ -270,7 +264,8 @@ def _full(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded, key: s
     from core.valuation.store import latest_values
 
     values, values_run = latest_values(ws, ds_id)
-    _summaries(ws, cid, cl, loaded, X, values, values_run)
+    cluster_summaries(ws, cid, cl, texts=texts, labels=labels, X=X, values=values,
+                      values_run_id=None if values_run is None else values_run.id, classes=loaded.classes)
     first_run.set_state(ws, ds_id, phase="done", finish_at=None, finished=time.time())
     prog(0.96, "source classifier: cross-fitted predictions (predicted label)")
     curation.ensure_predictions(ws, emb_id, X, list(uids), labels, loaded.classes)

@@ -5,20 +5,18 @@ import argparse
 import time
 
 from core import jobs
-from core.cli.common import add_data_args, add_embed_args, get_embeddings, open_data, progress
+from core.cli.common import embedding_command, get_embeddings, open_data, progress
 from core.data import column as ds_column
 from core.runs import called
 from core.workspace import Workspace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("project", help="2-D map coordinates of DATA's embeddings (UMAP, or PCA for tiny data)",
-                       description="Embed DATA (cached), project the embeddings to 2-D and record the coordinates "
-                                   "as a projection run keyed by the embedding and the parameters; a run with the "
-                                   "same key is reused. Also stores the source classifier's cross-fitted "
-                                   "predictions for the map and the Inspect page.")
-    add_data_args(p)
-    add_embed_args(p)
+    p = embedding_command(
+        sub, "project", "2-D map coordinates of DATA's embeddings (UMAP, or PCA for tiny data)",
+        "Embed DATA (cached), project the embeddings to 2-D and record the coordinates as a projection run keyed by "
+        "the embedding and the parameters; a run with the same key is reused. Also stores the source classifier's "
+        "cross-fitted predictions for the map and the Inspect page.")
     g = p.add_argument_group("projection options")
     g.add_argument("--method", choices=("auto", "umap", "pca"), default="auto",
                    help="auto (default): PCA below 500 rows, else UMAP")

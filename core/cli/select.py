@@ -22,23 +22,19 @@ STRATEGY_FLAGS = tuple(s.replace("_", "-") for s in STRATEGIES)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("cluster", help="k-means clusters of the embeddings, with a summary table",
-                       description="Cluster the embeddings (k by the best silhouette unless --k) and print one row "
-                                   "per cluster: id, name, size, label mix, mean value, top words. The clusters are "
-                                   "recorded in the workspace and reused by `select`.")
-    common.add_data_args(p)
-    common.add_embed_args(p)
+    p = common.embedding_command(
+        sub, "cluster", "k-means clusters of the embeddings, with a summary table",
+        "Cluster the embeddings (k by the best silhouette unless --k) and print one row per cluster: id, name, size, "
+        "label mix, mean value, top words. The clusters are recorded in the workspace and reused by `select`.")
     _cluster_args(p)
     p.add_argument("--refit", action="store_true", help="fit again even if these clusters are in the workspace")
     p.add_argument("--examples", action="store_true", help="also print the texts nearest each centroid")
     p.set_defaults(func=cmd_cluster)
 
-    s = sub.add_parser("select", help="choose a subset of exactly --budget rows (kmq, iterative, ...)",
-                       description="Choose a subset that honours the workspace's decisions (remove: never in; "
-                                   "keep: always in, counted toward the budget), write uid,cluster,reason to --out "
-                                   "and record it in the workspace.")
-    common.add_data_args(s)
-    common.add_embed_args(s)
+    s = common.embedding_command(
+        sub, "select", "choose a subset of exactly --budget rows (kmq, iterative, ...)",
+        "Choose a subset that honours the workspace's decisions (remove: never in; keep: always in, counted toward "
+        "the budget), write uid,cluster,reason to --out and record it in the workspace.")
     s.add_argument("--strategy", choices=STRATEGY_FLAGS, default="kmq", help="selection strategy (default kmq)")
     s.add_argument("--budget", default=None,
                    help="rows to keep: a count (5000) or a fraction of the rows not removed (0.3 or 30%%); "
@@ -117,46 +113,13 @@ def _labels(loaded: Any) -> np.ndarray:
     return np.asarray(data.label_codes(loaded.ds, loaded.classes), dtype=np.int64)
 
 
-def _ensure_clusters(args: argparse.Namespace, ws: Workspace, loaded: Any, emb_id: int, X: np.ndarray,
-                     prog: Any, *, budget: int | None = None, refit: bool = False) -> tuple[int, Any, bool]:
-    """(run id, Clusters, fitted now) for this embedding, k and seed: reused from the workspace when there.
+def _clusters(args: argparse.Namespace, ws: Workspace, loaded: Any, emb_id: int, X: np.ndarray, prog: Any, *,
+              budget: int | None = None, refit: bool = False) -> tuple[int, Any, bool]:
+    from core.selection import ensure_clusters
 
-    With an automatic k and a budget, stored clusters with k above budget / 10 are not reused (k stays well below
-    the budget); a refit searches only the k that fit.
-    """
-    from core.selection import fit_clusters
-    from core.selection.clusters import ROWS_PER_CLUSTER
-    from core.selection.store import find_clusters, load_clusters, save_clusters
-
-    uids = np.asarray(ds_column(loaded.ds, "uid"), dtype=str)
-    run = None if refit else find_clusters(ws, loaded.dataset_id, embedding_id=emb_id, k=args.k, seed=args.seed)
-    if run is not None and args.k is None and budget is not None and run.params.get("k", 0) > max(
-            2, budget // ROWS_PER_CLUSTER):
-        run = None
-    if run is not None:
-        cl = load_clusters(ws, run.id)
-        if len(cl.uids) == len(uids) and np.array_equal(cl.uids, uids):
-            return run.id, cl, False
-    cl = fit_clusters(X, k=args.k, seed=args.seed, uids=uids, budget=None if args.k else budget, on_progress=prog)
-    run_id = save_clusters(ws, loaded.dataset_id, cl, embedding_id=emb_id, job_id=getattr(args, "job", None))
-    return run_id, cl, True
-
-
-def _summaries(ws: Workspace, run_id: int, cl: Any, loaded: Any, X: np.ndarray, values: Values | None,
-               values_run: Any) -> list[dict[str, Any]]:
-    from core.selection import summarize_clusters
-
-    run = ws.run(run_id)
-    vid = None if values_run is None else values_run.id
-    if run.result.get("summaries") and run.result.get("values_run_id") == vid:
-        return list(run.result["summaries"])
-    vals = values
-    if values is not None and not set(cl.uids.tolist()) <= set(np.asarray(values.uids, dtype=str).tolist()):
-        vals = None
-    summ = summarize_clusters(cl, list(ds_column(loaded.ds, "text")), list(ds_column(loaded.ds, "label")), X, vals,
-                              classes=loaded.classes)
-    ws.update_run(run_id, result={"summaries": summ, "values_run_id": vid})
-    return summ
+    return ensure_clusters(ws, loaded.dataset_id, X, ds_column(loaded.ds, "uid"), embedding_id=emb_id, k=args.k,
+                           seed=args.seed, budget=budget, refit=refit, job_id=getattr(args, "job", None),
+                           on_progress=prog)
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -165,16 +128,17 @@ def cmd_cluster(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _cluster(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
-    from core.selection import summaries_table
+    from core.selection import cluster_summaries, summaries_table
 
     loaded = common.open_data(args, ws)
     prog = common.progress(args, ws, "cluster")
     bars.append(prog)
     emb_id, X = common.get_embeddings(args, ws, loaded, prog.stage(0.0, 0.5, "embed"))
-    run_id, cl, fitted = _ensure_clusters(args, ws, loaded, emb_id, X, prog.stage(0.5, 0.9, "k-means"),
-                                          refit=args.refit)
+    run_id, cl, fitted = _clusters(args, ws, loaded, emb_id, X, prog.stage(0.5, 0.9, "k-means"), refit=args.refit)
     values, values_run = latest_values(ws, loaded.dataset_id)
-    summ = _summaries(ws, run_id, cl, loaded, X, values, values_run)
+    summ = cluster_summaries(ws, run_id, cl, texts=ds_column(loaded.ds, "text"), labels=ds_column(loaded.ds, "label"),
+                             X=X, values=values, values_run_id=None if values_run is None else values_run.id,
+                             classes=loaded.classes)
     prog.close(f"{cl.k} clusters")
     if getattr(args, "job", None):
         from core import jobs
@@ -265,8 +229,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
     emb_id, X, clusters_run_id, cl = None, None, None, None
     if strategy in NEEDS_CLUSTERS:
         emb_id, X = common.get_embeddings(args, ws, loaded, prog.stage(0.0, 0.3, "embed"))
-        clusters_run_id, cl, _ = _ensure_clusters(args, ws, loaded, emb_id, X, prog.stage(0.3, 0.6, "k-means"),
-                                                  budget=b)
+        clusters_run_id, cl, _ = _clusters(args, ws, loaded, emb_id, X, prog.stage(0.3, 0.6, "k-means"), budget=b)
     else:  # clusters only label the output, when some already exist
         from core.selection.store import load_clusters
 

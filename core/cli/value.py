@@ -29,11 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_value_args(p)
     p.set_defaults(func=cmd_value)
 
-    p = sub.add_parser("audit", help="flip a seeded share of labels and report how well each method finds them",
-                       description="A self-check on your own data: flip --flip of the labels in a copy, value it "
-                                   "with each method, and print ROC-AUC and precision at the number flipped.")
-    common.add_data_args(p)
-    common.add_embed_args(p)
+    p = common.embedding_command(
+        sub, "audit", "flip a seeded share of labels and report how well each method finds them",
+        "A self-check on your own data: flip --flip of the labels in a copy, value it with each method, and print "
+        "ROC-AUC and precision at the number flipped.")
     p.add_argument("--flip", type=float, default=0.05, help="share of labels to flip (default 0.05)")
     p.add_argument("--methods", default=_names(AUDIT_METHODS), metavar="M1,M2",
                    help=f"methods to compare (default {_names(AUDIT_METHODS)}; consensus combines the others with "

@@ -5,9 +5,9 @@ embeddings with k-means, k chosen by the best silhouette score. Winnow clusters 
 Euclidean k-means ranks like cosine), searches k over a grid on a seeded sample of at most 5,000 rows (one k-means
 fit per k, cosine silhouette on that sample), keeps k well below the selection budget, restarts the chosen k on the
 sample (several restarts, lowest inertia kept), then fits it on every row from the sample's centroids: `KMeans`
-below 20,000 rows, `MiniBatchKMeans` above. Restarts on all rows took 18 minutes for 10,000 x 384 at k = 256 on two
-busy cores; started from the sample's centroids the fit converges in a few iterations. Every fit seeds with plain
-k-means++ (one trial per centre), 10x cheaper than the greedy default. Cluster ids are renumbered by size, largest
+below 20,000 rows, `MiniBatchKMeans` above. Restarts on all rows are slow at a large k; started from the sample's
+centroids the fit converges in a few iterations. Every fit seeds with plain k-means++ (one trial per centre), much
+cheaper than the greedy default (figures: benchmarks/RESULTS.md, "Measurements behind defaults"). Cluster ids are renumbered by size, largest
 first. Summaries use class-based TF-IDF (BERTopic's c-TF-IDF: term frequency inside the cluster times log(1 + mean
 words per cluster / term frequency overall)) on scikit-learn's `CountVectorizer` with English stop words.
 """

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from core import decisions, runs
 from core.errors import WorkspaceError
-from core.selection.clusters import Clusters, k_reason
+from core.selection.clusters import ROWS_PER_CLUSTER, Clusters, fit_clusters, k_reason, summarize_clusters
 from core.selection.quality import cross_fitted_proba
 from core.selection.strategies import Selection
+from core.valuation.base import Values
 from core.workspace import RunRecord, Workspace
 
 
@@ -19,6 +20,44 @@ def decided(ws: Workspace, dataset_id: int) -> tuple[list[str], list[str]]:
     """(removed, pinned): the uids a subset must leave out and must keep, from the decisions in force."""
     state = decisions.current(ws, dataset_id)
     return sorted(state.removed), sorted(state.pinned)
+
+
+def ensure_clusters(ws: Workspace, dataset_id: int, X: NDArray[np.floating], uids: Sequence[str], *,
+                    embedding_id: int | None, k: int | None = None, seed: int = 0, budget: int | None = None,
+                    refit: bool = False, job_id: str | None = None,
+                    on_progress: Callable[[float, str], None] | None = None) -> tuple[int, Clusters, bool]:
+    """(run id, Clusters, fitted now) for this embedding, k and seed: reused from the workspace when there.
+
+    With an automatic k and a budget, stored clusters with k above budget / 10 are not reused (k stays well below
+    the budget); a refit searches only the k that fit. Clusters fitted here are recorded as a "clusters" run.
+    """
+    u = np.asarray(uids, dtype=str)
+    run = None if refit else find_clusters(ws, dataset_id, embedding_id=embedding_id, k=k, seed=seed)
+    if run is not None and k is None and budget is not None and run.params.get("k", 0) > max(
+            2, budget // ROWS_PER_CLUSTER):
+        run = None
+    if run is not None:
+        cl = load_clusters(ws, run.id)
+        if len(cl.uids) == len(u) and np.array_equal(cl.uids, u):
+            return run.id, cl, False
+    cl = fit_clusters(X, k=k, seed=seed, uids=u, budget=None if k else budget, on_progress=on_progress)
+    return save_clusters(ws, dataset_id, cl, embedding_id=embedding_id, job_id=job_id), cl, True
+
+
+def cluster_summaries(ws: Workspace, run_id: int, clusters: Clusters, *, texts: Sequence[str],
+                      labels: Sequence[str], X: NDArray[np.floating], values: Values | None,
+                      values_run_id: int | None, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """The clusters run's summaries (`summarize_clusters`) with the named values run's values, stored on the run
+    and reused while that values run is still the one named. Values that do not cover every row are left out."""
+    run = ws.run(run_id)
+    if run.result.get("summaries") and run.result.get("values_run_id") == values_run_id:
+        return list(run.result["summaries"])
+    vals = values
+    if values is not None and not set(clusters.uids.tolist()) <= set(np.asarray(values.uids, dtype=str).tolist()):
+        vals = None
+    summ = summarize_clusters(clusters, list(texts), list(labels), X, vals, classes=classes)
+    ws.update_run(run_id, result={"summaries": summ, "values_run_id": values_run_id})
+    return summ
 
 
 def save_clusters(ws: Workspace, dataset_id: int, clusters: Clusters, *, embedding_id: int | None = None,

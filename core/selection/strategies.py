@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import DataError
+from core.sampling import apportion
 from core.selection.clusters import Clusters
 from core.selection.quality import cross_fitted_proba, fit_proba, rank_normalise
 from core.valuation.base import Values
@@ -130,53 +131,6 @@ def resolve_budget(budget: int | float | str, n_eligible: int, *, n_rows: int | 
     if count > n_eligible:
         raise DataError(f"budget {text} exceeds the {n_eligible} eligible rows{removed}; lower the budget")
     return count
-
-
-def _allocate(pi: NDArray[np.floating], lo: NDArray[np.integer], hi: NDArray[np.integer],
-              total: int) -> NDArray[np.int64]:
-    """Integers lo <= x <= hi summing to `total`, proportional to pi where the bounds allow (water-filling,
-    largest remainder). Groups with pi == 0 get lo. The caller checks that sum(lo) <= total <= sum(cap)."""
-    pi = np.asarray(pi, dtype=np.float64)
-    lo = np.asarray(lo, dtype=np.int64)
-    cap = np.where(pi > 0, np.asarray(hi, dtype=np.int64), lo)
-    assert lo.sum() <= total <= cap.sum(), (lo.sum(), total, cap.sum())
-    pos = pi > 0
-    if total == cap.sum():
-        return cap.copy()
-    # f(lam) = sum clip(lam * pi, lo, cap) is piecewise linear and non-decreasing; find f(lam) = total exactly
-    pi = pi / pi.max() if pos.any() else pi  # scale-free; keeps the breakpoints finite where possible
-    with np.errstate(over="ignore", divide="ignore"):
-        bps = np.concatenate([lo[pos] / pi[pos], cap[pos] / pi[pos], [0.0]])
-    bps = np.unique(bps[np.isfinite(bps)])
-    F = np.clip(bps[:, None] * pi[None, :], lo, cap).sum(axis=1)
-    j = int(np.searchsorted(F, total, side="right")) - 1  # F[j] <= total < F[j+1]
-    j = max(j, 0)
-    if j + 1 < len(bps):
-        lam = bps[j] + (total - F[j]) * (bps[j + 1] - bps[j]) / max(F[j + 1] - F[j], 1e-300)
-    else:
-        lam = bps[j]
-    x = np.clip(lam * pi, lo, cap)
-    base = np.clip(np.floor(x + 1e-9).astype(np.int64), lo, cap)
-    r = int(total - base.sum())
-    frac = x - base
-    if r > 0:
-        room = base < cap
-        order = np.lexsort((np.arange(len(x)), -pi, -np.where(room, frac, -np.inf)))
-        first = order[:min(r, int(room.sum()))]
-        base[first] += 1
-        r -= len(first)
-        for g in np.lexsort((np.arange(len(x)), -pi)):  # only when pi spans beyond float range
-            if r <= 0:
-                break
-            add = min(r, int(cap[g] - base[g]))
-            base[g] += add
-            r -= add
-    elif r < 0:
-        room = base > lo
-        order = np.lexsort((np.arange(len(x)), pi, np.where(room, frac, np.inf)))
-        base[order[:-r]] -= 1
-    assert base.sum() == total and np.all(base >= lo) and np.all(base <= cap)
-    return base
 
 
 def _positions(uids: NDArray[np.str_], wanted: Sequence[str] | set[str] | frozenset[str] | None) -> NDArray[np.int64]:
@@ -325,7 +279,7 @@ class SelectionPlan:
         if b > cap:
             raise DataError(f"budget {b} exceeds the {int(cap)} rows left once clusters with weight 0 are "
                             "emptied; lower the budget or raise those weights")
-        return b, _allocate(pi, lo, hi, b)
+        return b, apportion(pi, lo, hi, b)
 
     def mask(self, budget: int | float | str, weights: Mapping[int, float] | None = None) -> NDArray[np.bool_]:
         """(n,) True for the chosen rows."""
@@ -855,7 +809,7 @@ def select_iterative(X: NDArray[np.floating], y: Sequence[int], clusters: Cluste
         lo = pin_k = (np.bincount(lab[pin], minlength=k) if r == 0 else np.zeros(k, dtype=np.int64))
         total = sizes[r] + (int(pin_k.sum()) if r == 0 else 0)
         avail = plan.cand - taken
-        alloc = _allocate(pi, lo, lo + avail, total) - lo
+        alloc = apportion(pi, lo, lo + avail, total) - lo
         new = (~pin) & (rank >= taken[lab]) & (rank < (taken + alloc)[lab])
         chosen_round[new] = r
         taken += alloc

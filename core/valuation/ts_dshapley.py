@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import DataError
+from core.sampling import stratified_partition
 from core.valuation.base import Option, ProgressFn, Split, Values, checked
 from core.valuation.source import (CLASSIFIER, N_COMPONENTS, RIDGE_ALPHA, TRUNCATION, UTILITY, Classifier, Utility,
                                    check_classes, check_finite, default_tolerance, full_utility, seeded_rng,
@@ -35,13 +36,6 @@ _EST_PREFIX = "pass_"  # partial Values keep one per-pass estimate column per pa
 
 # ----------------------------------------------------------------------------------------------------------
 # subsets, seeds, tasks
-def stratified_partition(y: NDArray[np.int64], n_subsets: int, rng: np.random.Generator) -> list[NDArray[np.int64]]:
-    """Random class-stratified partition of range(len(y)) into `n_subsets` parts whose sizes differ by at most 1."""
-    order = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)])
-    slot = rng.permutation(n_subsets)[np.arange(len(y)) % n_subsets]  # deal class by class, round-robin
-    return [np.sort(order[slot == j]) for j in range(n_subsets)]
-
-
 @dataclass(frozen=True)
 class _Task:
     pass_idx: int

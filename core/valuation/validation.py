@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from core import sampling
 from core.errors import DataError
 from core.valuation.base import ProgressFn, Split, Values
 from core.valuation.registry import REGISTRY, method_key
@@ -41,9 +42,9 @@ def default_valid_fraction(key: str) -> float:
     """Share of the rows held out as validation without --valid: 0.5 for TS-DShapley, 0.1 for the others.
 
     TS-DShapley values inside subsets of a fixed size m, so the split does not change its scale, and its utility
-    (accuracy of a small classifier on the validation rows) is noisy on a few hundred rows: on 5,000 demo tweets
-    with 10 % flipped, holding out half (2,000 validation rows, the cap) found the flips with ROC-AUC 0.847 against
-    0.819 for 10 %. The size-dependent methods keep 10 % so that their training set stays close to the data.
+    (accuracy of a small classifier on the validation rows) is noisy on a few hundred rows, so half is held out
+    (what it measured: benchmarks/RESULTS.md, "Measurements behind defaults"). The size-dependent methods keep 10 %
+    so that their training set stays close to the data.
     """
     return 0.5 if key == "ts_dshapley" else 0.1
 
@@ -67,19 +68,9 @@ def flip_labels(y: NDArray[np.int64], fraction: float, *, n_classes: int | None 
 
 
 def stratified_sample(y: NDArray[np.int64], size: int, rng: np.random.Generator) -> NDArray[np.int64]:
-    """Indices of a stratified random sample of `size` rows (at least one row of each class with 2+ rows)."""
-    n = len(y)
-    size = int(min(max(size, 0), n))
-    classes, counts = np.unique(y, return_counts=True)
-    quota = counts * size / n
-    take = np.floor(quota).astype(int)
-    rest = size - take.sum()
-    if rest > 0:
-        take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
-    take = np.maximum(take, np.where(counts >= 2, 1, 0))
-    take = np.minimum(take, np.maximum(counts - 1, 0)) if size < n else take
-    idx = [rng.permutation(np.flatnonzero(y == c))[:t] for c, t in zip(classes, take)]
-    return np.sort(np.concatenate(idx)).astype(np.int64)
+    """Indices of a stratified random sample of `size` rows (at least one row of each class with 2+ rows; each
+    class keeps a row out of a sample smaller than the data): `core.sampling.stratified_sample`."""
+    return sampling.stratified_sample(y, size, rng, leave_one=size < len(y))
 
 
 def holdout_split(y: NDArray[np.int64], *, fraction: float = 0.1, max_rows: int = 2000, seed: int = 0,

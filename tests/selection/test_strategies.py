@@ -6,14 +6,11 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from core.errors import DataError
 from core.selection import (Clusters, plan_kmq, resolve_budget, select_drop_negative, select_iterative,
                             select_kmq, select_random, select_stratified, select_top_value)
 from core.selection.quality import cross_fitted_proba
-from core.selection.strategies import _allocate
 from core.valuation.base import Values
 
 
@@ -282,25 +279,6 @@ def test_preview_is_fast_on_40k_rows():
     for b in (1000, 5000, 20000):
         plan.preview(b, {3: 0.0, 5: 2.0}, last=last)
     assert (time.perf_counter() - t) / 3 < 0.2
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 5), st.integers(0, 5), st.integers(0, 30)), min_size=1, max_size=12),
-       st.floats(0, 1))
-def test_allocate_exact_and_bounded(groups, where):
-    pi = np.array([g[0] for g in groups])
-    lo = np.array([g[1] for g in groups])
-    hi = lo + np.array([g[2] for g in groups])
-    cap = np.where(pi > 0, hi, lo)
-    total = int(lo.sum() + round(where * (cap.sum() - lo.sum())))
-    x = _allocate(pi, lo, hi, total)
-    assert x.sum() == total and np.all(x >= lo) and np.all(x <= cap)
-    # proportional where unconstrained: two free groups never differ by more than their shares allow
-    free = (x > lo) & (x < cap) & (pi > 0)
-    if free.sum() >= 2:
-        with np.errstate(over="ignore"):
-            ratio = x[free] / pi[free]
-            assert ratio.max() - ratio.min() <= 2.0 / pi[free].min() * (1 + 1e-9)
 
 
 def test_clean_kmq_drops_significantly_harmful_rows_then_keeps_kmq_shares():
