@@ -1,6 +1,6 @@
 """Time left on a progress bar, from the rate measured so far: one piece shared by every step's bar.
 
-Every CLI step reports progress through `core.cli.common.Progress` (a tqdm bar on stderr and, inside a background
+Every CLI step reports progress through the CLI's shared `Progress` (a tqdm bar on stderr and, inside a background
 job, the job's progress and message in the workspace, which the app's job panel shows). Each stage of a step
 (embedding, valuation, projection, clustering, fine-tuning) gets its own `Eta`, because stages run at different
 rates: the time left is the stage's elapsed time times (1 - f) / f, shown once the stage has run a few seconds and

@@ -40,6 +40,10 @@ def build_workspace(path: Path, *, n: int | None = 300, values: bool = True, pro
     ws = Workspace(path)
     sample = data.open_dataset(ws, "demo", limit=n)
     df = pd.DataFrame({"text": sample.ds["text"], "label": sample.ds["label"]})
+    # one label conflict for the Data page to show, whatever rows the seeded sample holds: a text of the first class
+    # again under another label (the demo's own conflicts are rare in a small sample)
+    other = int(np.flatnonzero(df["label"].to_numpy() != df["label"].iloc[0])[0])
+    df.loc[other, "text"] = df["text"].iloc[0]
     df = pd.concat([pd.DataFrame({"text": [HOSTILE], "label": [df["label"].iloc[0]]}), df], ignore_index=True)
     csv = path / "uploads" / "demo_sample.jsonl"
     csv.parent.mkdir(parents=True, exist_ok=True)

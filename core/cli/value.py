@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from core import runs
 from core.cli import common
 from core.errors import DataError
 from core.runs import called
@@ -244,29 +243,13 @@ def cmd_audit(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _audit(args: argparse.Namespace, ws: Workspace, keys: list[str], prog: Any) -> int:
-    from core.valuation import audit_dataset
-
     loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
     valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
-    params = {"flip": args.flip, "methods": keys, "seed": args.seed, "valid_dataset": valid_id}
-    agreement = None
-    if args.agreement:
-        agreement = agreement_column(loaded.ds, args.agreement)
-        params["agreement_column"] = args.agreement
-    with runs.recorded(ws, "audit", dataset_id=loaded.dataset_id, method=",".join(keys), params=params,
-                       embedding_id=emb_id, job_id=getattr(args, "job", None)) as run:
-        run_id = run.id
-        rows, flipped, results = audit_dataset(X, y, uids, methods=keys, flip=args.flip, valid=valid,
-                                               seed=args.seed, classes=loaded.classes, agreement=agreement,
-                                               on_progress=prog.stage(e + 0.05, 1.0, "audit"))
-        import pandas as pd
-
-        df = pd.DataFrame({"uid": uids, "flipped": flipped})
-        for k, v in results.items():
-            df[f"value_{k}"] = v.values
-        ws.save_run_frame(run_id, df)
-        run.done({"rows": rows, "n_flipped": int(flipped.sum()), "n_rows": len(uids),
-                  **({"agreement_column": args.agreement} if args.agreement else {})})
+    agreement = agreement_column(loaded.ds, args.agreement) if args.agreement else None
+    run_id, rows, flipped = store.record_audit(
+        ws, loaded.dataset_id, X, y, uids, methods=keys, flip=args.flip, seed=args.seed, valid=valid,
+        valid_dataset=valid_id, classes=loaded.classes, agreement=agreement, agreement_name=args.agreement,
+        embedding_id=emb_id, job_id=getattr(args, "job", None), on_progress=prog.stage(e + 0.05, 1.0, "audit"))
     prog.close(f"{called(ws, run_id)} done")
     print(f"{called(ws, run_id)}: {int(flipped.sum()):,} of {len(uids):,} labels flipped ({args.flip:.0%}, "
           f"seed {args.seed}); ROC-AUC of low value for the flipped rows, precision among the "

@@ -1,6 +1,7 @@
 """A valuation run's values in the workspace: saved with the run in the `Values.to_frame` schema, loaded back as
 `Values`, and the partial values of an interrupted iterative run kept as a checkpoint to resume from.
-`record_values` values a dataset and records the run (the `value` step's library half)."""
+`record_values` values a dataset and records the run (the `value` step's library half); `record_audit` does the
+same for the `audit` step."""
 from __future__ import annotations
 
 import time
@@ -164,3 +165,35 @@ def record_values(ws: Workspace, dataset_id: int, X: NDArray[np.floating], y: ND
             result["removal"] = removal
         run.done(result, seconds=values.seconds)
     return run.id, values, result
+
+
+def record_audit(ws: Workspace, dataset_id: int, X: NDArray[np.floating], y: NDArray[np.int64],
+                 uids: NDArray[np.str_], *, methods: Sequence[str], flip: float, seed: int = 0,
+                 valid: Split | None = None, valid_dataset: int | None = None, classes: Sequence[str] | None = None,
+                 agreement: NDArray[np.floating] | None = None, agreement_name: str | None = None,
+                 embedding_id: int | None = None, job_id: str | None = None,
+                 on_progress: ProgressFn | None = None) -> tuple[int, list[dict[str, Any]], NDArray[np.bool_]]:
+    """The self-check (`audit_dataset`) recorded as an "audit" run: its table in the result, the flips and every
+    method's values in the run's frame (uid, flipped, value_<method>). `agreement`: a column of human agreement per
+    row (`audit_dataset`), named `agreement_name` in the run.
+
+    Returns:
+        (run id, one row per method: method, auc, precision_at_k, seconds, the flipped mask).
+    """
+    import pandas as pd
+
+    from core.valuation.audit import audit_dataset
+
+    params = {"flip": flip, "methods": list(methods), "seed": seed, "valid_dataset": valid_dataset}
+    named = {"agreement_column": agreement_name} if agreement_name else {}
+    params.update(named)
+    with runs.recorded(ws, "audit", dataset_id=dataset_id, method=",".join(methods), params=params,
+                       embedding_id=embedding_id, job_id=job_id) as run:
+        rows, flipped, results = audit_dataset(X, y, uids, methods=methods, flip=flip, valid=valid, seed=seed,
+                                               classes=classes, agreement=agreement, on_progress=on_progress)
+        df = pd.DataFrame({"uid": uids, "flipped": flipped})
+        for k, v in results.items():
+            df[f"value_{k}"] = v.values
+        ws.save_run_frame(run.id, df)
+        run.done({"rows": rows, "n_flipped": int(flipped.sum()), "n_rows": len(uids), **named})
+    return run.id, rows, flipped

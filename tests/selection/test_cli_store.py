@@ -184,3 +184,32 @@ def test_cli_select_clean_kmq_drops_significantly_harmful_rows(ws, csv_data, fak
     assert cli(ws, "select", str(csv_data), "--strategy", "clean-kmq", "--budget", "60", "--k", "4",
                "--values", str(tmp_path / "v.csv"), "--remove-count", "30", "--out", str(sub)) == 0
     assert not set(uids[:24]) & set(pd.read_csv(sub).uid)  # the 30 lowest values dropped instead
+
+
+def test_ensure_clusters_reuses_what_fits_and_summaries_follow_the_values_run(ws):
+    from core.selection import cluster_summaries, ensure_clusters
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 6))
+    uids = [f"r{i}" for i in range(60)]
+    ds = ws.register_dataset(name="t", source="t", fingerprint="fp-ensure", n_rows=60, classes=["a", "b"])
+    emb = ws.register_embedding(dataset_id=ds, model="m", dim=6, n_rows=60, relpath="e.npy")
+    rid, cl, fitted = ensure_clusters(ws, ds, X, uids, embedding_id=emb, k=3, seed=0)
+    assert fitted and ws.run(rid).kind == "clusters" and cl.k == 3
+    again, cl2, fitted2 = ensure_clusters(ws, ds, X, uids, embedding_id=emb, k=3, seed=0)
+    assert again == rid and not fitted2 and np.array_equal(cl2.labels, cl.labels)
+    other, _, fitted3 = ensure_clusters(ws, ds, X, uids[::-1], embedding_id=emb, k=3, seed=0)  # other rows: refit
+    assert other != rid and fitted3
+    refit, _, fitted4 = ensure_clusters(ws, ds, X, uids, embedding_id=emb, k=3, seed=0, refit=True)
+    assert refit not in (rid, other) and fitted4
+
+    texts, labels = [f"text {i}" for i in range(60)], ["a", "b"] * 30
+    first = cluster_summaries(ws, rid, cl, texts=texts, labels=labels, X=X, values=None, values_run_id=None,
+                              classes=["a", "b"])
+    assert len(first) == 3 and ws.run(rid).result["summaries"] == first
+    # stored summaries are reused while the values run is the same one; another values run recomputes them
+    assert cluster_summaries(ws, rid, cl, texts=["x"] * 60, labels=labels, X=X, values=None, values_run_id=None,
+                             classes=["a", "b"]) == first
+    other_values = cluster_summaries(ws, rid, cl, texts=["x"] * 60, labels=labels, X=X, values=None,
+                                     values_run_id=99, classes=["a", "b"])
+    assert other_values != first and ws.run(rid).result["values_run_id"] == 99
