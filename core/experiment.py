@@ -23,10 +23,10 @@ from numpy.typing import NDArray
 from core import decisions, finetune, runs, sampling
 from core.errors import DataError
 from core.finetune import DEFAULT_EVAL_FRACTION, DEFAULT_EVAL_MAX, EVAL_SPLIT_SEED, FinetuneProgress
-from core.selection import clean_removal_count, select_clean_kmq, select_iterative, select_kmq
+from core.selection import removal_count, select_clean_kmq, select_iterative, select_kmq
 from core.selection.store import judge_proba, load_clusters
 from core.selection.strategies import TrainFn, resolve_budget
-from core.valuation.store import load_values, suggested_removal
+from core.valuation.store import load_values
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -266,7 +266,7 @@ def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, res
         raise DataError(f"clean-kmq needs a finished valuation run of dataset {dataset_id}; run `python -m core "
                         "value` first or name one: clean-kmq:B:RUN_ID")
     values = load_values(ws, vrun.id)
-    n_remove = clean_removal_count(values, suggested_removal(vrun))  # None: the significantly harmful rows
+    n_remove = removal_count("clean_kmq", values, vrun)  # None: the significantly harmful rows
     if n_remove is not None or not (np.asarray(values.counts) >= 2).any():
         if n_remove is None:
             raise DataError(f"{vrun.name} (run id {vrun.id}, {vrun.method}) has no standard errors and no suggested "

@@ -66,9 +66,7 @@ def _plan(ws_path: str, dataset_id: int, strategy: str, clusters_run_id: int | N
     if cl is not None and not np.array_equal(cl.uids.astype(str), uids):
         raise WinnowError(f"clusters run {clusters_run_id} does not match this dataset's rows; cluster again")
     values = store.load_values(w, values_run_id) if values_run_id is not None else None
-    n_remove = store.suggested_removal(w.run(values_run_id)) if values_run_id is not None else None
-    if strategy == "clean_kmq":  # the significantly harmful rows; the suggested removal only without std. errors
-        n_remove = selection.clean_removal_count(values, n_remove)
+    n_remove = selection.removal_count(strategy, values, w.run(values_run_id) if values_run_id is not None else None)
     out: dict[str, Any] = {"uids": uids, "y": y, "classes": classes, "cluster": None if cl is None else cl.labels,
                            "k": 0 if cl is None else cl.k, "n_removed": len(removed), "n_pinned": len(pinned)}
     judge = None

@@ -15,7 +15,7 @@ from core.errors import DataError
 from core.runs import called
 from core.selection.strategies import NEEDS_CLUSTERS, NEEDS_VALUES, STRATEGIES
 from core.valuation.base import Values
-from core.valuation.store import latest_values, load_values, suggested_removal
+from core.valuation.store import latest_values, load_values
 from core.workspace import Workspace
 
 STRATEGY_FLAGS = tuple(s.replace("_", "-") for s in STRATEGIES)
@@ -174,8 +174,7 @@ def _run(fn: Any, args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
-    from core.selection import (Selection, clean_removal_count, decided, plan_strategy, resolve_budget,
-                                select_iterative)
+    from core.selection import Selection, decided, plan_strategy, removal_count, resolve_budget, select_iterative
     from core.selection.store import judge_proba, last_selection, save_selection
 
     t0 = time.perf_counter()
@@ -258,9 +257,7 @@ def _select(args: argparse.Namespace, ws: Workspace, bars: list[Any]) -> int:
                                weights=weights, pinned=pinned, removed=removed, seed=args.seed, train_fn=train_fn,
                                classes=loaded.classes, on_progress=prog.stage(0.65, 0.99, "iterative"))
     else:
-        n_remove = args.remove_count if args.remove_count is not None else suggested_removal(values_run)
-        if strategy == "clean_kmq" and args.remove_count is None:  # significance first, the suggestion as fallback
-            n_remove = clean_removal_count(values, n_remove)
+        n_remove = removal_count(strategy, values, values_run, args.remove_count)
         plan = plan_strategy(strategy, uids=uids, y=y, classes=loaded.classes, clusters=cl, values=values,
                              pinned=pinned, removed=removed, seed=args.seed, temperature=args.temperature,
                              judge=judge, n_remove=n_remove)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from core.selection.clusters import K_GRID, Clusters, fit_clusters, summaries_table, summarize_clusters
 from core.selection.quality import cross_fitted_proba, label_confidence, rank_normalise
 from core.selection.store import (cluster_summaries, decided, ensure_clusters, find_clusters, judge_proba,
-                                  last_selection, load_clusters, load_selection, save_clusters, save_selection)
+                                  last_selection, load_clusters, load_selection, removal_count, save_clusters,
+                                  save_selection)
 from core.selection.strategies import (
     NEEDS_CLUSTERS,
     NEEDS_VALUES,
@@ -43,5 +44,5 @@ __all__ = [
     "plan_top_value", "preview", "rank_normalise", "resolve_budget", "select_clean_kmq", "select_drop_negative", "select_iterative",
     "select_kmq", "select_random", "select_stratified", "select_top_value", "summaries_table",
     "summarize_clusters", "find_clusters", "judge_proba", "last_selection", "load_clusters", "load_selection",
-    "save_clusters", "save_selection", "cluster_summaries", "ensure_clusters",
+    "save_clusters", "save_selection", "cluster_summaries", "ensure_clusters", "removal_count",
 ]

@@ -11,8 +11,9 @@ from core import decisions, runs
 from core.errors import WorkspaceError
 from core.selection.clusters import ROWS_PER_CLUSTER, Clusters, fit_clusters, k_reason, summarize_clusters
 from core.selection.quality import cross_fitted_proba
-from core.selection.strategies import Selection
+from core.selection.strategies import Selection, clean_removal_count
 from core.valuation.base import Values
+from core.valuation.store import suggested_removal
 from core.workspace import RunRecord, Workspace
 
 
@@ -58,6 +59,17 @@ def cluster_summaries(ws: Workspace, run_id: int, clusters: Clusters, *, texts: 
     summ = summarize_clusters(clusters, list(texts), list(labels), X, vals, classes=classes)
     ws.update_run(run_id, result={"summaries": summ, "values_run_id": values_run_id})
     return summ
+
+
+def removal_count(strategy: str, values: Values | None, values_run: RunRecord | None,
+                  given: int | None = None) -> int | None:
+    """How many lowest-valued rows drop-negative and clean-kmq drop: `given` when set; else the valuation run's
+    suggested removal, except that clean-kmq drops the significantly harmful rows (None) when the values have
+    standard errors (`clean_removal_count`)."""
+    if given is not None:
+        return int(given)
+    suggested = suggested_removal(values_run)
+    return clean_removal_count(values, suggested) if strategy.replace("-", "_") == "clean_kmq" else suggested
 
 
 def save_clusters(ws: Workspace, dataset_id: int, clusters: Clusters, *, embedding_id: int | None = None,

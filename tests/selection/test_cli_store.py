@@ -213,3 +213,20 @@ def test_ensure_clusters_reuses_what_fits_and_summaries_follow_the_values_run(ws
     other_values = cluster_summaries(ws, rid, cl, texts=["x"] * 60, labels=labels, X=X, values=None,
                                      values_run_id=99, classes=["a", "b"])
     assert other_values != first and ws.run(rid).result["values_run_id"] == 99
+
+
+def test_removal_count_one_rule_for_drop_negative_and_clean_kmq(ws):
+    from core.selection import removal_count
+    from core.valuation.base import Values
+
+    ds = ws.register_dataset(name="t", source="t", fingerprint="fp-removal", n_rows=4, classes=["a", "b"])
+    rid = ws.create_run("values", dataset_id=ds, method="knn_shapley", params={})
+    ws.update_run(rid, status="done", result={"suggested_removal": 2})
+    run = ws.run(rid)
+    u = np.array(["a", "b", "c", "d"])
+    with_err = Values(uids=u, values=np.zeros(4), stderr=np.full(4, 0.1), counts=np.full(4, 5), method="m")
+    without = Values(uids=u, values=np.zeros(4), stderr=np.full(4, np.nan), counts=np.ones(4, np.int64), method="m")
+    assert removal_count("drop_negative", with_err, run) == 2  # the run's suggestion
+    assert removal_count("clean-kmq", with_err, run) is None  # standard errors: the significantly harmful rows
+    assert removal_count("clean_kmq", without, run) == 2  # no standard errors: the suggestion is all there is
+    assert removal_count("clean_kmq", with_err, run, given=3) == 3 and removal_count("drop_negative", None, None) is None
