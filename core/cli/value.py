@@ -213,7 +213,7 @@ def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
         valid_fraction=args.valid_fraction, suggest_removal=args.suggest_removal,
         clean_valid=args.clean_valid or None, resume=not args.no_resume,
         on_progress=prog.stage(e + 0.05, 1.0),
-        on_resume=lambda rid, done: print(f"resuming {called(ws, rid)} from its checkpoint ({done:.0%} done)",
+        on_resume=lambda rid, done: print(f"resuming run: {called(ws, rid)}, from its checkpoint ({done:.0%} done)",
                                           file=sys.stderr))
     removal = values.params.get("removal")
     prog.close(f"{called(ws, run_id)} done")
@@ -282,7 +282,7 @@ def cmd_runs(args: argparse.Namespace, ws: Workspace) -> int:
                            "status": r.status, "seconds": r.seconds, "created": r.created, "params": r.params,
                            "result": r.result} for r in runs], indent=2, default=str))
         return 0
-    common.print_table([{"id": r.id, "name": r.name, "dataset": r.dataset_id,
+    common.print_table([{"id": r.id, "name": r.name, "kind": r.kind, "dataset": r.dataset_id,
                          "method": (r.method or "").replace("_", "-"), "status": r.status,
                          "created": common.when(r.created),
                          "seconds": None if r.seconds is None else round(r.seconds, 1), "summary": _brief(r)}
