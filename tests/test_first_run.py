@@ -138,3 +138,21 @@ def test_first_run_shows_a_sample_then_replaces_it_with_every_row(tmp_path, caps
     before = {r.id for r in ws.runs()}
     assert run(wsp, "first-run", *args, "--sample", "90", "--sample-above", "150") == 0
     assert {r.id for r in ws.runs()} == before
+
+
+def test_first_run_of_the_consensus_passes_the_agreement_column_to_the_sample_and_every_row(tmp_path):
+    """The Value page starts a first consensus run with --agreement: both stages' weights track the column."""
+    wsp = tmp_path / "ws"
+    assert run(wsp, "first-run", "demo", "--limit", "240", "--method", "consensus", "--members",
+               "knn-shapley,label-quality", "--agreement", "confidence", "--sample", "90", "--sample-above",
+               "150") == 0
+    from core.workspace import Workspace
+
+    ws = Workspace(wsp)
+    ds = int(ws.get_setting("active_dataset"))
+    full, prelim = ws.runs("values", dataset_id=ds, status="done")
+    assert first_run.is_preliminary(prelim) and not first_run.is_preliminary(full)
+    for r in (prelim, full):
+        check = r.result["method_params"]["self_check"]
+        assert check["agreement_column"] == "confidence"
+        assert set(check["member_agreement"]) == {"knn_shapley", "label_quality"}

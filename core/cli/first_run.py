@@ -174,9 +174,14 @@ def _preliminary(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded,
     else:
         with runs.recorded(ws, "values", dataset_id=ds_id, method=key, params=params, embedding_id=emb_id,
                            job_id=getattr(args, "job", None)) as rec_run:
+            call_opts = dict(opts)
+            if opts.get("agreement_name"):  # the consensus' agreement column, on the sample's rows
+                from core.cli.value import agreement_column
+
+                call_opts["agreement"] = agreement_column(loaded.ds, opts["agreement_name"])[pos]
             values = value_dataset(Xs, s_y, s_uids, method=key, valid=valid, seed=args.seed, classes=loaded.classes,
                                    valid_fraction=args.valid_fraction,
-                                   on_progress=prog.stage(0.45, 0.7, f"valuing the sample of {size:,}"), **opts)
+                                   on_progress=prog.stage(0.45, 0.7, f"valuing the sample of {size:,}"), **call_opts)
             store.save_values(ws, rec_run.id, values)
             rec_run.done({**store.summary(values), "method_params": values.params, **prelim}, seconds=values.seconds)
         run_id = rec_run.id
