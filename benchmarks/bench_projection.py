@@ -127,7 +127,9 @@ def main() -> int:
     ok = [r for r in rows if r.get("max_fit", n) < n and r["trust"] >= full["trust"] - args.tolerance
           and r["seconds"] < full["seconds"] and r["cpu"] < full["cpu"]]  # faster in wall and in CPU time
     print()
-    if ok:
+    if not any(r.get("max_fit", n) < n for r in rows):
+        pass  # no sample-and-transform path in this run: nothing to decide
+    elif ok:
         best = min(ok, key=lambda r: r["seconds"])
         print(f"Faster at equal quality: {best['path']} ({best['seconds']:.1f} s against {full['seconds']:.1f} s, "
               f"trustworthiness {best['trust']:.4f} against {full['trust']:.4f}).")
