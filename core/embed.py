@@ -4,7 +4,9 @@
 all-MiniLM-L6-v2 (mean of the last hidden states over the attention mask, then L2 normalisation, truncation at the
 model's window), only faster: every text is tokenized once, texts are sorted by token count (not by characters) and
 padded per batch, so batches carry almost no padding, and batches run in parallel, one per core. `precision="int8"`
-is a faster approximate path (dynamic int8 quantisation of the linear layers); the default stays exact float32.
+is a faster approximate path (dynamic int8 quantisation of the linear layers); the default stays exact float32: on
+the valuation benchmark int8 moved one ROC-AUC by more than the 0.005 issue 17 allows (`benchmarks/bench_int8.py`,
+benchmarks/RESULTS.md).
 
 `embed_texts` puts a cache in front of the encoder, keyed by (model key, sha1(text)): a second run loads no model,
 and a grown dataset embeds only its new texts. With a Dask scheduler (`scheduler=` or $WINNOW_DASK_SCHEDULER) the

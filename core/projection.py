@@ -1,8 +1,10 @@
 """2-D coordinates of the embeddings for the map: UMAP (cosine), or PCA for tiny data.
 
 UMAP (McInnes, Healy, Melville, arXiv 1802.03426) is fitted on every row up to `max_fit` rows: on the demo, fitting
-all rows was faster than fitting a sample and transforming the rest (benchmarks/RESULTS.md), so the
-sample-and-transform path is only for data past `max_fit` (a class-stratified sample when `strata` is given).
+all rows took less time than fitting a 2,000- or 8,000-row sample and transforming the rest, at the same
+trustworthiness (`benchmarks/bench_projection.py`, benchmarks/RESULTS.md), so the sample-and-transform path is only
+for data past `max_fit` (a class-stratified sample when `strata` is given). Seeded, both paths give the same map
+every time (umap-learn then runs on one thread: the cost is measured there too).
 Coordinates are recorded in the workspace as a run of kind "projection" (frame uid, x, y) keyed by the embedding
 and the parameters, so the map reads them instead of recomputing.
 """
