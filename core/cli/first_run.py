@@ -228,7 +228,7 @@ def _full(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded, key: s
           uids: np.ndarray, labels: list[str], prog: _Slice, *, sampled: bool, valued: bool) -> None:
     """Every row: embed, map and cluster (when sampled: before the values, so the switch is at once), value."""
     from core import curation
-    from core.cli.value import _value
+    from core.cli.value import value_with_progress
     from core.projection import ensure_projection
     from core.selection import cluster_summaries, ensure_clusters
 
@@ -260,10 +260,10 @@ def _full(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded, key: s
         cid, cl = do_clusters(0.7, 0.75)
         refresh("value")
         if not valued:
-            _value(args, ws, key, _Slice(prog.parent, prog._map(0.75), prog._map(0.95)))
+            value_with_progress(args, ws, key, _Slice(prog.parent, prog._map(0.75), prog._map(0.95)))
     else:
         if not valued:
-            _value(args, ws, key, _Slice(prog.parent, prog._map(0.55), prog._map(0.75)))
+            value_with_progress(args, ws, key, _Slice(prog.parent, prog._map(0.55), prog._map(0.75)))
         cid, cl = do_clusters(0.75, 0.8)
         do_map(0.8, 0.95)
     from core.valuation.store import latest_values

@@ -193,12 +193,13 @@ def cmd_value(args: argparse.Namespace, ws: Workspace) -> int:
     key = registry.method_key(args.method)
     prog = common.progress(args, ws, f"value ({key.replace('_', '-')})")
     try:
-        return _value(args, ws, key, prog)
+        return value_with_progress(args, ws, key, prog)
     finally:
         prog.bar.close()  # before any error line, so the message stays the last line
 
 
-def _value(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
+def value_with_progress(args: argparse.Namespace, ws: Workspace, key: str, prog: Any) -> int:
+    """`value` with its progress given: the command, and `first-run` with a slice of its own bar."""
     value_options(args, key, None)  # options checked before the (long) embedding
     loaded, emb_id, X, y, uids, e = _embedded(args, ws, prog)
     valid, valid_id = _valid_split(args, ws, loaded.classes, prog.stage(e, e + 0.05, "embedding --valid"))
