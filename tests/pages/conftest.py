@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.workspace import Workspace
+from app_text import markdown_text, shown_text  # noqa: F401  (re-exported for the page tests)
 from demo_workspace import HOSTILE, build_workspace
 
 
@@ -48,19 +49,3 @@ def app(demo_ws):
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def shown_text(at) -> list[str]:
-    """Every value shown as verbatim text: st.text, st.code and dataframe cells."""
-    out = [t.value for t in at.text] + [c.value for c in at.code]
-    for df in at.dataframe:
-        out += [str(v) for v in df.value.astype(str).to_numpy().ravel()]
-    return out
-
-
-def markdown_text(at) -> list[str]:
-    """Everything rendered as Markdown (titles, captions, markdown, info/success/warning/error boxes)."""
-    out = [m.value for m in at.markdown] + [c.value for c in at.caption]
-    for kind in ("info", "success", "warning", "error", "title", "subheader", "header"):
-        out += [str(e.value) for e in getattr(at, kind)]
-    return out

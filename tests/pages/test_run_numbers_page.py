@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("streamlit.testing.v1")
 
+from app_text import markdown_text, shown_text  # noqa: E402
+
 
 @pytest.fixture
 def interleaved(demo_ws, tmp_path):
@@ -36,8 +38,6 @@ def interleaved(demo_ws, tmp_path):
 
 
 def _all_text(at) -> str:
-    from conftest import markdown_text, shown_text
-
     return "\n".join([*markdown_text(at), *shown_text(at), *(str(m.label) for m in at.metric)])
 
 
