@@ -100,6 +100,11 @@ def _build(ws: Workspace, dataset_id: int, version: int, rows: list[tuple[str, s
         _rows=rows, _uids=uids, _actions=act, _details=ws.decision_details)
 
 
+# Up to this many new events (event ids are global, so this bounds the rows touched), the touched rows are looked up
+# and merged into the cached state; past it (a lasso of thousands of rows) one read of the whole state from its
+# covering index is cheaper than a look-up per touched row (23,035 touched rows: 0.41 s against 0.02 s).
+INCREMENTAL_MAX = 500
+
 _lock = threading.Lock()
 _cache: dict[tuple[str, int], DecisionState] = {}
 
@@ -107,8 +112,9 @@ _cache: dict[tuple[str, int], DecisionState] = {}
 def current(ws: Workspace, dataset_id: int) -> DecisionState:
     """The current decision state of a dataset, read again only when its decision version changed.
 
-    Cheap to call many times: an unchanged state costs one indexed `MAX(id)` query, and after a change only the
-    rows touched since the cached version are read (a lasso of 8,000 rows reads 8,000 rows, not the whole state).
+    Cheap to call many times: an unchanged state costs one indexed `MAX(id)` query; after a small change (an
+    Inspect key, up to INCREMENTAL_MAX events) only the rows touched since the cached version are read, after a
+    bigger one (a lasso) the whole state is read again in one pass of its covering index.
     """
     key = (str(ws.db_path.resolve()), _inode(ws), int(dataset_id))
     with _lock:
@@ -116,7 +122,7 @@ def current(ws: Workspace, dataset_id: int) -> DecisionState:
     version = ws.decision_version(dataset_id)
     if cached is not None and cached.version == version:
         return cached
-    if cached is not None and cached.version < version:
+    if cached is not None and cached.version < version <= cached.version + INCREMENTAL_MAX:
         version, touched, changed = ws.decision_changes(dataset_id, cached.version)
         merged = {r[0]: r for r in cached._rows}
         for u in touched:

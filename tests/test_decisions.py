@@ -110,3 +110,24 @@ def test_cached_state_always_equals_replaying_the_log(tmp_path_factory, ops):
         assert list(s.column(["u1", "u2", "u3"])) == [expected.get(u, "") for u in ("u1", "u2", "u3")]
         assert s.relabels == {u: "b" for u, a in expected.items() if a == "relabel"}
         assert np.all(s.frame["event_id"].diff().dropna() > 0)
+
+
+def test_a_big_change_read_whole_and_a_small_one_merged_give_the_state_of_a_fresh_read(tmp_path):
+    ws = Workspace(tmp_path)
+    ds = _dataset(ws)
+    uids = [f"u{i}" for i in range(3 * decisions.INCREMENTAL_MAX)]
+    ws.decide(ds, uids[::2], "remove")
+    ws.decide(ds, uids[1::3], "relabel", note="b")
+    decisions.current(ws, ds)  # cached at this version
+    for batch, action in ((uids[: 2 * decisions.INCREMENTAL_MAX], "keep"),  # past INCREMENTAL_MAX: read whole
+                          (uids[5:9], "clear"), (uids[:3], "remove")):  # small: merged into the cached state
+        ws.decide(ds, batch, action)
+        got = decisions.current(ws, ds)
+        decisions._cache.clear()
+        fresh = decisions.current(ws, ds)
+        assert got is not fresh and got.version == fresh.version
+        assert (got.removed, got.pinned, dict(got.relabels), dict(got.counts)) == \
+            (fresh.removed, fresh.pinned, dict(fresh.relabels), dict(fresh.counts))
+        assert got.frame.equals(fresh.frame)  # same rows, same event order
+    decisions.undo_last(ws, ds)
+    assert decisions.current(ws, ds).pinned == set(uids[: 2 * decisions.INCREMENTAL_MAX]) - set(uids[5:9])
