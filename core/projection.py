@@ -11,19 +11,21 @@ and the parameters, so the map reads them instead of recomputing.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-from core import runs, sampling
+from core import chunked, runs, sampling
 from core.workspace import RunRecord, Workspace
 
 Method = Literal["auto", "umap", "pca"]
 METHODS: tuple[str, ...] = ("auto", "umap", "pca")
 PCA_BELOW = 500  # rows; "auto" uses PCA below this (UMAP on a few hundred points mostly shows its own noise)
 Progress = Callable[..., None]
+TRANSFORM_CHUNK = 20_000  # rows per UMAP transform call past max_fit (each chunk runs here or on a worker)
 
 
 def resolve_method(method: str, n_rows: int) -> str:
@@ -122,10 +124,29 @@ def warm_up(dim: int = 384, metric: str = "cosine") -> None:
                   n_epochs=5).fit_transform(X)
 
 
+_TRANSFORM_LOCK = threading.Lock()
+
+
+def _transform_chunk(reducer: Any, X: NDArray[np.float32]) -> NDArray[np.float32]:
+    """UMAP `transform` of one chunk of rows (here, in a joblib worker or on a Dask worker). A chunk's coordinates
+    depend only on the fitted reducer and the chunk's rows (umap re-seeds every call with its transform_seed), so
+    where and in which order the chunks run does not change the map."""
+    import warnings
+
+    cache_numba()
+    # one transform at a time per process: a worker with several threads shares the reducer, whose search index
+    # is prepared lazily on the first call
+    with _TRANSFORM_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        warnings.filterwarnings("ignore", message=".*gradient function is not yet implemented.*")
+        return np.asarray(reducer.transform(X), dtype=np.float32)
+
+
 def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbors: int = 15, min_dist: float = 0.1,
             metric: str = "cosine", seed: int | None = 0, max_fit: int = 100_000,
             strata: Sequence[Any] | None = None, on_progress: Progress | None = None,
-            expected_seconds: float | None = None) -> NDArray[np.float32]:
+            expected_seconds: float | None = None, n_jobs: int = 1,
+            scheduler: str | None = None) -> NDArray[np.float32]:
     """Project embeddings to 2-D for the map.
 
     Args:
@@ -140,11 +161,14 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
         on_progress: Called as on_progress(fraction, message).
         expected_seconds: How long the fit should take (from an earlier map's measured rate): UMAP reports no
             progress of its own, so the bar moves along this estimate (never past 98 %) and shows the time left.
+        n_jobs: joblib processes for the transform of the rows past `max_fit` (1: here).
+        scheduler: Dask scheduler address for that transform (default $WINNOW_DASK_SCHEDULER). The chunks are the
+            same wherever they run, so the map is the same.
 
     Returns:
         (n, 2) float32 coordinates, aligned with X.
     """
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asarray(X, dtype=np.float32)  # a float32 memory-mapped array stays mapped (no copy)
     if X.ndim != 2:
         raise TypeError(f"X must be 2-D (n, d), got shape {X.shape}")
     n = len(X)
@@ -157,6 +181,7 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
         return coords
     import warnings
 
+    scheduler = chunked.resolve_scheduler(scheduler) if n > max_fit else None
     report(0.02, "loading UMAP (the first call compiles for ~30 s)")
     import umap  # heavy: numba compiles on first use (once per machine: see cache_numba)
 
@@ -181,11 +206,14 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
             coords = np.empty((n, 2), dtype=np.float32)
             coords[idx] = fitted
             rest = np.setdiff1d(np.arange(n), idx)
-            chunk = 20_000
-            for start in range(0, len(rest), chunk):
-                part = rest[start:start + chunk]
-                report(0.5 + 0.5 * start / len(rest), f"UMAP transform {start:,}/{len(rest):,}")
-                coords[part] = reducer.transform(X[part])
+            parts = chunked.row_chunks(rest, TRANSFORM_CHUNK)
+            where = f" on Dask ({scheduler})" if scheduler else (f" in {n_jobs} processes" if n_jobs > 1 else "")
+            report(0.5, f"UMAP transform of {len(rest):,} rows{where}")
+            placed = chunked.map_chunks(
+                _transform_chunk, reducer, X, parts, n_jobs=n_jobs, scheduler=scheduler,
+                on_chunk=lambda d, t: report(0.5 + 0.5 * d / t, f"UMAP transform {d}/{t} chunks{where}"))
+            for part, xy in zip(parts, placed):
+                coords[part] = xy
     report(1.0, "UMAP done")
     return np.asarray(coords, dtype=np.float32)
 
@@ -258,12 +286,15 @@ def load_projection(ws: Workspace, run_id: int, uids: Sequence[str]) -> NDArray[
 
 def ensure_projection(ws: Workspace, dataset_id: int, embedding_id: int, X: NDArray[np.floating],
                       uids: Sequence[str], *, job_id: str | None = None, strata: Sequence[Any] | None = None,
-                      on_progress: Progress | None = None, **params: Any) -> tuple[int, NDArray[np.float32]]:
+                      on_progress: Progress | None = None, n_jobs: int = 1, scheduler: str | None = None,
+                      **params: Any) -> tuple[int, NDArray[np.float32]]:
     """Coordinates for the map, computed once per (embedding, parameters) and kept in the workspace.
 
     Args:
         X: (n, d) embeddings of `embedding_id`, aligned with `uids`.
         params: `project`'s options (method, n_neighbors, min_dist, metric, seed, max_fit).
+        n_jobs, scheduler: Where the rows past max_fit are transformed (`project`); not part of the run's key, as
+            they do not change the map.
 
     Returns:
         (run_id, coords (n, 2) float32): an existing run with the same key is reused.
@@ -282,6 +313,7 @@ def ensure_projection(ws: Workspace, dataset_id: int, embedding_id: int, X: NDAr
     with runs.recorded(ws, "projection", dataset_id=dataset_id, method=key["method"], params=key,
                        embedding_id=embedding_id, job_id=job_id) as run:
         coords = project(X, strata=strata, on_progress=on_progress, expected_seconds=expected_seconds(ws, n),
+                         n_jobs=n_jobs, scheduler=scheduler,
                          **{k: v for k, v in key.items() if k != "method"}, method=key["method"])
         ws.save_run_frame(run.id, pd.DataFrame({"uid": [str(u) for u in uids], "x": coords[:, 0],
                                                 "y": coords[:, 1]}))

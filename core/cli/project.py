@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fit UMAP on at most this many rows and transform the rest (default 100000)")
     g.add_argument("--no-predictions", action="store_true",
                    help="skip the source classifier's predictions (predicted label on the map)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the rows-by-chunk work on this Dask cluster (e.g. tcp://host:8786; default: "
+                        "$WINNOW_DASK_SCHEDULER, else here): embedding the uncached texts and, past the sampling "
+                        "threshold, the UMAP transform of the rows past --max-fit")
     p.set_defaults(func=cmd_project)
 
 
@@ -44,7 +48,8 @@ def cmd_project(args: argparse.Namespace, ws: Workspace) -> int:
                   max_fit=args.max_fit)
     reused = find_projection(ws, loaded.dataset_id, emb_id, len(uids), **params) is not None
     run_id, coords = ensure_projection(ws, loaded.dataset_id, emb_id, X, uids, job_id=getattr(args, "job", None),
-                                       strata=labels, on_progress=bar.stage(0.3, 0.85, "map"), **params)
+                                       strata=labels, on_progress=bar.stage(0.3, 0.85, "map"),
+                                       scheduler=getattr(args, "scheduler", None), **params)
     jobs.attach_run(ws, getattr(args, "job", None), run_id)
     if not args.no_predictions:
         bar(0.86, "source classifier: cross-fitted predictions")

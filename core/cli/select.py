@@ -28,6 +28,10 @@ def register(sub: Any) -> None:
         "label mix, mean value, top words. The clusters are recorded in the workspace and reused by `select`.")
     _cluster_args(p)
     p.add_argument("--refit", action="store_true", help="fit again even if these clusters are in the workspace")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the rows-by-chunk work on this Dask cluster (e.g. tcp://host:8786; default: "
+                        "$WINNOW_DASK_SCHEDULER, else here): embedding the uncached texts and, past the sampling "
+                        "threshold, labelling every row with its nearest centroid")
     p.add_argument("--examples", action="store_true", help="also print the texts nearest each centroid")
     p.set_defaults(func=cmd_cluster)
 
@@ -119,7 +123,7 @@ def _clusters(args: argparse.Namespace, ws: Workspace, loaded: Any, emb_id: int,
 
     return ensure_clusters(ws, loaded.dataset_id, X, ds_column(loaded.ds, "uid"), embedding_id=emb_id, k=args.k,
                            seed=args.seed, budget=budget, refit=refit, job_id=getattr(args, "job", None),
-                           on_progress=prog)
+                           on_progress=prog, scheduler=getattr(args, "scheduler", None))
 
 
 # ----------------------------------------------------------------------------------------------- commands

@@ -21,12 +21,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from core import chunked
 from core.errors import DataError, WinnowWarning
 from core.valuation.base import Values
 
 K_GRID: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256)
 SAMPLE_SIZE = 5_000  # rows for the k search and the silhouette
 MINIBATCH_ABOVE = 20_000  # rows; MiniBatchKMeans past this
+# rows; past this the final MiniBatchKMeans is fitted on a seeded sample of this many rows and every row is then
+# labelled with its nearest centroid chunk by chunk (here, in joblib processes or on Dask workers): the normalised
+# (n, d) matrix is never built whole. At or below it nothing changes.
+FIT_MAX = 200_000
+PREDICT_CHUNK = 50_000  # rows per labelling call on the sampled path
 ROWS_PER_CLUSTER = 10  # k is kept at most budget / 10 (and sample / 10) so every cluster can get a few rows
 # Tokens that fill tweets and web text without saying what a cluster is about.
 WEB_STOP_WORDS = ("http", "https", "www", "com", "rt", "amp", "co", "via", "html", "lrb", "rrb", "ve", "ll", "don",
@@ -106,6 +112,11 @@ def _kmeans(X: NDArray[np.float32], k: int, *, seed: int | None, n_init: int,
     return best, best.labels_.astype(np.int64)
 
 
+def _predict_chunk(model: Any, X: NDArray[np.floating]) -> NDArray[np.int32]:
+    """Nearest centroid of each (normalised) row of one chunk: runs here, in a joblib worker or on a Dask worker."""
+    return model.predict(_normalise(X)).astype(np.int32)
+
+
 def auto_k_grid(n_rows: int) -> tuple[int, ...]:
     """The k searched for `n_rows` rows: three powers of two from about sqrt(n) / 4 upward (at least 4).
 
@@ -133,7 +144,8 @@ def k_reason(clusters: "Clusters", *, n_rows: int | None = None) -> str:
 def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Sequence[int] | None = None,
                  seed: int | None = 0, budget: int | None = None, uids: Sequence[str] | None = None,
                  sample_size: int = SAMPLE_SIZE, n_init: int = 4, minibatch_above: int = MINIBATCH_ABOVE,
-                 on_progress: Callable[..., None] | None = None) -> Clusters:
+                 on_progress: Callable[..., None] | None = None, fit_max: int = FIT_MAX, n_jobs: int = 1,
+                 scheduler: str | None = None) -> Clusters:
     """Cluster the embeddings with k-means, choosing k by the best cosine silhouette unless `k` is given.
 
     Args:
@@ -149,6 +161,10 @@ def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Seque
             every row).
         minibatch_above: Row count past which the final fit uses MiniBatchKMeans.
         on_progress: Called as on_progress(fraction, message, None).
+        fit_max: Rows past which the final fit uses a seeded sample of this many rows and every row gets its nearest
+            centroid in chunks (`core.chunked`); at or below it the fit sees every row, as before.
+        n_jobs: joblib processes for that labelling (1: here).
+        scheduler: Dask scheduler address for that labelling (default $WINNOW_DASK_SCHEDULER; the same labels).
 
     Returns:
         The clusters, with the silhouette of every k tried.
@@ -157,8 +173,9 @@ def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Seque
         DataError: If there are fewer than 4 rows, or `k` is not between 2 and the number of rows.
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    Xn = _normalise(X)
-    n = Xn.shape[0]
+    n = int(np.shape(X)[0])
+    sampled = n > fit_max  # the large-data path: no whole normalised copy of X
+    Xn = None if sampled else _normalise(X)
     uid_arr = np.asarray([str(i) for i in range(n)] if uids is None else [str(u) for u in uids])
     if len(uid_arr) != n:
         raise TypeError(f"uids ({len(uid_arr)}) and X ({n}) disagree")
@@ -167,7 +184,7 @@ def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Seque
     report = on_progress or (lambda *a: None)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n, sample_size), replace=False))
-    S = Xn[sample]
+    S = _normalise(X[sample]) if Xn is None else Xn[sample]
     rs = int(rng.integers(2**31 - 1)) if seed is not None else None
 
     if k is not None:
@@ -215,10 +232,24 @@ def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Seque
                 sample_model = again
         report(0.8, f"k={k_best} on all {n} rows", None)
         init = sample_model.cluster_centers_.astype(np.float32)
-        if n > minibatch_above:
+        if sampled:
+            method = "minibatch-sampled"
+            fit_rows = np.sort(np.random.default_rng(None if seed is None else [int(seed), 1]).choice(
+                n, size=int(fit_max), replace=False))
+            report(0.8, f"k={k_best} on a sample of {len(fit_rows):,} of {n:,} rows", None)
+            model, _ = _kmeans(_normalise(X[fit_rows]), k_best, seed=rs, n_init=1, minibatch=True, init=init)
+            report(0.9, f"labelling {n:,} rows", None)
+            parts = chunked.map_chunks(_predict_chunk, model, X, chunked.row_chunks(n, PREDICT_CHUNK),
+                                       n_jobs=n_jobs, scheduler=scheduler,
+                                       on_chunk=lambda d, t: report(0.9 + 0.1 * d / t, f"labelled {d}/{t} chunks",
+                                                                    None))
+            labels = np.concatenate(parts).astype(np.int64)
+        elif n > minibatch_above:
             method = "minibatch"
+            assert Xn is not None
             model, labels = _kmeans(Xn, k_best, seed=rs, n_init=1, minibatch=True, init=init)
         else:
+            assert Xn is not None
             model, labels = _kmeans(Xn, k_best, seed=rs, n_init=1, init=init)
         centroids = model.cluster_centers_.astype(np.float32)
 
@@ -318,9 +349,11 @@ def summarize_clusters(clusters: Clusters, texts: Sequence[str], labels: Sequenc
         names = lab.astype(str).astype(object)
     class_list = list(classes) if classes is not None else sorted(set(names.tolist()))
     vals = _align(values, clusters.uids)
-    Xn = _normalise(X)
     cent = _normalise(clusters.centroids)
-    sim = np.einsum("ij,ij->i", Xn, cent[clusters.labels])
+    sim = np.empty(n, dtype=np.float32)
+    for s0 in range(0, n, PREDICT_CHUNK):  # chunk by chunk: no whole normalised copy of X
+        s1 = min(n, s0 + PREDICT_CHUNK)
+        sim[s0:s1] = np.einsum("ij,ij->i", _normalise(X[s0:s1]), cent[clusters.labels[s0:s1]])
     top_words = _ctfidf(texts, clusters.labels, clusters.k, n_words)
     order = np.lexsort((-sim, clusters.labels))  # grouped by cluster, nearest first
     starts = np.concatenate([[0], np.cumsum(clusters.sizes)])

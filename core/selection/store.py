@@ -26,11 +26,13 @@ def decided(ws: Workspace, dataset_id: int) -> tuple[list[str], list[str]]:
 def ensure_clusters(ws: Workspace, dataset_id: int, X: NDArray[np.floating], uids: Sequence[str], *,
                     embedding_id: int | None, k: int | None = None, seed: int = 0, budget: int | None = None,
                     refit: bool = False, job_id: str | None = None,
-                    on_progress: Callable[[float, str], None] | None = None) -> tuple[int, Clusters, bool]:
+                    on_progress: Callable[[float, str], None] | None = None,
+                    scheduler: str | None = None) -> tuple[int, Clusters, bool]:
     """(run id, Clusters, fitted now) for this embedding, k and seed: reused from the workspace when there.
 
     With an automatic k and a budget, stored clusters with k above budget / 10 are not reused (k stays well below
     the budget); a refit searches only the k that fit. Clusters fitted here are recorded as a "clusters" run.
+    `scheduler`: Dask scheduler for labelling the rows past `FIT_MAX` (`fit_clusters`); the same clusters anywhere.
     """
     u = np.asarray(uids, dtype=str)
     run = None if refit else find_clusters(ws, dataset_id, embedding_id=embedding_id, k=k, seed=seed)
@@ -41,7 +43,8 @@ def ensure_clusters(ws: Workspace, dataset_id: int, X: NDArray[np.floating], uid
         cl = load_clusters(ws, run.id)
         if len(cl.uids) == len(u) and np.array_equal(cl.uids, u):
             return run.id, cl, False
-    cl = fit_clusters(X, k=k, seed=seed, uids=u, budget=None if k else budget, on_progress=on_progress)
+    cl = fit_clusters(X, k=k, seed=seed, uids=u, budget=None if k else budget, on_progress=on_progress,
+                      scheduler=scheduler)
     return save_clusters(ws, dataset_id, cl, embedding_id=embedding_id, job_id=job_id), cl, True
 
 
