@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
+import ui_density
 from core import curation
 from core.errors import WinnowError
 from core.valuation import significance
@@ -207,9 +208,12 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
     n_shown = len(shown)
     st.caption(f"{n_shown:,} of {n:,} points shown · drag a lasso (or pick the box in the toolbar) to select"
                + (" · hover shows the row; the table below shows its text" if inp["hover"] is None else ""))
-    event = st.plotly_chart(fig, key="map.plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            config={"scrollZoom": True, "displaylogo": False})
-    rows = curation.selection_rows(event, n)
+    if ui_density.is_large(n_shown):  # a density image; lassos resolved on the server against every row
+        rows = ui_density.draw(fig, shown, n, key="map.plot")
+    else:
+        event = st.plotly_chart(fig, key="map.plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                                config={"scrollZoom": True, "displaylogo": False})
+        rows = curation.selection_rows(event, n)
 
     if n_shown < n:
         with st.expander(f"Decide on all {n_shown:,} points shown by the filters"):
