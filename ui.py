@@ -300,12 +300,12 @@ def active_embedding(dataset_id: int) -> Any:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def embedding_matrix(ws_path: str, embedding_id: int) -> Any:
-    """(n, d) float32 embeddings of one embedding record (read once per process)."""
+    """(n, d) float32 embeddings of one embedding record, memory-mapped read-only (no copy in this process)."""
     import numpy as np
 
     ws = Workspace(ws_path)
     rec = ws.embedding_by_id(embedding_id)
-    X = np.asarray(ws.read_array(rec.relpath), dtype=np.float32)
+    X = np.asarray(ws.read_array(rec.relpath, mmap=True), dtype=np.float32)
     X.setflags(write=False)
     return X
 

@@ -239,7 +239,7 @@ def _cluster_subset(kind: str, ws: Workspace | None, dataset_id: int | None, res
     X = None
     if run.embedding_id is not None:
         rec = ws.embedding_by_id(run.embedding_id)
-        X = np.asarray(ws.read_array(rec.relpath))
+        X = np.asarray(ws.read_array(rec.relpath, mmap=True))  # memory-mapped: no copy of the (n, d) matrix
         if X.shape[0] != len(clusters.uids):
             X = None
     classes = sorted(set(pool["label"]))

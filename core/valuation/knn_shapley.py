@@ -16,6 +16,9 @@ from numpy.typing import NDArray
 from core.valuation.base import Option, ProgressFn, Split, Values, checked
 from core.valuation.source import check_classes, check_finite
 
+_ROW_BLOCK = 65_536  # training rows converted to float64 at a time
+_VALID_BLOCK = 64  # validation rows whose distances to every training row are held at once (64 x n float64)
+
 
 def knn_utility(train: Split, valid: Split, *, k: int = 10) -> float:
     """Mean over validation rows of the share of the k nearest training rows that carry its label."""
@@ -58,22 +61,40 @@ def knn_shapley(train: Split, *, valid: Split, k: int = 10, batch_size: int = 25
     factor = np.minimum(k, ranks[:-1]) / (ranks[:-1] * k)  # min(K, i) / (i K) for i = 1..N-1
     sums = np.zeros(n)
     sumsq = np.zeros(n)
-    # the training matrix in float64 and its squared norms once, not once per validation batch (one N x d copy)
-    X_train = np.asarray(train.X, dtype=np.float64)
-    X_sq = (X_train**2).sum(1)
+    # The training matrix is read in row blocks (it may be memory-mapped) and never held whole in float64; each
+    # validation batch is handled a few rows at a time, so the (rows, n) work arrays stay small. Every number is
+    # computed as before (per-row norms and per-entry dot products do not depend on the blocks, and the batch's
+    # rows are added to the sums one after another, as `vals.sum(0)` did), so the values are unchanged.
+    X_sq = np.empty(n)
+    for r0 in range(0, n, _ROW_BLOCK):
+        X_sq[r0:r0 + _ROW_BLOCK] = (np.asarray(train.X[r0:r0 + _ROW_BLOCK], dtype=np.float64) ** 2).sum(1)
+    y_train = np.asarray(train.y)
     for b0 in range(0, len(valid), batch_size):
         vb = valid.take(slice(b0, b0 + batch_size))
-        order = np.argsort(_sqdist(vb.X, X_train, X_sq), axis=1, kind="stable")  # (b, n)
-        match = (train.y[order] == vb.y[:, None]).astype(np.float64)
-        s = np.empty_like(match)
-        s[:, -1] = match[:, -1] / n
-        # s_i = s_{i+1} + (m_i - m_{i+1}) * factor_i : a reversed cumulative sum
-        inc = (match[:, :-1] - match[:, 1:]) * factor[None, :]
-        s[:, :-1] = s[:, -1:] + np.cumsum(inc[:, ::-1], axis=1)[:, ::-1]
-        vals = np.empty_like(s)
-        np.put_along_axis(vals, order, s, axis=1)
-        sums += vals.sum(0)
-        sumsq += (vals**2).sum(0)
+        batch_sum = np.zeros(n)
+        batch_sq = np.zeros(n)
+        for v0 in range(0, len(vb), _VALID_BLOCK):
+            A = np.asarray(vb.X[v0:v0 + _VALID_BLOCK], dtype=np.float64)
+            d = np.empty((len(A), n))
+            A_sq = (A**2).sum(1)[:, None]
+            for r0 in range(0, n, _ROW_BLOCK):
+                B = np.asarray(train.X[r0:r0 + _ROW_BLOCK], dtype=np.float64)
+                d[:, r0:r0 + len(B)] = A_sq - 2.0 * A @ B.T + X_sq[None, r0:r0 + len(B)]
+            for j in range(len(A)):
+                order = np.argsort(d[j], kind="stable")
+                match = (y_train[order] == vb.y[v0 + j]).astype(np.float64)
+                s = np.empty_like(match)
+                s[-1] = match[-1] / n
+                # s_i = s_{i+1} + (m_i - m_{i+1}) * factor_i : a reversed cumulative sum
+                inc = (match[:-1] - match[1:]) * factor
+                s[:-1] = s[-1:] + np.cumsum(inc[::-1])[::-1]
+                vals = np.empty_like(s)
+                vals[order] = s
+                batch_sum += vals
+                batch_sq += vals**2
+            del d
+        sums += batch_sum
+        sumsq += batch_sq
         if on_progress:
             on_progress(min(1.0, (b0 + len(vb)) / len(valid)), "knn-shapley", None)
     m = len(valid)
