@@ -255,12 +255,13 @@ def _apply_new_events(con: sqlite3.Connection, first: int) -> None:
 def _restore_undone(con: sqlite3.Connection, first: int) -> None:
     """Bring `decision_state` up to date after the undo events after id `first`, in the same transaction: each
     touched row takes its newest event that is neither an undo nor undone (none when that is a "clear")."""
-    con.execute("DELETE FROM decision_state WHERE (dataset_id, uid) IN"
-                " (SELECT dataset_id, uid FROM decisions WHERE id>?)", (int(first),))
+    # (NOT INDEXED: the new events are read by their id range, not by a scan of the whole uid index)
+    con.execute("DELETE FROM decision_state WHERE rowid IN (SELECT s.rowid FROM decisions d NOT INDEXED JOIN"
+                " decision_state s ON s.dataset_id=d.dataset_id AND s.uid=d.uid WHERE d.id>?)", (int(first),))
     con.execute("INSERT INTO decision_state SELECT d.dataset_id, d.uid, d.id, d.action, d.reason, d.note, d.source,"
-                " d.time FROM (SELECT DISTINCT dataset_id, uid FROM decisions WHERE id>?) t JOIN decisions d"
-                " ON d.id=(SELECT MAX(e.id) FROM decisions e WHERE e.dataset_id=t.dataset_id AND e.uid=t.uid"
-                " AND e.action!='undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes=e.id))"
+                " d.time FROM (SELECT DISTINCT dataset_id, uid FROM decisions NOT INDEXED WHERE id>?) t"
+                " JOIN decisions d ON d.id=(SELECT MAX(e.id) FROM decisions e WHERE e.dataset_id=t.dataset_id"
+                " AND e.uid=t.uid AND e.action!='undo' AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes=e.id))"
                 " WHERE d.action!='clear'", (int(first),))  # (per touched uid, through the uid index)
 
 
