@@ -276,7 +276,7 @@ def values_choice(dataset_id: int) -> tuple[Any, str]:
     if rec is not None:
         run = next(r for r in done if r.method.replace("_", "-") == rec[0])
         return run, rec[1]
-    return (done[0], "the newest finished run (run the self-check to let the evidence choose)") if done else \
+    return (done[0], "the newest finished run; run the self-check to let the evidence choose") if done else \
         (None, "no valuation yet")
 
 

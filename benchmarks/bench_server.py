@@ -9,7 +9,8 @@ the shape, every per-point array of the trace (x, y, customdata, marker colour, 
 
 The floor is a page holding only the same `st.plotly_chart` (the same figures, cached) and a selection table of the
 selected rows' texts. AppTest runs whole pages: on the map a lasso reruns a fragment in the real server, so these
-figures are an upper bound there. `--profile DIR` writes a cProfile file per interaction and prints the top
+figures are an upper bound there; Remove, Keep and the sidebar's Undo run the selection panel's fragment alone, as
+the server does (`Session.run(fragment=...)`). `--profile DIR` writes a cProfile file per interaction and prints the top
 functions of the slowest. Beside each wall time, the CPU time of the script thread (the same run): steadier than
 wall time on a busy machine, which is where provisional figures get taken.
 
@@ -23,6 +24,7 @@ import argparse
 import base64
 import cProfile
 import datetime as dt
+import functools
 import io
 import json
 import os
@@ -159,9 +161,14 @@ class Session:
         self.profile_dir, self.tag = profile_dir, tag
         self.cpu = 0.0
 
-    def run(self, name: str) -> float:
-        """Seconds of wall time of one script run; its CPU seconds (script thread) are left in `self.cpu`."""
+    def run(self, name: str, fragment: str | None = None) -> float:
+        """Seconds of wall time of one script run; its CPU seconds (script thread) are left in `self.cpu`.
+
+        `fragment`: the key of a fragment (`@st.fragment(key=...)`) to run alone, as the server does when a widget
+        inside it is used (AppTest itself always runs the whole page); its elements replace the tree's, so run the
+        whole page again before looking for widgets outside it."""
         from streamlit.proto.WidgetStates_pb2 import WidgetState
+        from streamlit.testing.v1 import local_script_runner
 
         at = self.at
         tree = getattr(at, "_tree", None)
@@ -173,12 +180,19 @@ class Session:
                 states.widgets.append(WidgetState(id=cid, string_value=payload))
             else:
                 self.selection = None
+        rerun_data = local_script_runner.RerunData
+        if fragment is not None:  # the browser sends every widget's state, the chart's selection too
+            fid = at._fragment_storage.resolve_target(fragment)[0]
+            local_script_runner.RerunData = functools.partial(rerun_data, fragment_id=fid)  # type: ignore[misc]
         prof = cProfile.Profile() if self.profile_dir else None
         _profile_script_thread()
         _PROFILE["current"] = prof
         cpu = _CPU["seconds"]
         t0 = time.perf_counter()
-        at._run(states) if states is not None else at.run()
+        try:
+            at._run(states) if states is not None else at.run()
+        finally:
+            local_script_runner.RerunData = rerun_data  # type: ignore[misc]
         _PROFILE["current"] = None
         sec = time.perf_counter() - t0
         self.cpu = _CPU["seconds"] - cpu
@@ -249,12 +263,13 @@ def main() -> None:
     cpu: dict[str, dict[str, str]] = {}
     notes: dict[str, str] = {}
 
-    def timed(sess: Session, name: str, before=None, repeat: int = args.repeat, undo=None) -> None:
+    def timed(sess: Session, name: str, before=None, repeat: int = args.repeat, undo=None,
+              fragment: str | None = None) -> None:
         times, cpus = [], []
         for _ in range(repeat):
             if before is not None:
                 before()
-            times.append(sess.run(name))
+            times.append(sess.run(name, fragment))
             cpus.append(sess.cpu)
             if undo is not None:
                 undo()
@@ -282,11 +297,19 @@ def main() -> None:
     timed(w, "box -> selection table")
     w.select("lasso", 0.5)
     w.run("lasso again")
-    timed(w, "Remove the lasso's rows", before=lambda: at.button(key="map.remove").click(), repeat=1)
-    timed(w, "Keep the lasso's rows", before=lambda: at.button(key="map.keep").click(), repeat=1)
+    # The decision buttons and the sidebar's Undo on the Map live in the selection panel's fragment: the server
+    # runs that fragment alone (then the whole page again here, untimed, to find the next button)
+    timed(w, "Remove the lasso's rows", before=lambda: at.button(key="map.remove").click(), repeat=1,
+          fragment="map.panel")
+    w.run("whole page after Remove")
+    timed(w, "Keep the lasso's rows", before=lambda: at.button(key="map.keep").click(), repeat=1,
+          fragment="map.panel")
+    w.run("whole page after Keep")
     undo_key = next((b.key for b in at.button if str(b.key).startswith("sidebar.undo")), None)  # (the map's own)
     if undo_key is not None:
-        timed(w, "Undo in the sidebar (sidebar update)", before=lambda: at.button(key=undo_key).click(), repeat=1)
+        timed(w, "Undo in the sidebar (sidebar update)", before=lambda: at.button(key=undo_key).click(), repeat=1,
+              fragment="map.panel")
+    w.run("whole page after Undo")
     w.selection = None
     label = sorted({str(v) for v in at.multiselect(key="map.labels").options})[0]
     timed(w, "filter (one label)", before=lambda: at.multiselect(key="map.labels").set_value([label]),

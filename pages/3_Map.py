@@ -224,6 +224,25 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
             r2.button(f"Keep {n_shown:,} shown", key="map.rule_keep", disabled=n_shown == 0, on_click=_decide,
                       args=(ds_id, shown, "keep", "rule", "map.rule_reason"))
 
+    # What the panel below needs from this run, kept for its own runs: the selected rows, and the decision version
+    # the figure was drawn at when its colour or filters read decisions (else None: a decision leaves it as is).
+    st.session_state["map.selected"] = rows
+    st.session_state["map.drawn_version"] = state.version if needs_decisions else None
+    selection_panel(ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
+
+
+@st.fragment(key="map.panel")
+def selection_panel(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clusters_id: int | None,
+                    preds_ready: bool) -> None:
+    """The sidebar's decision counts, the last decision's message, the selection table and its buttons.
+
+    A fragment inside the map's: Remove, Keep, Clear and the sidebar's Undo rerun this panel only, so a run after a
+    decision does not draw the chart again, and Streamlit neither deep-copies nor re-serialises a standing lasso's
+    selection (every selected point's values) in it. When the figure shows decisions (colour by decision, hide
+    removed rows) a decision redraws the whole page instead (a new figure, as before)."""
+    drawn = st.session_state.get("map.drawn_version")
+    if drawn is not None and ui.decision_state(ds_id).version != drawn:
+        st.rerun(scope="app")
     ui.sidebar_decisions_in_fragment(ds_id)  # the counts and Undo, updated by this run (no whole-app rerun)
     if (error := st.session_state.pop("map.error", None)) is not None:
         st.error(ui.plain(error), icon=":material/error:")
@@ -232,11 +251,13 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
         if flash[1]:
             st.text(f"reason: {flash[1]}")
         ui.toast_undo(flash[0])
-    if len(rows) == 0:
+    rows = st.session_state.get("map.selected")
+    if rows is None or len(rows) == 0:
         st.info("Select points on the map (lasso or box) to see them here and decide on them.",
                 icon=":material/gesture_select:")
         return
-    selection_table(ds_id, inp, rows, state, values_id)
+    inp = ui.map_inputs(WS, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
+    selection_table(ds_id, inp, rows, ui.decision_state(ds_id), values_id)
 
 
 def selection_table(ds_id: int, inp: dict, rows: np.ndarray, state, values_id: int | None = None) -> None:
@@ -246,7 +267,7 @@ def selection_table(ds_id: int, inp: dict, rows: np.ndarray, state, values_id: i
     st.subheader(f"Selection: {len(rows):,} rows", anchor=False)
     if values_id is not None:  # how sure the values of the selected rows are (95 % intervals)
         va = ui.values_arrays(WS, ds_id, values_id)
-        verdict = significance.classify(va["value"][rows], va["stderr"][rows], va["counts"][rows])
+        verdict = va["verdict"][rows]  # (significance.classify of every row, computed once per values run)
         n_of = {v: int((verdict == v).sum()) for v in significance.VERDICTS}
         st.caption(f"{n_of[significance.HARMFUL]:,} significantly harmful · {n_of[significance.UNCERTAIN]:,} "
                    f"uncertain · {n_of[significance.HELPFUL]:,} significantly helpful (95 % intervals of their "
@@ -306,13 +327,14 @@ with ui.guard():
     clusters_run = ws.latest_run("clusters", dataset_id=rec.id)
     preds = ui.predictions(rec.id, emb.id)
     bits = [f"{rec.n_rows:,} points", f"map: {proj.method} ({proj.name})"]
-    bits.append(f"values: {values_run.method} (run {values_run.number}; {values_why})" if values_run else
-                "values: none yet")
+    bits.append(f"values: {values_run.method}, run {values_run.number}" if values_run else "values: none yet")
     if clusters_run:
         bits.append(f"clusters: k={clusters_run.result.get('k', '?')} ({clusters_run.name})")
     if preds is None:
         bits.append("predicted labels: computing in the background")
     st.caption(" · ".join(bits))
+    if values_run:  # (its own line: the reason may hold parentheses of its own)
+        st.caption(f"Why valuation run {values_run.number}: {values_why}.")
     if clusters_run and clusters_run.result.get("k_reason"):
         st.caption(ui.plain(clusters_run.result["k_reason"]))
     ui.first_run_note(rec.id, values_run)

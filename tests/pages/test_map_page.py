@@ -187,3 +187,25 @@ def test_categorical_colourings_have_a_legend_and_the_value_filter_about_100_ste
     slider = app.slider(key="map.value_range")
     lo, hi = slider.min, slider.max
     assert 50 <= (hi - lo) / slider.step <= 200
+
+
+def _nesting(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def test_the_header_names_the_valuation_run_and_why_in_plain_words(app, demo_ws):
+    """The header says which valuation run colours the map and, on a line of its own, why: no parentheses inside
+    parentheses ("(run 1; the newest finished run (run the self-check ...))" read badly)."""
+    ws = demo_ws["ws"]
+    app.switch_page("pages/3_Map.py").run()
+    assert not app.exception, app.exception
+    run = ws.run(demo_ws["values_id"])
+    captions = [c.value for c in app.caption]
+    assert any(f"values: {run.method}, run {run.number}" in c.split(" · ") for c in captions), captions
+    assert f"Why valuation run {run.number}: the newest finished run; run the self-check to let the evidence " \
+           "choose." in captions
+    assert all(_nesting(c) <= 1 for c in captions), captions

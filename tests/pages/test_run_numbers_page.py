@@ -54,7 +54,7 @@ def test_pages_show_numbers_within_the_dataset(app, interleaved):
 
     app.switch_page("pages/3_Map.py").run()
     assert not app.exception, app.exception
-    assert "values: random (run 2;" in _all_text(app)
+    assert "values: random, run 2" in _all_text(app)
 
     app.switch_page("pages/5_Select.py").run()
     app.selectbox(key="select.strategy").set_value("random").run()

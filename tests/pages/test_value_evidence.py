@@ -63,8 +63,9 @@ def test_the_page_shows_why_the_map_colours_by_the_self_checks_best_method(demo_
     assert ui.active_values_run(ds_id).id == cons  # what the map and Inspect read
     at.switch_page("pages/3_Map.py").run()
     assert not at.exception, at.exception
-    assert any(f"values: consensus (run {ws.run(cons).number}; consensus: finds injected flips best here, AUC 0.91 vs 0.86"
-               in c.value for c in at.caption)
+    assert any(f"values: consensus, run {ws.run(cons).number}" in c.value for c in at.caption)
+    assert any(c.value.startswith(f"Why valuation run {ws.run(cons).number}: consensus: finds injected flips best "
+                                  "here, AUC 0.91 vs 0.86") for c in at.caption)
     at.switch_page(PAGE).run()
 
     # TS-DShapley is one click away, and the user's choice then wins over the evidence
