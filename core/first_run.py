@@ -3,10 +3,11 @@
 A newcomer's first "Compute values" on the demo (38,158 tweets) used to embed, value, project and cross-fit every
 row before anything appeared. `python -m core first-run DATA` (the app starts it as one job) instead:
 
-1. draws a class-stratified sample of `SAMPLE_SIZE` rows (seeded), embeds it (through the per-text cache), values
-   it with the chosen method and options, projects it (UMAP) and clusters it. These runs are recorded as
-   *preliminary* (params `preliminary: true`, `sample`, `of`), so the map and Inspect show them at once, and every
-   page says what they are ("4,000 of 38,158 rows valued; the rest in about 3 min");
+1. draws a class-stratified sample of `SAMPLE_SIZE` rows (seeded) and embeds it (through the per-text cache) in an
+   order whose every prefix is stratified, for at most `SAMPLE_SECONDS` on a cold cache (the rows embedded by then
+   are the sample; at least `SAMPLE_MIN`), values it with the chosen method and options, projects it (UMAP) and
+   clusters it. These runs are recorded as *preliminary* (params `preliminary: true`, `sample`, `of`), so the map
+   and Inspect show them at once, and every page says what they are ("4,000 of 38,158 rows valued; the rest in about 3 min");
 2. carries on with every row: embeds the rest (the sample's texts come from the cache), projects and clusters all
    rows, and values all rows last, with exactly the options and run parameters of `python -m core value`, so the
    full run is the one `value` would have made (and resumes like it). Because the full valuation finishes last,
@@ -32,6 +33,11 @@ from core.workspace import RunRecord, Workspace
 
 SAMPLE_SIZE = int(os.environ.get("WINNOW_FIRST_RUN_SAMPLE", 4_000))  # rows of the preliminary sample
 SAMPLE_ABOVE = int(os.environ.get("WINNOW_FIRST_RUN_ABOVE", 6_000))  # rows; smaller data is valued whole at once
+# seconds of embedding the preliminary sample may take: on a cold cache the sample is what this time embeds (at least
+# SAMPLE_MIN rows, at most SAMPLE_SIZE); a warm cache gives the whole SAMPLE_SIZE at once
+SAMPLE_SECONDS = float(os.environ.get("WINNOW_FIRST_RUN_SECONDS", 12))
+SAMPLE_MIN = 1_000
+_CHUNK = 512  # texts embedded between two looks at the clock
 
 
 def needs_sample(n_rows: int, *, sample_size: int = SAMPLE_SIZE, sample_above: int = SAMPLE_ABOVE) -> bool:
@@ -42,6 +48,48 @@ def needs_sample(n_rows: int, *, sample_size: int = SAMPLE_SIZE, sample_above: i
 def sample_positions(labels: Sequence[Any], size: int, seed: int | None = 0) -> NDArray[np.int64]:
     """Sorted positions of a class-stratified sample of `size` rows (every class keeps at least one row)."""
     return sampling.stratified_sample(labels, min(int(size), len(labels)), np.random.default_rng(seed))
+
+
+def sample_order(labels: Sequence[Any], size: int, seed: int | None = 0) -> NDArray[np.int64]:
+    """The positions of `sample_positions(labels, size, seed)` in a seeded order whose every prefix is stratified."""
+    pos = sample_positions(labels, size, seed)
+    return pos[sampling.stratified_order([labels[i] for i in pos], np.random.default_rng(seed))]
+
+
+def embed_sample(texts: Sequence[str], order: NDArray[np.int64], *, spec: Any, cache_dir: Any,
+                 seconds: float | None = None, min_rows: int | None = None, batch_size: int = 32,
+                 on_progress: Any = None) -> NDArray[np.int64]:
+    """Embed a time-boxed prefix of `order` (`sample_order`) into the cache; returns its sorted positions.
+
+    The rows are embedded in chunks, in `order`, until `seconds` of embedding have passed (the model's loading
+    not counted) and at least `min_rows` rows are embedded (defaults: `SAMPLE_SECONDS`, `SAMPLE_MIN`): the rows embedded by then are the sample, stratified
+    because every prefix of `order` is. Texts already in the cache cost nothing, so with a warm cache the sample is
+    all of `order` at once; on a cold cache and a slow machine the first map does not wait for every row of it.
+    """
+    from core import embed
+
+    seconds = SAMPLE_SECONDS if seconds is None else float(seconds)
+    min_rows = SAMPLE_MIN if min_rows is None else int(min_rows)
+    cache = embed.EmbeddingCache(cache_dir, spec.key)
+    missing = cache.lookup([embed.text_key(texts[i]) for i in order]) < 0
+    if not missing.any():
+        return np.sort(order)
+    report = on_progress or (lambda f, message="", partial=None: None)
+    report(0.0, f"loading {spec.name}", None)
+    encoder = embed.Encoder(spec)
+    t0, done = time.perf_counter(), 0
+    while done < len(order):
+        if done >= min_rows and time.perf_counter() - t0 >= seconds:
+            break
+        todo = [int(i) for i, m in zip(order[done:done + _CHUNK], missing[done:done + _CHUNK]) if m]
+        if todo:
+            embed._embed_cached([texts[i] for i in todo], model=encoder, cache_dir=cache_dir,
+                                batch_size=batch_size, precision=spec.precision, on_progress=None)
+        done = min(done + _CHUNK, len(order))
+        left = max(seconds - (time.perf_counter() - t0), 0.0)
+        report(done / len(order), f"{done:,} of up to {len(order):,} rows embedded"
+               + (f" · at most {format_duration(left)} more" if done < len(order) else ""), None)
+    return np.sort(order[:done])
 
 
 def is_preliminary(run: RunRecord | None) -> bool:

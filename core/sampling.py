@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["apportion", "class_codes", "class_quota", "stratified_partition", "stratified_sample",
-           "stratified_split"]
+__all__ = ["apportion", "class_codes", "class_quota", "stratified_order", "stratified_partition",
+           "stratified_sample", "stratified_split"]
 
 
 def apportion(weights: NDArray[np.floating] | Sequence[float], lo: NDArray[np.integer] | Sequence[int],
@@ -142,3 +142,20 @@ def stratified_partition(labels: Sequence[Any] | NDArray[Any], n_parts: int, rng
     order = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)])
     slot = rng.permutation(n_parts)[np.arange(len(y)) % n_parts]
     return [np.sort(order[slot == j]) for j in range(n_parts)]
+
+
+def stratified_order(labels: Sequence[Any] | NDArray[Any], rng: np.random.Generator) -> NDArray[np.int64]:
+    """A seeded permutation of range(len(labels)) whose every prefix is class-stratified.
+
+    Each class's j-th row (in a random order inside the class) is placed at (j + u) / n_c, with u uniform in [0, 1)
+    and n_c the class's size, and all rows are sorted by that key: so a prefix of m rows holds each class's
+    proportional share m * n_c / n to within about one row (a class shows up once m reaches about n / n_c). Used
+    where work stops when time runs out (the first run's time-boxed sample) yet whatever was done must be a
+    stratified sample.
+    """
+    codes = class_codes(labels)
+    key = np.empty(len(codes), dtype=np.float64)
+    for c in np.unique(codes):
+        rows = rng.permutation(np.flatnonzero(codes == c))
+        key[rows] = (np.arange(len(rows)) + rng.random(len(rows))) / len(rows)
+    return np.argsort(key, kind="stable").astype(np.int64)

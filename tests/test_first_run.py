@@ -140,6 +140,42 @@ def test_first_run_shows_a_sample_then_replaces_it_with_every_row(tmp_path, caps
     assert {r.id for r in ws.runs()} == before
 
 
+@pytest.mark.slow
+def test_a_cold_first_run_samples_what_its_embedding_time_allows_and_resumes_with_the_same_rows(tmp_path,
+                                                                                                monkeypatch):
+    """On a cold cache the preliminary sample is the stratified prefix embedded before the clock ran out."""
+    from core import embed
+    from core.workspace import Workspace
+
+    monkeypatch.setattr(first_run, "SAMPLE_SECONDS", 0.0)  # the time is up after the first chunk ...
+    monkeypatch.setattr(first_run, "SAMPLE_MIN", 40)  # ... once this many rows are embedded
+    monkeypatch.setattr(first_run, "_CHUNK", 20)
+    wsp = tmp_path / "ws"
+    args = ["demo", "--limit", "240", "--method", "knn-shapley", "--sample", "90", "--sample-above", "150"]
+    assert run(wsp, "first-run", *args) == 0
+    ws = Workspace(wsp)
+    ds = int(ws.get_setting("active_dataset"))
+    full, prelim = ws.runs("values", dataset_id=ds, status="done")
+    assert (prelim.params["sample"], prelim.params["of"]) == (40, 240)
+    sample = ws.load_run_frame(prelim.id)
+    assert len(sample) == 40 and len(ws.load_run_frame(full.id)) == 240
+    # the 40 rows are the first 40 of the 90-row sample's stratified order, so their classes are in proportion
+    from core import data
+
+    loaded = data.open_dataset(ws, "demo", limit=240)
+    labels = [str(v) for v in data.column(loaded.ds, "label")]
+    uids = np.asarray([str(u) for u in data.column(loaded.ds, "uid")])
+    want = np.sort(first_run.sample_order(labels, 90, 0)[:40])
+    assert sorted(sample["uid"]) == sorted(uids[want])
+    for c in set(labels):
+        assert abs(sum(labels[i] == c for i in want) - 40 * labels.count(c) / 240) <= 2, c
+    # resumed with a warm cache: the same 40 rows again (the sample is not redrawn), nothing new recorded
+    before = {r.id for r in ws.runs()}
+    monkeypatch.setattr(embed, "Encoder", None)  # nothing may be embedded now
+    assert run(wsp, "first-run", *args) == 0
+    assert {r.id for r in ws.runs()} == before
+
+
 def test_first_run_of_the_consensus_passes_the_agreement_column_to_the_sample_and_every_row(tmp_path):
     """The Value page starts a first consensus run with --agreement: both stages' weights track the column."""
     wsp = tmp_path / "ws"

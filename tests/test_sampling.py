@@ -81,3 +81,17 @@ def test_apportion_exact_and_bounded(groups, where):
         with np.errstate(over="ignore"):
             ratio = x[free] / pi[free]
             assert ratio.max() - ratio.min() <= 2.0 / pi[free].min() * (1 + 1e-9)
+
+
+def test_every_prefix_of_the_stratified_order_is_stratified():
+    """Work cut short by a clock (the first run's time-boxed sample) still leaves a stratified sample behind."""
+    labels = np.array(["neg"] * 600 + ["neu"] * 300 + ["pos"] * 95 + ["rare"] * 5)
+    order = sampling.stratified_order(labels, np.random.default_rng(3))
+    assert sorted(order.tolist()) == list(range(len(labels)))  # a permutation
+    assert np.array_equal(order, sampling.stratified_order(labels, np.random.default_rng(3)))
+    assert not np.array_equal(order, sampling.stratified_order(labels, np.random.default_rng(4)))
+    for m in range(1, len(labels) + 1):
+        got = _shares(labels, order[:m])
+        for c, n_c in zip(("neg", "neu", "pos", "rare"), (600, 300, 95, 5)):
+            assert abs(got.get(c, 0) - m * n_c / len(labels)) <= 2, (m, c)
+    assert _shares(labels, order[:200])["rare"] == 1  # a 0.5 % class shows up once its share reaches one row

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "first-run", help="the first valuation of DATA: a preliminary sample first, then every row, map and clusters",
         description="What the app's first Compute values runs. On data larger than --sample-above rows it first "
-                    "embeds, values, maps and clusters a class-stratified sample of --sample rows (recorded as "
+                    "embeds, values, maps and clusters a class-stratified sample of up to --sample rows (as many as "
+                    "--sample-seconds of embedding allow when their texts are not cached yet; recorded as "
                     "preliminary runs, shown at once), then embeds the rest (cached texts are not redone), maps and "
                     "clusters every row and values every row with the same options as `value` (that run replaces "
                     "the preliminary one), then cross-fits the source classifier's predictions. Resumable: a "
@@ -30,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_value_args(p)
     g = p.add_argument_group("first-run options")
     g.add_argument("--sample", type=int, default=first_run.SAMPLE_SIZE, metavar="N",
-                   help=f"rows of the preliminary sample (default {first_run.SAMPLE_SIZE:,})")
+                   help=f"rows of the preliminary sample at most (default {first_run.SAMPLE_SIZE:,})")
+    g.add_argument("--sample-seconds", type=float, default=None, metavar="S",
+                   help="on a cold embedding cache the sample is what this many seconds of embedding embed (at least "
+                        f"{first_run.SAMPLE_MIN:,} rows; default {first_run.SAMPLE_SECONDS:g}), so the first map "
+                        "does not wait for every row of it")
     g.add_argument("--sample-above", type=int, default=first_run.SAMPLE_ABOVE, metavar="N",
                    help=f"start from a sample only above this many rows (default {first_run.SAMPLE_ABOVE:,})")
     p.set_defaults(func=cmd_first_run)
@@ -122,38 +127,49 @@ def _preliminary(args: argparse.Namespace, ws: Workspace, loaded: common.Loaded,
     from core.selection.store import save_clusters
     from core.valuation import value_dataset
 
-    ds_id, n, size = loaded.dataset_id, len(texts), int(args.sample)
-    pos = first_run.sample_positions(labels, size, args.seed)
-    size = len(pos)
-    s_texts, s_uids, s_labels, s_y = [texts[i] for i in pos], uids[pos], [labels[i] for i in pos], y[pos]
+    ds_id, n, asked = loaded.dataset_id, len(texts), int(args.sample)
     spec = embed.resolve_model(getattr(args, "model", None), getattr(args, "precision", "float32"))
-    cache = embed.EmbeddingCache(ws.path / "cache" / "embeddings", spec.key)
+    cache_dir = ws.path / "cache" / "embeddings"
+    order = first_run.sample_order(labels, asked, args.seed)
+    cache = embed.EmbeddingCache(cache_dir, spec.key)
+    was_missing = cache.lookup([embed.text_key(texts[i]) for i in order]) < 0
     timings: dict[str, float] = {}
-    prelim = {"preliminary": True, "sample": size, "of": n, "sample_seed": args.seed}
-
-    # 1. embeddings of the sample (a workspace record of their own, marked preliminary)
-    model_key = f"{spec.key}@sample{size}-seed{args.seed}"
-    rec = ws.embedding(ds_id, model_key)
-    uncached = int((cache.lookup([embed.text_key(t) for t in s_texts]) < 0).sum())
     t0 = time.perf_counter()
-    whole = ws.embedding(ds_id, spec.key)
     warm = None
-    if uncached and size >= PCA_BELOW:  # compile UMAP while the texts are embedded (once per machine: cached)
+    if was_missing.any() and asked >= PCA_BELOW:  # compile UMAP while the texts are embedded (once per machine)
         import threading
 
         from core.projection import warm_up
 
         warm = threading.Thread(target=warm_up, kwargs={"dim": spec.dim or 384}, daemon=True)
         warm.start()
+    st = first_run.state(ws, ds_id) or {}
+    if st.get("sample_asked") == [asked, args.seed] and st.get("sample_rows"):  # resumed: the same sample again
+        pos = np.sort(order[:int(st["sample_rows"])])
+    else:
+        pos = first_run.embed_sample(texts, order, spec=spec, cache_dir=cache_dir, seconds=args.sample_seconds,
+                                     batch_size=getattr(args, "batch_size", 32),
+                                     on_progress=prog.stage(0.0, 0.45, f"embedding a sample of up to {asked:,} rows"))
+        first_run.set_state(ws, ds_id, sample_asked=[asked, args.seed], sample_rows=len(pos))
+    size = len(pos)
+    first_run.set_state(ws, ds_id, sample=size)
+    uncached = int(was_missing[np.isin(order, pos)].sum())  # texts of the sample this call embedded
+    s_texts, s_uids, s_labels, s_y = [texts[i] for i in pos], uids[pos], [labels[i] for i in pos], y[pos]
+    prelim = {"preliminary": True, "sample": size, "of": n, "sample_seed": args.seed}
+
+    # 1. embeddings of the sample (a workspace record of their own, marked preliminary)
+    model_key = f"{spec.key}@sample{size}-seed{args.seed}"
+    rec = ws.embedding(ds_id, model_key)
+    whole = ws.embedding(ds_id, spec.key)
     if rec is not None and rec.n_rows == size:
         emb_id, Xs = rec.id, np.asarray(ws.read_array(rec.relpath), dtype=np.float32)
     else:
         if whole is not None and whole.n_rows == n:  # every row is embedded already: take the sample's rows
             Xs = np.asarray(ws.read_array(whole.relpath, mmap=True)[pos], dtype=np.float32)
         else:
-            Xs, _, _ = embed._embed_cached(s_texts, model=spec, cache_dir=ws.path / "cache" / "embeddings",
+            Xs, _, _ = embed._embed_cached(s_texts, model=spec, cache_dir=cache_dir,  # from the cache now
                                            batch_size=getattr(args, "batch_size", 32), precision=spec.precision,
-                                           on_progress=prog.stage(0.0, 0.45, f"embedding a sample of {size:,} rows"))
+                                           on_progress=None)
         rel = f"embeddings/{ds_id}-{spec.key}-sample{size}-seed{args.seed}.npy"
         ws.write_array(rel, Xs)
         emb_id = ws.register_embedding(dataset_id=ds_id, model=model_key, dim=int(Xs.shape[1]), n_rows=size,
