@@ -160,6 +160,14 @@ def seeded_rng(entropy: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(key)))
 
 
+def _rows64(X: NDArray[np.floating], rows: NDArray[np.int64], block: int = 65_536) -> NDArray[np.float64]:
+    """X[rows] as a new float64 array, read block by block (so a float32 X is never converted whole)."""
+    out = np.empty((len(rows), X.shape[1]), dtype=np.float64)
+    for s in range(0, len(rows), block):
+        out[s:s + block] = X[rows[s:s + block]]
+    return out
+
+
 def cross_fitted_proba(X: NDArray[np.floating], y: NDArray[np.integer], *, n_folds: int = 5,
                        n_classes: int | None = None, n_components: int | None = None, C: float = 1.0,
                        seed: int | None = 0) -> NDArray[np.float64]:
@@ -173,7 +181,7 @@ def cross_fitted_proba(X: NDArray[np.floating], y: NDArray[np.integer], *, n_fol
         DataError: A class has fewer than 2 rows.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y, dtype=np.int64)
     n_classes = int(n_classes if n_classes is not None else y.max() + 1)
@@ -183,16 +191,18 @@ def cross_fitted_proba(X: NDArray[np.floating], y: NDArray[np.integer], *, n_fol
         raise DataError(f"cross-fitted probabilities need at least 2 rows of every class (the smallest class has "
                         f"{smallest})")
     folds = int(min(n_folds, smallest))
-    Xf = np.asarray(X, dtype=np.float64)
-    present = np.unique(y)
     proba = np.zeros((len(y), n_classes))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    if n_components is None:
-        proba[:, present] = cross_val_predict(LogisticRegression(C=C, max_iter=500), Xf, y, cv=cv,
-                                              method="predict_proba")
-        return proba
-    for tr, te in cv.split(Xf, y):  # PCA and scaling fitted on each training fold (source_features)
-        Ztr, Zte = source_features(Xf[tr], Xf[te], n_components=n_components)
+    # Each fold's rows are converted to float64 straight from X (which may be memory-mapped float32): no whole float64
+    # copy of X besides the fold being fitted. The conversion is exact, and the folds, the models and the placement
+    # of the probabilities are scikit-learn's `cross_val_predict`'s (a test checks the values are identical).
+    for tr, te in cv.split(np.zeros((len(y), 1)), y):  # the split reads only y (and the row count)
+        if n_components is None:
+            fitted = LogisticRegression(C=C, max_iter=500).fit(_rows64(X, tr), y[tr])
+            proba[np.ix_(te, fitted.classes_)] = fitted.predict_proba(_rows64(X, te))
+            continue
+        # PCA and scaling fitted on each training fold (source_features)
+        Ztr, Zte = source_features(_rows64(X, tr), _rows64(X, te), n_components=n_components)
         fitted = LogisticRegression(C=C, max_iter=500).fit(Ztr, y[tr])
         proba[np.ix_(te, fitted.classes_)] = fitted.predict_proba(Zte)
     return proba
