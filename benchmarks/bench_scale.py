@@ -1,4 +1,4 @@
-"""Scale benchmark: KNN-Shapley, label quality and TS-DShapley at 10k, 100k (and 1M) rows; seconds and peak RSS.
+"""Scale benchmark: valuation, k-means and UMAP at 10k, 100k (and 1M) rows; seconds and peak RSS; Dask speed-up.
 
 Data (SYNTHETIC, labelled as such in the table): vectors drawn around real ones. The anchors are the real MiniLM
 embeddings of the demo tweets (`--real`, default the demo workspace's embeddings, with the dataset's labels); each
@@ -7,10 +7,19 @@ seeded `--flip` share of the labels is flipped. Validation: `--valid-n` further 
 (size, step) runs in its own process so `resource.getrusage(RUSAGE_SELF).ru_maxrss` is that step's peak RSS
 (including the data it was handed: the train matrix is memory-mapped from a temp .npy, as the app hands it out).
 The time exponent is the least-squares slope of log(seconds) over log(rows) per step (needs two sizes or more).
+Steps: knn-shapley, label-quality, ts-dshapley (valuation, ROC-AUC of the flipped rows), kmeans (`fit_clusters`,
+automatic k; past 200,000 rows a sample fit and every row labelled in chunks) and umap (`project`: every row up to
+--max-fit, past it a sample fit and the rest transformed in chunks).
+
+`--cluster` adds the Dask comparison on this machine: embedding `--cluster-texts` real demo texts (MiniLM, a fresh
+cache each time) and TS-DShapley on `--cluster-rows` synthetic rows, each (a) here on one thread, (b) on a
+`LocalCluster` of 1 single-threaded worker process and (c) of 2; speed-up = (b) / (c), the scheduler's overhead =
+(b) - (a). Values and vectors are checked equal across the three.
 
     nice -n 10 python benchmarks/bench_scale.py --sizes 10000            # what a busy machine can afford
     nice -n 10 python benchmarks/bench_scale.py                          # 10k and 100k
     nice -n 10 python benchmarks/bench_scale.py --million                # adds 1,000,000 rows
+    nice -n 10 python benchmarks/bench_scale.py --sizes 0 --cluster      # only the LocalCluster comparison
 
 Prints a markdown table with the load average in its header line.
 """
@@ -35,7 +44,8 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 DEMO = Path(os.environ.get("WINNOW_HOME") or "workspace")  # a workspace holding the demo's embeddings
-STEPS = ("knn-shapley", "label-quality", "ts-dshapley")
+STEPS = ("knn-shapley", "label-quality", "ts-dshapley", "kmeans", "umap")
+VALUATION = ("knn-shapley", "label-quality", "ts-dshapley")
 
 
 def real_anchors(path: str | None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -91,6 +101,23 @@ def run_one(args: argparse.Namespace) -> None:
     train = Split(np.array([f"r{i}" for i in range(len(y))]), X, y)
     valid = Split(np.array([f"v{i}" for i in range(len(yv))]), Xv, yv)
     t0 = time.perf_counter()
+    if args.one not in VALUATION:
+        extra = ""
+        if args.one == "kmeans":
+            from core.selection import fit_clusters
+
+            cl = fit_clusters(X, seed=0)
+            extra = f"k = {cl.k}, {cl.method}"
+        else:
+            from core.projection import project
+
+            coords = project(X, method="umap", seed=0, max_fit=args.max_fit)
+            assert np.isfinite(coords).all()
+            extra = f"UMAP fit on {min(len(X), args.max_fit):,} rows"
+        seconds = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"seconds": seconds, "peak_mib": peak, "auc": float("nan"), "note": extra}))
+        return
     if args.one == "knn-shapley":
         from core.valuation.knn_shapley import knn_shapley
         vals = knn_shapley(train, valid=valid)
@@ -118,13 +145,18 @@ def main() -> None:
     ap.add_argument("--noise-sd", type=float, default=0.02, help="per-dimension noise around an anchor (0.02)")
     ap.add_argument("--flip", type=float, default=0.1, help="share of labels flipped (default 0.1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-fit", type=int, default=100_000, help="umap step: rows UMAP is fitted on (default 100000)")
+    ap.add_argument("--cluster", action="store_true", help="add the LocalCluster comparison (1 vs 2 workers)")
+    ap.add_argument("--cluster-texts", type=int, default=4096,
+                    help="real demo texts embedded per run (default 4096: 4 shards of 1,024)")
+    ap.add_argument("--cluster-rows", type=int, default=5000, help="synthetic rows valued by TS-DShapley (5000)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--one-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         run_one(args)
         return
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()] + ([1_000_000] if args.million else [])
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip() and int(s) > 0] + ([1_000_000] if args.million else [])
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     anchors, labels, what = real_anchors(args.real)
     rows: list[dict] = []
@@ -148,7 +180,16 @@ def main() -> None:
                     continue
                 got = json.loads(res.stdout.strip().splitlines()[-1])
                 rows.append({"rows": n, "step": step, **got})
-                print(f"  {n:>9,} {step:<14} {got['seconds']:8.1f} s  {got['peak_mib']:8.0f} MiB", file=sys.stderr)
+                print(f"  {n:>9,} {step:<14} {got['seconds']:8.1f} s  {got['peak_mib']:8.0f} MiB  load "
+                      f"{os.getloadavg()[0]:.2f}", file=sys.stderr)
+        cluster_rows = cluster_comparison(args, anchors, labels, Path(tmp)) if args.cluster else []
+    if rows:
+        print_scale(args, rows, steps, what)
+    if cluster_rows:
+        print_cluster(args, cluster_rows)
+
+
+def print_scale(args: argparse.Namespace, rows: list[dict], steps: list[str], what: str) -> None:
     load = os.getloadavg()
     print(f"\n### Scale (SYNTHETIC vectors around {what}; noise sd {args.noise_sd}, {args.flip:.0%} seeded flips, "
           f"{args.valid_n:,} validation rows; one core per step) - load average {load[0]:.2f} {load[1]:.2f} "
@@ -156,8 +197,9 @@ def main() -> None:
     print("| rows | step | seconds | peak RSS (MiB) | ROC-AUC of flips |")
     print("|---:|---|---:|---:|---:|")
     for r in rows:
-        note = f" ({r['error']})" if r.get("error") else ""
-        print(f"| {r['rows']:,} | {r['step']}{note} | {r['seconds']:.1f} | {r['peak_mib']:.0f} | {r['auc']:.3f} |")
+        note = f" ({r['error']})" if r.get("error") else (f" ({r['note']})" if r.get("note") else "")
+        auc = "n/a" if not np.isfinite(r["auc"]) else f"{r['auc']:.3f}"
+        print(f"| {r['rows']:,} | {r['step']}{note} | {r['seconds']:.1f} | {r['peak_mib']:.0f} | {auc} |")
     print("\n| step | time exponent (seconds ~ rows^b) |")
     print("|---|---:|")
     for step in steps:
@@ -167,6 +209,84 @@ def main() -> None:
             print(f"| {step} | {b:.2f} |")
         else:
             print(f"| {step} | n/a (one size) |")
+
+
+# ------------------------------------------------------------------------------------- LocalCluster comparison
+def _demo_texts(home: Path, n: int) -> list[str]:
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(next((home / "datasets").glob("*/data"))))
+    return [str(t) for t in ds.select(range(min(n, len(ds))))["text"]]
+
+
+def cluster_comparison(args: argparse.Namespace, anchors: np.ndarray, labels: np.ndarray, tmp: Path) -> list[dict]:
+    """Embedding and TS-DShapley: here on one thread, on a LocalCluster of 1 and of 2 single-threaded workers."""
+    os.environ["WINNOW_THREADS"] = "1"  # the Encoder here and in every worker process: one thread
+    from dask.distributed import Client, LocalCluster
+
+    from core.embed import embed_texts
+    from core.valuation.base import Split
+    from core.valuation.ts_dshapley import ts_dshapley
+
+    out: list[dict] = []
+    texts = _demo_texts(Path(args.real) if args.real and not args.real.endswith(".npz") else DEMO, args.cluster_texts)
+    X, y, _ = synthetic(anchors, labels, args.cluster_rows, noise_sd=args.noise_sd, flip=args.flip, seed=args.seed)
+    Xv, yv, _ = synthetic(anchors, labels, args.valid_n, noise_sd=args.noise_sd, flip=0.0, seed=args.seed + 1)
+    train = Split(np.array([f"r{i}" for i in range(len(y))]), X, y)
+    valid = Split(np.array([f"v{i}" for i in range(len(yv))]), Xv, yv)
+
+    def embed(where: str | None, tag: str) -> tuple[float, np.ndarray]:
+        t0 = time.perf_counter()
+        V = embed_texts(texts, cache_dir=tmp / f"cache-{tag}", scheduler=where)
+        return time.perf_counter() - t0, V
+
+    def value(where: str | None) -> tuple[float, np.ndarray]:
+        t0 = time.perf_counter()
+        v = ts_dshapley(train, valid=valid, seed=0, n_jobs=1, scheduler=where)
+        return time.perf_counter() - t0, v.values
+
+    def warm() -> None:  # imports are not what is measured: torch, transformers, sklearn loaded before the clock
+        import sklearn.linear_model  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+        import core.embed  # noqa: F401
+        import core.valuation.ts_dshapley  # noqa: F401
+
+    warm()
+    results: dict[str, dict[str, tuple[float, np.ndarray]]] = {"embedding": {}, "ts-dshapley": {}}
+    results["embedding"]["here"] = embed(None, "here")
+    results["ts-dshapley"]["here"] = value(None)
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+            start = time.perf_counter() - t0
+            with Client(c.scheduler_address) as client:
+                client.run(warm)
+            print(f"  LocalCluster of {workers} started in {start:.1f} s", file=sys.stderr)
+            results["embedding"][str(workers)] = embed(c.scheduler_address, f"w{workers}")
+            results["ts-dshapley"][str(workers)] = value(c.scheduler_address)
+    for step, r in results.items():
+        same = all(np.array_equal(r["here"][1], r[k][1]) for k in ("1", "2"))
+        here, one, two = r["here"][0], r["1"][0], r["2"][0]
+        n = args.cluster_texts if step == "embedding" else args.cluster_rows
+        out.append({"step": step, "n": n, "here": here, "one": one, "two": two, "same": same})
+        print(f"  {step}: here {here:.1f} s, 1 worker {one:.1f} s, 2 workers {two:.1f} s, same={same}",
+              file=sys.stderr)
+    return out
+
+
+def print_cluster(args: argparse.Namespace, rows: list[dict]) -> None:
+    load = os.getloadavg()
+    print(f"\n### Dask LocalCluster: 2 single-threaded workers vs 1 (embedding: real demo texts, MiniLM, fresh "
+          f"cache; TS-DShapley: SYNTHETIC rows as above) - load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+          f"{os.cpu_count()} CPUs\n")
+    print("| step | rows | here, 1 thread (s) | LocalCluster 1 worker (s) | 2 workers (s) | speed-up 2 vs 1 | "
+          "scheduler overhead (1 worker - here, s) | same output |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['step']} | {r['n']:,} | {r['here']:.1f} | {r['one']:.1f} | {r['two']:.1f} | "
+              f"{r['one'] / r['two']:.2f}x | {r['one'] - r['here']:+.1f} | {'yes' if r['same'] else 'NO'} |")
 
 
 if __name__ == "__main__":
