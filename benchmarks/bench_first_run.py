@@ -5,6 +5,9 @@ run one step after the other from the CLI.
     python benchmarks/bench_first_run.py                 # cold (--cold): empty WINNOW_HOME, empty embedding cache
     python benchmarks/bench_first_run.py --warm-cache    # the embedding cache copied from --cache-from first
 
+A fresh install is simulated by default: an empty numba cache (NUMBA_CACHE_DIR) on which the README's set-up step
+`core warm-up` runs first, timed on its own line (--installed-kernels: use this install's compiled kernels).
+
 App: `streamlit run app.py` on a free loopback port with an empty WINNOW_HOME; the browser opens the Value page
 (the first start loads the demo) and clicks Compute values (t = 0), then opens the Map and waits for its points
 coloured by value (first map: the preliminary sample's), then for every row's map ("full map": the plot holds as
@@ -32,17 +35,37 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
+_KERNELS: dict[str, str] = {}  # NUMBA_CACHE_DIR per workspace when a fresh install is simulated
+
+
 def _env(home: Path) -> dict[str, str]:
-    return dict(os.environ, WINNOW_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, WINNOW_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    if str(home) in _KERNELS:
+        env["NUMBA_CACHE_DIR"] = _KERNELS[str(home)]
+    return env
 
 
-def _fresh(home: Path, warm_from: Path | None) -> None:
+def _fresh(home: Path, warm_from: Path | None, fresh_install: bool = False) -> float | None:
+    """An empty workspace (with the embedding cache of `warm_from`); with `fresh_install`, an empty numba cache too
+    and the README's set-up step `core warm-up` run on it: returns that step's seconds (None without it)."""
     if home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True)
     if warm_from is not None:
         shutil.copytree(warm_from / "cache", home / "cache")
+    if not fresh_install:
+        return None
+    kernels = home.parent / f"{home.name}-numba"
+    shutil.rmtree(kernels, ignore_errors=True)
+    kernels.mkdir()
+    _KERNELS[str(home)] = str(kernels)
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "core", "warm-up"], cwd=ROOT, env=_env(home), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    took = time.time() - t0
+    print(f"  set-up: core warm-up on an empty numba cache, {took:.0f} s", file=sys.stderr, flush=True)
+    return took
 
 
 def _full_valued_at(home: Path) -> float | None:
@@ -173,6 +196,9 @@ def main() -> int:
     p.add_argument("--data", default="demo", help="dataset (default demo)")
     p.add_argument("--sample", type=int, default=4000, help="rows of the CLI floor's first map (default 4000)")
     p.add_argument("--timeout", type=float, default=3600, help="give up on the app after this many seconds")
+    p.add_argument("--installed-kernels", action="store_true",
+                   help="use this install's compiled UMAP kernels (numba's cache) instead of simulating a fresh "
+                        "install (an empty NUMBA_CACHE_DIR and the README's set-up step `core warm-up`, timed)")
     p.add_argument("--skip-app", action="store_true")
     p.add_argument("--skip-cli", action="store_true")
     args = p.parse_args()
@@ -182,10 +208,19 @@ def main() -> int:
                 "demo's embedding cache (e.g. /work/demo-ws)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_first_run_"))
     load0 = os.getloadavg()
-    app = {} if args.skip_app else (_fresh(tmp / "app", warm) or run_app(tmp / "app", args.timeout, args.data))
-    cli = {} if args.skip_cli else (_fresh(tmp / "cli", warm) or run_cli(tmp / "cli", args.sample, args.data))
+    fresh = not args.installed_kernels
+    setup: dict[str, float | None] = {}
+    app: dict[str, float | None] = {}
+    cli: dict[str, float | None] = {}
+    if not args.skip_app:
+        setup["app"] = _fresh(tmp / "app", warm, fresh)
+        app = run_app(tmp / "app", args.timeout, args.data)
+    if not args.skip_cli:
+        setup["cli"] = _fresh(tmp / "cli", warm, fresh)
+        cli = run_cli(tmp / "cli", args.sample, args.data)
     load1 = os.getloadavg()
-    print(f"## First run of `{args.data}` ({'warm' if warm else 'cold'} embedding cache), "
+    print(f"## First run of `{args.data}` ({'warm' if warm else 'cold'} embedding cache, "
+          f"{'a fresh install: empty numba cache' if fresh else 'UMAP kernels already compiled'}), "
           f"load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, after {load1[0]:.2f} {load1[1]:.2f} "
           f"{load1[2]:.2f}, {os.cpu_count()} CPUs")
     print()
@@ -196,6 +231,9 @@ def main() -> int:
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.0f}"
 
+    if fresh:
+        print(f"| set-up: `core warm-up` (README's first command, before the app opens) | {fmt(setup.get('app'))} | "
+              f"{fmt(setup.get('cli'))} |  |")
     for stage in ("first map", "full valuation", "full map"):
         print(f"| {stage} | {fmt(app.get(stage))} | {fmt(cli.get(stage))} | {goals[stage]} |")
     if app:

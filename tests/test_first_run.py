@@ -192,3 +192,22 @@ def test_first_run_of_the_consensus_passes_the_agreement_column_to_the_sample_an
         check = r.result["method_params"]["self_check"]
         assert check["agreement_column"] == "confidence"
         assert set(check["member_agreement"]) == {"knn_shapley", "label_quality"}
+
+
+@pytest.mark.slow
+def test_warm_up_compiles_the_map_kernels_into_numbas_cache_for_every_later_process(tmp_path):
+    """The README's set-up step: `core warm-up` leaves UMAP's compiled kernels on disk, so a new install's first
+    map loads them instead of compiling."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kernels = tmp_path / "numba"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(kernels))
+    got = subprocess.run([sys.executable, "-m", "core", "--workspace", str(tmp_path / "ws"), "warm-up"], env=env,
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900)
+    assert got.returncode == 0, got.stderr
+    assert "the map's kernels are ready" in got.stderr
+    compiled = {p.name.split(".")[0] for p in kernels.rglob("*.nbi")}
+    assert "layouts" in compiled and "umap_" in compiled, compiled  # the layout optimiser and the fuzzy graph

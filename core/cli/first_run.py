@@ -40,6 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"start from a sample only above this many rows (default {first_run.SAMPLE_ABOVE:,})")
     p.set_defaults(func=cmd_first_run)
 
+    w = sub.add_parser(
+        "warm-up", help="compile the map's UMAP kernels once for this install (the README's first command runs it)",
+        description="umap-learn compiles its numba kernels on first use and keeps them on disk (next to its "
+                    "sources, or in $NUMBA_CACHE_DIR): done once here, at set-up, the first map of a new install "
+                    "does not wait for the compilation. A second call only loads them.")
+    w.set_defaults(func=cmd_warm_up)
+
+
+def cmd_warm_up(args: argparse.Namespace, ws: Workspace) -> int:
+    from core.projection import warm_up
+
+    t0 = time.perf_counter()
+    print("winnow: compiling the map's kernels (once per install; a second call only loads them) ...",
+          file=sys.stderr, flush=True)
+    warm_up()
+    print(f"winnow: the map's kernels are ready ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return 0
+
 
 class _Slice:
     """The part [start, end] of a parent Progress, with the interface `value`'s internals use."""
