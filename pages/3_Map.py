@@ -171,6 +171,24 @@ def _decide(ds_id: int, rows: np.ndarray, action: str, source: str, reason_key: 
 def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clusters_id: int | None,
              preds_ready: bool, mid: float) -> None:
     """The map and the selection table: a lasso, a box, a colour or a filter reruns this fragment only."""
+    # Two containers first: the panel's fragment id depends on where it is called, so it is called at a place that
+    # does not move when the map above grows or shrinks (a caption, the rule buttons, the density map's buttons);
+    # a fragment whose id changed could not redraw the sidebar's counts.
+    body, below = st.container(), st.container()
+    with body:
+        rows, drawn_version = _map(ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready, mid)
+    # What the panel needs from this run, kept for its own runs: the selected rows, and the decision version the
+    # figure was drawn at when its colour or filters read decisions (else None: a decision leaves it as is).
+    st.session_state["map.selected"] = rows
+    st.session_state["map.drawn_version"] = drawn_version
+    with below:
+        selection_panel(ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
+
+
+def _map(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clusters_id: int | None, preds_ready: bool,
+         mid: float) -> tuple[np.ndarray, int | None]:
+    """The colour and filter controls, the chart and the rule buttons: (the selected rows, the decision version the
+    figure shows, or None when it shows no decisions)."""
     inp = ui.map_inputs(WS, ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
     cols = ui.dataset_columns(WS, ds_id)
     uids = cols["uid"]
@@ -224,11 +242,7 @@ def map_view(ds_id: int, emb_id: int, proj_id: int, values_id: int | None, clust
             r2.button(f"Keep {n_shown:,} shown", key="map.rule_keep", disabled=n_shown == 0, on_click=_decide,
                       args=(ds_id, shown, "keep", "rule", "map.rule_reason"))
 
-    # What the panel below needs from this run, kept for its own runs: the selected rows, and the decision version
-    # the figure was drawn at when its colour or filters read decisions (else None: a decision leaves it as is).
-    st.session_state["map.selected"] = rows
-    st.session_state["map.drawn_version"] = state.version if needs_decisions else None
-    selection_panel(ds_id, emb_id, proj_id, values_id, clusters_id, preds_ready)
+    return rows, state.version if needs_decisions else None
 
 
 @st.fragment(key="map.panel")

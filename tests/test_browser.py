@@ -300,3 +300,35 @@ def test_two_tabs_needing_embeddings_share_one_embedding_job(tmp_path):
         assert len(ws.embeddings(ds_id)) == 1
     finally:
         stop_server(proc)
+
+
+def test_a_decision_after_the_map_grew_a_caption_still_updates_the_sidebar(app, page):
+    """Colour by significance (a legend caption appears above the chart), then lasso and Remove: the selection
+    panel, a fragment of its own inside the map's, still says what it did and redraws the sidebar's counts; the
+    sidebar's Undo then takes the batch back."""
+    ws, url, ds_id = app["ws"], app["url"], app["dataset_id"]
+    open_map(page, url)
+    wait_idle(page)
+    page.locator("[data-testid='stRadio']").get_by_text("significance", exact=True).click()
+    page.get_by_text(re.compile(r"^harmful: significantly below 0")).wait_for(timeout=60_000)
+    wait_idle(page)
+    removed_before = sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+    lasso(page, 0.3)
+    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
+    heading.wait_for(timeout=60_000)
+    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile(rf"^Remove {n_selected:,}$")).click()
+    page.get_by_text(re.compile(rf"^Removed {n_selected:,} rows")).wait_for(timeout=60_000)
+    wait_idle(page)
+    removed = sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+    assert removed > removed_before
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.get_by_text(re.compile(rf"^{removed:,} removed ·")).wait_for(timeout=60_000)
+    assert heading.count() == 1  # the selection stands
+
+    sidebar.get_by_role("button", name=re.compile("Undo the last decisions")).click()
+    sidebar.get_by_text(re.compile(rf"^undid {n_selected:,} decisions?$")).wait_for(timeout=60_000)
+    sidebar.get_by_text(re.compile(rf"^{removed_before:,} removed ·")).wait_for(timeout=60_000)
+    wait_idle(page)
+    assert sum(d.action == "remove" for d in ws.decisions(ds_id).values()) == removed_before
