@@ -153,5 +153,7 @@ with ui.guard():
                                  column_config={"similarity": st.column_config.NumberColumn(format="%.2f"),
                                                 "text": st.column_config.TextColumn(width="large")})
                     st.text(f"{same} of {len(nb)} neighbours share its label")
+                elif ui.is_preliminary(run):
+                    st.text("nearest neighbours come with the full run, once every row is embedded")
                 else:
                     st.text("no embeddings for this run")

@@ -11,7 +11,7 @@ from core import first_run, jobs
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from conftest import markdown_text  # noqa: E402
+from app_text import markdown_text, shown_text  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -63,3 +63,26 @@ def test_preliminary_values_are_marked_on_value_map_and_inspect(demo_ws):
     at = _open("pages/3_Map.py")
     assert any("stopped before it finished" in t.replace("\\", "") for t in markdown_text(at))
     assert pd.notna(frame["value"]).all()
+
+
+def test_inspect_on_a_preliminary_sample_says_when_neighbours_come(demo_ws):
+    """A preliminary run's embeddings are the sample's only: its cards say the neighbours come with the full run."""
+    import numpy as np
+
+    ws, ds_id, uids = demo_ws["ws"], demo_ws["dataset_id"], demo_ws["uids"]
+    full = ws.run(demo_ws["values_id"])
+    frame = ws.load_run_frame(full.id).iloc[:100]
+    whole = ws.embedding_by_id(full.embedding_id)
+    rel = "embeddings/sample100.npy"
+    ws.write_array(rel, np.asarray(ws.read_array(whole.relpath))[:100])
+    emb = ws.register_embedding(dataset_id=ds_id, model=f"{whole.model}@sample100-seed0", dim=whole.dim, n_rows=100,
+                                relpath=rel, meta={"preliminary": True, "sample": 100, "of": len(uids)})
+    ws.delete_run(full.id)
+    rid = ws.create_run("values", dataset_id=ds_id, method="knn_shapley", embedding_id=emb,
+                        params={"seed": 0, "preliminary": True, "sample": 100, "of": len(uids)})
+    ws.save_run_frame(rid, frame)
+    ws.update_run(rid, status="done")
+    at = _open("pages/4_Inspect.py")
+    shown = shown_text(at)
+    assert any("nearest neighbours come with the full run" in t for t in shown)
+    assert not any("no embeddings for this run" in t for t in shown)
