@@ -194,7 +194,8 @@ def main() -> int:
     p.add_argument("--cache-from", default=os.environ.get("WINNOW_HOME") or "workspace",
                    help="a WINNOW_HOME whose cache/ holds the demo's embeddings (default $WINNOW_HOME, else ./workspace)")
     p.add_argument("--data", default="demo", help="dataset (default demo)")
-    p.add_argument("--sample", type=int, default=4000, help="rows of the CLI floor's first map (default 4000)")
+    p.add_argument("--sample", type=int, default=4000,
+                   help="rows of the CLI floor's first map (default: as many as the app's first map showed, else 4000)")
     p.add_argument("--timeout", type=float, default=3600, help="give up on the app after this many seconds")
     p.add_argument("--installed-kernels", action="store_true",
                    help="use this install's compiled UMAP kernels (numba's cache) instead of simulating a fresh "
@@ -217,7 +218,8 @@ def main() -> int:
         app = run_app(tmp / "app", args.timeout, args.data)
     if not args.skip_cli:
         setup["cli"] = _fresh(tmp / "cli", warm, fresh)
-        cli = run_cli(tmp / "cli", args.sample, args.data)
+        sample = int(app.get("first map points") or args.sample)  # the floor maps as many rows as the app's sample
+        cli = run_cli(tmp / "cli", sample, args.data)
     load1 = os.getloadavg()
     print(f"## First run of `{args.data}` ({'warm' if warm else 'cold'} embedding cache, "
           f"{'a fresh install: empty numba cache' if fresh else 'UMAP kernels already compiled'}), "
