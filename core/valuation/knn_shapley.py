@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from core.valuation.base import Option, ProgressFn, Split, Values, checked
 from core.valuation.source import check_classes, check_finite
 
-_ROW_BLOCK = 65_536  # training rows converted to float64 at a time
+_ROW_BLOCK = 16_384  # training rows converted to float64 at a time (48 MiB at d = 384)
 _VALID_BLOCK = 64  # validation rows whose distances to every training row are held at once (64 x n float64)
 
 

@@ -146,7 +146,10 @@ def check_classes(train: Split, valid: Split) -> None:
 
 def check_finite(split: Split, what: str = "embeddings") -> None:
     """Raise DataError when any feature is NaN or infinite."""
-    bad = ~np.isfinite(split.X).all(1)
+    X = split.X
+    bad = np.zeros(len(X), dtype=bool)
+    for s in range(0, len(X), 65_536):  # in row blocks: no (n, d) mask at once (X may be memory-mapped)
+        bad[s:s + 65_536] = ~np.isfinite(X[s:s + 65_536]).all(1)
     if bad.any():
         raise DataError(f"{what} contain NaN or infinite values in {int(bad.sum())} row(s) (first uid: "
                         f"{split.uids[np.flatnonzero(bad)[0]]}); re-run the embedding step")
