@@ -40,7 +40,7 @@ def map_chunks(func: Callable[..., Any], model: Any, X: NDArray[np.floating], ch
         model: The fitted object every call shares.
         X: (n, d) array; read chunk by chunk.
         chunks: Row positions per call.
-        n_jobs: joblib processes when no scheduler is used (1: in this process).
+        n_jobs: joblib processes when no scheduler is used (1: in this process; -1: one per core).
         scheduler: Dask scheduler address; default $WINNOW_DASK_SCHEDULER.
         on_chunk: Called as on_chunk(chunks done, chunks) as results arrive.
 

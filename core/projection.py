@@ -145,7 +145,7 @@ def _transform_chunk(reducer: Any, X: NDArray[np.float32]) -> NDArray[np.float32
 def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbors: int = 15, min_dist: float = 0.1,
             metric: str = "cosine", seed: int | None = 0, max_fit: int = 100_000,
             strata: Sequence[Any] | None = None, on_progress: Progress | None = None,
-            expected_seconds: float | None = None, n_jobs: int = 1,
+            expected_seconds: float | None = None, n_jobs: int = -1,
             scheduler: str | None = None) -> NDArray[np.float32]:
     """Project embeddings to 2-D for the map.
 
@@ -161,7 +161,8 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
         on_progress: Called as on_progress(fraction, message).
         expected_seconds: How long the fit should take (from an earlier map's measured rate): UMAP reports no
             progress of its own, so the bar moves along this estimate (never past 98 %) and shows the time left.
-        n_jobs: joblib processes for the transform of the rows past `max_fit` (1: here).
+        n_jobs: joblib processes for the transform of the rows past `max_fit` (-1, the default: one per core; 1: in
+            this process).
         scheduler: Dask scheduler address for that transform (default $WINNOW_DASK_SCHEDULER). The chunks are the
             same wherever they run, so the map is the same.
 
@@ -207,7 +208,7 @@ def project(X: NDArray[np.floating], *, method: Method | str = "auto", n_neighbo
             coords[idx] = fitted
             rest = np.setdiff1d(np.arange(n), idx)
             parts = chunked.row_chunks(rest, TRANSFORM_CHUNK)
-            where = f" on Dask ({scheduler})" if scheduler else (f" in {n_jobs} processes" if n_jobs > 1 else "")
+            where = f" on Dask ({scheduler})" if scheduler else (" in joblib processes" if n_jobs != 1 else "")
             report(0.5, f"UMAP transform of {len(rest):,} rows{where}")
             placed = chunked.map_chunks(
                 _transform_chunk, reducer, X, parts, n_jobs=n_jobs, scheduler=scheduler,
@@ -286,7 +287,7 @@ def load_projection(ws: Workspace, run_id: int, uids: Sequence[str]) -> NDArray[
 
 def ensure_projection(ws: Workspace, dataset_id: int, embedding_id: int, X: NDArray[np.floating],
                       uids: Sequence[str], *, job_id: str | None = None, strata: Sequence[Any] | None = None,
-                      on_progress: Progress | None = None, n_jobs: int = 1, scheduler: str | None = None,
+                      on_progress: Progress | None = None, n_jobs: int = -1, scheduler: str | None = None,
                       **params: Any) -> tuple[int, NDArray[np.float32]]:
     """Coordinates for the map, computed once per (embedding, parameters) and kept in the workspace.
 

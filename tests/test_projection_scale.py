@@ -25,7 +25,7 @@ def test_sampled_map_is_the_same_in_chunks_in_joblib_and_on_a_local_cluster(monk
     np.save(tmp_path / "X.npy", X)
     Xm = np.load(tmp_path / "X.npy", mmap_mode="r")  # as the workspace hands embeddings out
     opts = dict(method="umap", seed=5, max_fit=200, strata=y)
-    whole = project(Xm, **opts)  # the 400 rows past the sample in one transform call (the default chunk is 20,000)
+    whole = project(Xm, n_jobs=1, **opts)  # the 400 rows past the sample in one transform call (the default chunk is 20,000)
     # the same map by hand: fit on the stratified sample, transform the rest at once (the algorithm as it was)
     idx = stratified_positions(len(X), 200, y, np.random.default_rng(5))
     ref = umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, metric="cosine", random_state=5, low_memory=True)
@@ -37,7 +37,7 @@ def test_sampled_map_is_the_same_in_chunks_in_joblib_and_on_a_local_cluster(monk
         np.testing.assert_array_equal(whole[rest], ref.transform(X[rest]))
 
     monkeypatch.setattr(projection, "TRANSFORM_CHUNK", 150)  # 400 rows: chunks of 150, 150, 100
-    here = project(Xm, **opts)
+    here = project(Xm, n_jobs=1, **opts)
     jobs = project(Xm, n_jobs=2, **opts)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         seen = []

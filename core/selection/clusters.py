@@ -144,7 +144,7 @@ def k_reason(clusters: "Clusters", *, n_rows: int | None = None) -> str:
 def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Sequence[int] | None = None,
                  seed: int | None = 0, budget: int | None = None, uids: Sequence[str] | None = None,
                  sample_size: int = SAMPLE_SIZE, n_init: int = 4, minibatch_above: int = MINIBATCH_ABOVE,
-                 on_progress: Callable[..., None] | None = None, fit_max: int = FIT_MAX, n_jobs: int = 1,
+                 on_progress: Callable[..., None] | None = None, fit_max: int = FIT_MAX, n_jobs: int = -1,
                  scheduler: str | None = None) -> Clusters:
     """Cluster the embeddings with k-means, choosing k by the best cosine silhouette unless `k` is given.
 
@@ -163,7 +163,7 @@ def fit_clusters(X: NDArray[np.floating], *, k: int | None = None, k_grid: Seque
         on_progress: Called as on_progress(fraction, message, None).
         fit_max: Rows past which the final fit uses a seeded sample of this many rows and every row gets its nearest
             centroid in chunks (`core.chunked`); at or below it the fit sees every row, as before.
-        n_jobs: joblib processes for that labelling (1: here).
+        n_jobs: joblib processes for that labelling (-1, the default: one per core; 1: in this process).
         scheduler: Dask scheduler address for that labelling (default $WINNOW_DASK_SCHEDULER; the same labels).
 
     Returns:

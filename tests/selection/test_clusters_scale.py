@@ -52,7 +52,7 @@ def test_sampled_path_labels_every_row_the_same_here_in_joblib_and_on_a_local_cl
     Xm = np.load(tmp_path / "X.npy", mmap_mode="r")  # as the workspace hands embeddings out
     monkeypatch.setattr(clusters_mod, "PREDICT_CHUNK", 500)  # 5 chunks
     opts = dict(k_grid=(2, 4), seed=0, sample_size=300, fit_max=1000)
-    here = fit_clusters(Xm, **opts)
+    here = fit_clusters(Xm, n_jobs=1, **opts)
     assert here.method == "minibatch-sampled" and here.k == 4 and len(here.labels) == len(X)
     for c in range(4):  # every row, not only the fitted sample, lands in its blob's cluster
         assert np.mean(true[here.labels == c] == np.bincount(true[here.labels == c]).argmax()) > 0.99
@@ -60,7 +60,7 @@ def test_sampled_path_labels_every_row_the_same_here_in_joblib_and_on_a_local_cl
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         dask = fit_clusters(Xm, scheduler=c.scheduler_address, **opts)
         monkeypatch.setenv("WINNOW_DASK_SCHEDULER", c.scheduler_address)
-        env = fit_clusters(Xm, **opts)
+        env = fit_clusters(Xm, n_jobs=1, **opts)
     for other in (jobs, dask, env):
         np.testing.assert_array_equal(other.labels, here.labels)
         np.testing.assert_array_equal(other.centroids, here.centroids)
