@@ -124,11 +124,11 @@ def current(ws: Workspace, dataset_id: int) -> DecisionState:
         return cached
     if cached is not None and cached.version < version <= cached.version + INCREMENTAL_MAX:
         version, touched, changed = ws.decision_changes(dataset_id, cached.version)
-        merged = {r[0]: r for r in cached._rows}
-        for u in touched:
-            merged.pop(u, None)
-        merged.update((r[0], r) for r in changed)
-        rows = sorted(merged.values(), key=lambda r: r[2])
+        gone = set(touched)
+        kept = [r for r in cached._rows if r[0] not in gone]  # still in event order
+        new = sorted(changed, key=lambda r: r[2])
+        # a new decision is newer than every row kept (appended); an undo may restore an older event (sorted in)
+        rows = kept + new if not new or not kept or new[0][2] > kept[-1][2] else sorted(kept + new, key=lambda r: r[2])
     else:
         version, rows = ws.decision_actions(dataset_id)
     state = _build(ws, dataset_id, version, rows)
