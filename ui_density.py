@@ -23,7 +23,7 @@ import streamlit as st
 from core import curation, density, lasso
 
 SAMPLE = 20_000  # points drawn over the image (seeded sample of the rows inside the window)
-SELECTED_DRAWN = 30_000  # selected rows drawn as the overlay (a seeded sample beyond)
+SELECTED_DRAWN = 10_000  # selected rows drawn as the overlay (a seeded sample beyond; a lasso sends drawn points back)
 WIDTH, HEIGHT = 1000, 600  # image pixels (about the plot's size on screen)
 SEL = "map.big.selection"  # {"event": the selection event consumed last, "shapes": the selection kept, "gen": n}
 SLIDERS = ("map.big.xr", "map.big.yr")
@@ -143,6 +143,7 @@ def draw(fig: Any, shown: np.ndarray, n_rows: int, *, key: str = "map.plot") -> 
         st.session_state[SEL] = state
     kept = state.get("shapes")
     rows = _rows(kept, x, y, shown, n_rows) if kept else np.zeros(0, dtype=np.int64)
+    at = np.searchsorted(shown, rows)  # rows are among the shown ones (both sorted): their places in x, y
 
     full = density.window_of(x, y)
     default = fig.layout.xaxis.range, fig.layout.yaxis.range  # the page's initial view (outliers trimmed)
@@ -158,7 +159,7 @@ def draw(fig: Any, shown: np.ndarray, n_rows: int, *, key: str = "map.plot") -> 
         yr = st.slider("y range", full.y0, full.y1, step=step_y, key=SLIDERS[1], format="%.2f")
         c1, c2, _ = st.columns([1, 1, 2])
         if len(rows):
-            sx, sy = x[np.isin(shown, rows)], y[np.isin(shown, rows)]
+            sx, sy = x[at], y[at]
             px, py = max(np.ptp(sx) * 0.05, step_x), max(np.ptp(sy) * 0.05, step_y)
             c1.button("Zoom to the selection", key="map.big.zoom", icon=":material/zoom_in:", on_click=_zoom_to,
                       args=(max(full.x0, float(sx.min() - px)), min(full.x1, float(sx.max() + px)),
@@ -170,7 +171,7 @@ def draw(fig: Any, shown: np.ndarray, n_rows: int, *, key: str = "map.plot") -> 
 
     data = list(base["data"])
     if len(rows):
-        where = np.flatnonzero(np.isin(shown, rows))
+        where = at
         if len(where) > SELECTED_DRAWN:
             where = np.sort(np.random.default_rng(1).choice(where, SELECTED_DRAWN, replace=False))
         data.append(dict(type="scattergl", x=x[where].astype(np.float32), y=y[where].astype(np.float32),

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 __all__ = ["DEFAULT_THRESHOLD", "threshold", "Window", "window_of", "pixel_index", "mean_image", "majority_image",
            "shade_mean", "shade_majority", "png_data_uri"]
 
-DEFAULT_THRESHOLD = 150_000  # rows; see benchmarks/RESULTS.md ("Map: Scattergl vs density image")
+DEFAULT_THRESHOLD = 100_000  # rows; see benchmarks/RESULTS.md ("Map: Scattergl or a density image")
 ENV_THRESHOLD = "WINNOW_DENSITY_ROWS"
 
 
