@@ -93,6 +93,9 @@ def selection_rows(state: Any, n_rows: int, *, positions: Sequence[int] | NDArra
 
 
 def _positions(frame_uids: Sequence[str], uids: Sequence[str]) -> NDArray[np.int64]:
+    a, b = np.asarray(frame_uids, dtype=object), np.asarray(uids, dtype=object)
+    if len(a) == len(b) and bool((a == b).all()):  # already in the dataset's order (the usual case): no hashing
+        return np.arange(len(b), dtype=np.int64)
     return pd.Index(pd.Series(frame_uids).astype(str)).get_indexer(pd.Index([str(u) for u in uids]))
 
 

@@ -277,7 +277,11 @@ def load_projection(ws: Workspace, run_id: int, uids: Sequence[str]) -> NDArray[
     import pandas as pd
 
     df = ws.load_run_frame(run_id)
-    pos = pd.Index(df["uid"].astype(str)).get_indexer(pd.Index([str(u) for u in uids]))
+    a, b = df["uid"].to_numpy(dtype=object), np.asarray(uids, dtype=object)
+    if len(a) == len(b) and bool((a == b).all()):  # in the dataset's order (the usual case): no hashing
+        pos = np.arange(len(b))
+    else:
+        pos = pd.Index(df["uid"].astype(str)).get_indexer(pd.Index([str(u) for u in uids]))
     coords = np.full((len(uids), 2), np.nan, dtype=np.float32)
     ok = pos >= 0
     coords[ok, 0] = df["x"].to_numpy(np.float32)[pos[ok]]
