@@ -125,3 +125,36 @@ def test_below_the_threshold_the_map_stays_one_scattergl_trace(app, demo_ws, mon
     app.switch_page("pages/3_Map.py").run()
     fig = _figure(app)
     assert "images" not in fig["layout"] and len(fig["data"]) == 1
+
+
+def test_the_view_window_redraws_the_image_of_the_points_inside_it(app, demo_ws, monkeypatch):
+    """Streamlit sends no zoom to the server: the window sliders redraw the image (and the sample) for a window;
+    "Zoom to the selection" sets them to the selection's bounding box."""
+    monkeypatch.setenv(density.ENV_THRESHOLD, "100")
+    app.switch_page("pages/3_Map.py").run()
+    xy = _coords(demo_ws)
+    c = np.nanmedian(xy, axis=0)
+    lo_x, hi_x = app.slider(key="map.big.xr").value
+    lo_y, hi_y = app.slider(key="map.big.yr").value
+    app.slider(key="map.big.xr").set_value((lo_x, float(c[0]))).run()
+    app.slider(key="map.big.yr").set_value((float(c[1]), hi_y)).run()
+    assert not app.exception, app.exception
+    layout = _figure(app)["layout"]
+    x0, x1 = layout["xaxis"]["range"]
+    y0, y1 = layout["yaxis"]["range"]
+    assert x1 < hi_x and y0 > lo_y
+    inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+    assert layout["meta"]["in_window"] == int(inside.sum()) < 301
+    (image,) = layout["images"]
+    assert (image["x"], image["y"]) == (x0, y1) and image["sizex"] == x1 - x0
+
+    app.button(key="map.big.whole").click().run()
+    poly = _polygon(xy, 0.4)
+    _send(app, {"lasso": [poly]})
+    app.button(key="map.big.zoom").click().run()
+    assert not app.exception, app.exception
+    layout = _figure(app)["layout"]
+    (x0, x1), (y0, y1) = layout["xaxis"]["range"], layout["yaxis"]["range"]
+    sel = xy[sorted(_brute_pnpoly(xy, poly["x"], poly["y"]))]  # the selected rows, all inside the new window
+    assert (sel[:, 0] >= x0).all() and (sel[:, 0] <= x1).all() and (sel[:, 1] >= y0).all() and (sel[:, 1] <= y1).all()
+    assert x1 - x0 < hi_x - lo_x
