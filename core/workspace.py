@@ -24,7 +24,7 @@ import numpy as np
 
 from core.errors import WorkspaceError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released step; append a new one.
 _MIGRATIONS: list[str] = [
@@ -112,6 +112,13 @@ _MIGRATIONS: list[str] = [
     """
     CREATE INDEX decision_state_order ON decision_state(dataset_id, event_id, uid, action, note);
     """,
+    # 7 -> 8: a run's number within its dataset and kind is stored when the run is created (it was counted on
+    # read, so deleting "subset 1" renamed "subset 2" to "subset 1")
+    """
+    ALTER TABLE runs ADD COLUMN number INTEGER;
+    UPDATE runs SET number = (SELECT COUNT(*) FROM runs o WHERE o.kind=runs.kind AND o.dataset_id IS runs.dataset_id
+                              AND o.id<=runs.id);
+    """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -123,10 +130,10 @@ RUN_KINDS = ("values", "audit", "clusters", "selection", "finetune", "compare", 
 # The noun a person reads before a run's number (its number counts within its dataset and kind: "subset 1").
 RUN_NOUNS = {"values": "valuation run", "audit": "self-check", "clusters": "clustering", "selection": "subset",
              "finetune": "fine-tune", "compare": "comparison", "projection": "map"}
-# Each run's number within its dataset and kind, computed on read (the id is global: "subset 13" would be the
-# thirteenth run of any kind on any dataset).
-_RUN_COLUMNS = ("*, (SELECT COUNT(*) FROM runs o WHERE o.kind=runs.kind AND o.dataset_id IS runs.dataset_id"
-                " AND o.id<=runs.id) AS number")
+# Each run's number within its dataset and kind, stored when it is created (the id is global: "subset 13" would be
+# the thirteenth run of any kind on any dataset): one more than the highest number of its dataset and kind, so
+# deleting a run renames none of the others.
+_RUN_COLUMNS = "*"
 
 
 @dataclass(frozen=True)
@@ -594,9 +601,10 @@ class Workspace:
         with self._write() as con:
             cur = con.execute(
                 "INSERT INTO runs(kind, dataset_id, embedding_id, method, params, status, result, created, job_id,"
-                " parent_id, pid, pid_start) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                " parent_id, pid, pid_start, number) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,"
+                " (SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE kind=? AND dataset_id IS ?))",
                 (kind, dataset_id, embedding_id, method, _dumps(params or {}), status, "{}", time.time(), job_id,
-                 parent_id, pid, pid_start))
+                 parent_id, pid, pid_start, kind, dataset_id))
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
     def update_run(self, run_id: int, *, status: str | None = None, result: dict[str, Any] | None = None,

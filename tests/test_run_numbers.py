@@ -67,3 +67,38 @@ def test_jobs_list_names_the_run_a_job_recorded(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--workspace", str(wsp), "jobs", "list"]) == 0
     assert "subset 1 (run id 2)" in capsys.readouterr().out
+
+
+def test_deleting_a_run_renames_none_of_the_others(ws, tmp_path):
+    """A person who wrote down "subset 2" finds subset 2 again after deleting subset 1."""
+    from core import data
+
+    ds = data.open_dataset(ws, str(_csv(tmp_path / "a.csv", "a"))).dataset_id
+    one, two, three = (ws.create_run("selection", dataset_id=ds, method="m") for _ in range(3))
+    ws.delete_run(one)
+    assert (ws.run(two).name, ws.run(three).name) == ("subset 2", "subset 3")
+    assert {r.id: r.number for r in ws.runs("selection", dataset_id=ds)} == {two: 2, three: 3}
+    assert ws.run(ws.create_run("selection", dataset_id=ds, method="m")).name == "subset 4"
+
+
+def test_a_workspace_from_before_stored_numbers_gets_the_numbers_it_showed(tmp_path):
+    import sqlite3
+
+    from core.workspace import _MIGRATIONS
+
+    con = sqlite3.connect(tmp_path / "winnow.db")
+    for step in _MIGRATIONS[:7]:  # a schema-7 workspace: numbers were counted on read
+        con.executescript(step)
+    con.execute("PRAGMA user_version=7")
+    for name in ("a", "b"):
+        con.execute("INSERT INTO datasets(name, source, fingerprint, n_rows, classes, meta, created)"
+                    " VALUES(?, 'x.csv', ?, 2, '[\"x\", \"y\"]', '{}', 0)", (name, name))
+    for kind, ds in [("values", 1), ("selection", 1), ("values", 2), ("values", 1), ("selection", 1)]:
+        con.execute("INSERT INTO runs(kind, dataset_id, method, params, status, result, created)"
+                    " VALUES(?, ?, 'm', '{}', 'done', '{}', 0)", (kind, ds))
+    con.commit()
+    con.close()
+    ws = Workspace(tmp_path)
+    assert [(r.id, r.name) for r in sorted(ws.runs(), key=lambda r: r.id)] == [
+        (1, "valuation run 1"), (2, "subset 1"), (3, "valuation run 1"), (4, "valuation run 2"), (5, "subset 2")]
+    assert ws.run(ws.create_run("values", dataset_id=1, method="m")).name == "valuation run 3"
