@@ -14,6 +14,7 @@ overlay of the selected rows; "Clear the selection" forgets it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -167,7 +168,11 @@ def draw(fig: Any, shown: np.ndarray, n_rows: int, *, key: str = "map.plot") -> 
         c2.button("Whole map", key="map.big.whole", icon=":material/zoom_out_map:", on_click=_whole)
     if xr[1] <= xr[0] or yr[1] <= yr[0]:
         xr, yr = (full.x0, full.x1), (full.y0, full.y1)
-    base = _base(fig, id(fig), (float(xr[0]), float(xr[1]), float(yr[0]), float(yr[1])))
+    colours = np.asarray(tr.marker.color)
+    digest = hashlib.blake2b(np.ascontiguousarray(shown).tobytes(), digest_size=16)
+    digest.update(np.ascontiguousarray(colours).tobytes())
+    token = hash((id(fig), str(fig.layout.meta), digest.hexdigest()))  # what the image shows, ~10 ms at 1M rows
+    base = _base(fig, token, (float(xr[0]), float(xr[1]), float(yr[0]), float(yr[1])))  # (ids of freed figures recur)
 
     data = list(base["data"])
     if len(rows):
