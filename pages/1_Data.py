@@ -74,6 +74,11 @@ with ui.guard():
     st.subheader("Active dataset", anchor=False)
     st.text(f"{rec.name} (dataset {rec.id})\nsource: {rec.source} · text column: {rec.text_col} · "
             f"label column: {rec.label_col}")
+    if ui.active_values_run(rec.id) is None:  # the way to the first map, for a newcomer who starts here
+        st.info("Next: **Compute values** on the Value page. On a large dataset it shows a first map from a "
+                "stratified sample within about a minute, then values, maps and clusters every row in the "
+                "background.", icon=":material/arrow_forward:")
+        st.page_link("pages/2_Value.py", label="Go to Value", icon=":material/insights:")
     summary = ui.dataset_summary(str(ws.path), rec.id)
     c = st.columns(5)
     trunc = summary.get("truncated") or {}
@@ -148,7 +153,7 @@ with ui.guard():
         if job is not None:
             ui.job_panel(job)
         st.text("Valuation, the map and selection work on sentence embeddings of the texts (MiniLM, offline).")
-        if st.button("Embed", key="data.embed", type="primary", icon=":material/memory:",
+        if st.button("Embed", key="data.embed", icon=":material/memory:",
                      help="runs `python -m core embed` in the background; you may leave this page"):
             ui.start_job("embed", rec.id, ["embed", f"ws:{rec.id}"])
             st.rerun()

@@ -102,3 +102,15 @@ def test_a_ragged_row_is_named_or_left_out_on_request(app, demo_ws, tmp_path):
     ws = demo_ws["ws"]
     assert ws.dataset(ws.get_setting("active_dataset")).n_rows == 2
     assert any("left out row 1" in t for t in markdown_text(app))  # a loader warning, escaped
+
+
+def test_a_dataset_with_no_values_points_to_compute_values(app, demo_ws, tmp_path):
+    """A newcomer who starts on the Data page is sent to the one button that gives a first map soon."""
+    assert not any("Next: **Compute values**" in t for t in markdown_text(app))  # the demo sample is valued
+    f = tmp_path / "fresh.csv"
+    f.write_text("text,label\ngood film,pos\nbad film,neg\nfine film,pos\nawful film,neg\n", encoding="utf-8")
+    app.text_input(key="data.path").input(str(f)).run()
+    app.button(key="data.load_path").click().run()
+    assert not app.exception, app.exception
+    assert any("Next: **Compute values** on the Value page" in t for t in markdown_text(app))
+    assert app.button(key="data.embed").proto.type != "primary"  # embedding alone is not the way forward
