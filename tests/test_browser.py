@@ -332,3 +332,39 @@ def test_a_decision_after_the_map_grew_a_caption_still_updates_the_sidebar(app, 
     sidebar.get_by_text(re.compile(rf"^{removed_before:,} removed ·")).wait_for(timeout=60_000)
     wait_idle(page)
     assert sum(d.action == "remove" for d in ws.decisions(ds_id).values()) == removed_before
+
+
+REMOVED_DRAWN_JS = ("() => { const g = document.querySelector('.js-plotly-plot');"
+                    " if (!g || !g._fullData || !g._fullData.length) return -1;"
+                    " const c = g._fullData[0].marker.color; let n = 0;"
+                    " for (let i = 0; i < c.length; i++) { if (c[i] === 3) n++; } return n; }")  # 3: "remove"
+
+
+def test_coloured_by_decision_the_map_shows_a_remove_at_once_and_its_undo(app, page):
+    """Colour by decision, lasso, Remove: the decision is taken in the selection panel's fragment, and because the
+    figure shows decisions the whole page is drawn again: the map colours the removed rows at once."""
+    ws, url, ds_id = app["ws"], app["url"], app["dataset_id"]
+    open_map(page, url)
+    wait_idle(page)
+    page.locator("[data-testid='stRadio']").get_by_text("decision", exact=True).click()
+    wait_idle(page)
+    removed_before = sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+    page.wait_for_function(f"() => ({REMOVED_DRAWN_JS})() === {removed_before}", timeout=60_000)
+    lasso(page, 0.6)
+    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
+    heading.wait_for(timeout=60_000)
+    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    wait_idle(page)
+    page.get_by_role("button", name=re.compile(rf"^Remove {n_selected:,}$")).click()
+    page.get_by_text(re.compile(rf"^Removed {n_selected:,} rows")).wait_for(timeout=60_000)
+    wait_idle(page)
+    removed = sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+    assert removed > removed_before
+    page.wait_for_function(f"() => ({REMOVED_DRAWN_JS})() === {removed}", timeout=60_000)
+
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.get_by_role("button", name=re.compile("Undo the last decisions")).click()
+    sidebar.get_by_text(re.compile(rf"^{removed_before:,} removed ·")).wait_for(timeout=60_000)
+    page.wait_for_function(f"() => ({REMOVED_DRAWN_JS})() === {removed_before}", timeout=60_000)
+    wait_idle(page)
+    assert sum(d.action == "remove" for d in ws.decisions(ds_id).values()) == removed_before
