@@ -742,11 +742,12 @@ class Workspace:
         if source not in SOURCES:
             raise WorkspaceError(f"unknown decision source {source!r}; use one of {', '.join(SOURCES)}")
         now = time.time()
-        rows = [(int(dataset_id), str(u), action, reason or "", note or "", source, now) for u in uids]
+        listed = json.dumps([str(u) for u in uids], ensure_ascii=False)  # one parameter, not one binding per row
         with self._write() as con:
             first = con.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
-            con.executemany("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time)"
-                            " VALUES(?,?,?,?,?,?,?)", rows)
+            con.execute("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time)"
+                        " SELECT ?, value, ?, ?, ?, ?, ? FROM json_each(?) ORDER BY key",
+                        (int(dataset_id), action, reason or "", note or "", source, now, listed))
             # one action for the whole batch: its rows are the newest events of their uids (a uid listed twice:
             # the later row replaces the earlier one), so no per-uid grouping is needed (see _apply_new_events)
             if action == "clear":

@@ -131,3 +131,14 @@ def test_a_big_change_read_whole_and_a_small_one_merged_give_the_state_of_a_fres
         assert got.frame.equals(fresh.frame)  # same rows, same event order
     decisions.undo_last(ws, ds)
     assert decisions.current(ws, ds).pinned == set(uids[: 2 * decisions.INCREMENTAL_MAX]) - set(uids[5:9])
+
+
+def test_uids_of_any_shape_are_recorded_as_given_in_order(tmp_path):
+    ws = Workspace(tmp_path)
+    ds = _dataset(ws)
+    odd = ["007", "7", "a\nb", 'q"uote', "back\\slash", "tab\tx", "😀 emoji", "é", " spaced ", "[1]", "null", "7"]
+    ids = ws.decide(ds, odd, "remove", reason="r")
+    log = ws.decision_log(ds)
+    assert [e.uid for e in log] == odd and [e.id for e in log] == ids  # the repeated "7": two events, in order
+    assert decisions.current(ws, ds).removed == set(odd)
+    assert ws.decide(ds, [], "keep") == [] and len(ws.decision_log(ds)) == len(odd)
