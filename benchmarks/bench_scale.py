@@ -4,7 +4,7 @@ Data (SYNTHETIC, labelled as such in the table): vectors drawn around real ones.
 embeddings of the demo tweets (`--real`, default the demo workspace's embeddings, with the dataset's labels); each
 synthetic row is a random anchor plus Gaussian noise (`--noise-sd`), L2-normalised, carrying the anchor's label, and a
 seeded `--flip` share of the labels is flipped. Validation: `--valid-n` further synthetic rows (unflipped). Every
-(size, step) runs in its own process so `resource.getrusage(RUSAGE_SELF).ru_maxrss` is that step's peak RSS
+(size, step) runs in its own process so its VmHWM (/proc/self/status) is that step's peak RSS
 (including the data it was handed: the train matrix is memory-mapped from a temp .npy, as the app hands it out).
 The time exponent is the least-squares slope of log(seconds) over log(rows) per step (needs two sizes or more).
 Steps: knn-shapley, label-quality, ts-dshapley (valuation, ROC-AUC of the flipped rows), kmeans (`fit_clusters`,
@@ -89,6 +89,19 @@ def synthetic(anchors: np.ndarray, labels: np.ndarray, n: int, *, noise_sd: floa
     return X, y, flipped
 
 
+def peak_mib() -> float:
+    """This process's peak RSS in MiB: VmHWM of /proc/self/status (the high-water mark of this program's own memory;
+    ru_maxrss would also count the parent's resident memory at fork), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+
+
 def run_one(args: argparse.Namespace) -> None:
     """Child process: one step on the prepared files; prints one JSON line."""
     from core.valuation.base import Split
@@ -115,7 +128,7 @@ def run_one(args: argparse.Namespace) -> None:
             assert np.isfinite(coords).all()
             extra = f"UMAP fit on {min(len(X), args.max_fit):,} rows"
         seconds = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = peak_mib()
         print(json.dumps({"seconds": seconds, "peak_mib": peak, "auc": float("nan"), "note": extra}))
         return
     if args.one == "knn-shapley":
@@ -131,7 +144,7 @@ def run_one(args: argparse.Namespace) -> None:
     from sklearn.metrics import roc_auc_score
 
     auc = float(roc_auc_score(flipped, -np.nan_to_num(vals.values)))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    peak = peak_mib()
     print(json.dumps({"seconds": seconds, "peak_mib": peak, "auc": auc}))
 
 
