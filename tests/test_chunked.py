@@ -1,0 +1,33 @@
+"""core.chunked: row chunks mapped here, in joblib processes or on Dask; an unreachable scheduler is one clear error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import chunked
+from core.errors import ModelError
+
+
+def _row_sums(offset: float, X: np.ndarray) -> np.ndarray:
+    return X.sum(1) + offset
+
+
+def test_results_come_back_in_chunk_order_here_and_in_joblib():
+    X = np.arange(70, dtype=np.float32).reshape(35, 2)
+    chunks = chunked.row_chunks(np.arange(35)[::-1], 4)  # 9 chunks, rows in reverse order
+    assert [len(c) for c in chunks] == [4] * 8 + [3]
+    done = []
+    here = chunked.map_chunks(_row_sums, 0.5, X, chunks, n_jobs=1, on_chunk=lambda d, t: done.append((d, t)))
+    assert done[-1] == (9, 9)
+    np.testing.assert_array_equal(np.concatenate(here), X[::-1].sum(1) + 0.5)
+    jobs = chunked.map_chunks(_row_sums, 0.5, X, chunks, n_jobs=2)
+    np.testing.assert_array_equal(np.concatenate(jobs), np.concatenate(here))
+
+
+def test_an_unreachable_scheduler_is_one_error_naming_its_address():
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    X = np.zeros((4, 2), np.float32)
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(ModelError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+            chunked.map_chunks(_row_sums, 0.0, X, chunked.row_chunks(4, 2), scheduler="tcp://127.0.0.1:9")
