@@ -16,6 +16,24 @@ from numpy.typing import NDArray
 from core.errors import ModelError
 
 
+def dask_client(scheduler: str, what: str = "running") -> Any:
+    """A `dask.distributed.Client` of the scheduler at `scheduler` (not made the default client).
+
+    Raises:
+        ModelError: If dask.distributed is missing or the scheduler cannot be reached (one line naming the address).
+    """
+    try:
+        from dask.distributed import Client
+    except ImportError as e:  # pragma: no cover - a requirement
+        raise ModelError(f"{what} on a Dask cluster needs dask.distributed: `pip install 'dask[distributed]'`") \
+            from e
+    try:
+        return Client(scheduler, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ModelError(f"cannot reach the Dask scheduler at {scheduler} ({type(e).__name__}: {e}); start it "
+                         "(`dask scheduler`) or fix --scheduler / WINNOW_DASK_SCHEDULER") from e
+
+
 def resolve_scheduler(scheduler: str | None) -> str | None:
     """The Dask scheduler address to use: `scheduler`, else $WINNOW_DASK_SCHEDULER, else None (run here)."""
     return scheduler or os.environ.get("WINNOW_DASK_SCHEDULER") or None
@@ -53,17 +71,9 @@ def map_chunks(func: Callable[..., Any], model: Any, X: NDArray[np.floating], ch
     if not chunks:
         return out
     if scheduler:
-        try:
-            from dask.distributed import Client, as_completed
-        except ImportError as e:  # pragma: no cover - a requirement
-            raise ModelError("running on a Dask cluster needs dask.distributed: `pip install 'dask[distributed]'`") \
-                from e
-        try:
-            client = Client(scheduler, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as e:
-            raise ModelError(f"cannot reach the Dask scheduler at {scheduler} ({type(e).__name__}: {e}); start it "
-                             "(`dask scheduler`) or fix --scheduler / WINNOW_DASK_SCHEDULER") from e
-        with client:
+        from dask.distributed import as_completed
+
+        with dask_client(scheduler) as client:
             [remote] = client.scatter([model], broadcast=True)
             window = 2 * max(1, len(client.scheduler_info().get("workers", {})))  # chunks in flight at once
             futures: dict[Any, int] = {}

@@ -866,20 +866,15 @@ def _embed_on_cluster(scheduler: str, spec: ModelSpec, texts: Sequence[str], key
     stopped run keeps the finished shards, and the workers need no shared disk). Progress counts finished texts
     over all workers.
     """
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError as e:  # pragma: no cover - a requirement
-        raise ModelError("embedding on a Dask cluster needs dask.distributed: `pip install 'dask[distributed]'`") \
-            from e
+    from core.chunked import dask_client
+
     n = len(texts)
     chunks = [list(todo[s:s + _FLUSH_EVERY]) for s in range(0, len(todo), _FLUSH_EVERY)]
     if on_progress is not None:
         on_progress(hits / n, f"connecting to the Dask scheduler at {scheduler}", None)
-    try:
-        client = Client(scheduler, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as e:
-        raise ModelError(f"cannot reach the Dask scheduler at {scheduler} ({type(e).__name__}: {e}); start it "
-                         "(`dask scheduler`) or fix --scheduler / WINNOW_DASK_SCHEDULER") from e
+    client = dask_client(scheduler, "embedding")
+    from dask.distributed import as_completed
+
     with client:
         workers = len(client.scheduler_info().get("workers", {}))
         where = f" on {workers} Dask worker{'s' if workers != 1 else ''}"
