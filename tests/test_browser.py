@@ -84,6 +84,27 @@ def lasso(page, fraction: float = 0.3) -> None:
     page.mouse.up()
 
 
+SELECTION_HEADING = re.compile(r"^Selection: [\d,]+ rows$")
+
+
+def selection_heading(page) -> tuple:
+    """Wait for the selection table's heading after a lasso or box; returns (its locator, the rows it counts)."""
+    heading = page.get_by_text(SELECTION_HEADING)
+    heading.wait_for(timeout=60_000)
+    return heading, int(re.sub(r"\D", "", heading.inner_text()))
+
+
+def remove_selection(page, n_selected: int) -> None:
+    """Press the selection panel's Remove and wait until it says it removed the rows."""
+    page.get_by_role("button", name=re.compile(rf"^Remove {n_selected:,}$")).click()
+    page.get_by_text(re.compile(rf"^Removed {n_selected:,} rows")).wait_for(timeout=60_000)
+    wait_idle(page)
+
+
+def n_removed(ws, ds_id: int) -> int:
+    return sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     from demo_workspace import build_workspace
@@ -123,9 +144,7 @@ def test_lasso_remove_and_export(app, page):
     page.screenshot(path=str(ARTIFACTS / "3_map.png"), full_page=True)
 
     lasso(page)
-    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
-    heading.wait_for(timeout=60_000)
-    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    heading, n_selected = selection_heading(page)
     assert n_selected > 0
     wait_idle(page)
     page.get_by_label("Reason (kept in the export manifest)").fill("off-topic cluster (browser test)")
@@ -190,9 +209,7 @@ def test_selection_table_after_a_lasso_and_undo_from_the_sidebar(app, page):
     open_map(page, url)
     wait_idle(page)
     lasso(page, 0.5)
-    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
-    heading.wait_for(timeout=60_000)
-    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    heading, n_selected = selection_heading(page)
     wait_idle(page)
     assert n_selected > 0
     assert page.locator("[data-testid='stDataFrame']").count() >= 1
@@ -233,9 +250,7 @@ def test_a_map_decision_updates_the_sidebar_and_its_undo_works_on_the_map(app, p
     sidebar = page.locator("[data-testid='stSidebar']")
     sidebar.get_by_text(re.compile(rf"· {kept_before:,} kept ·")).wait_for(timeout=60_000)
     lasso(page, 0.4)
-    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
-    heading.wait_for(timeout=60_000)
-    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    heading, n_selected = selection_heading(page)
     wait_idle(page)
     page.get_by_role("button", name=re.compile(rf"^Keep {n_selected:,}$")).click()
     page.get_by_text(re.compile(rf"^Kept \(pinned\) {n_selected:,} rows")).wait_for(timeout=60_000)
@@ -312,16 +327,12 @@ def test_a_decision_after_the_map_grew_a_caption_still_updates_the_sidebar(app, 
     page.locator("[data-testid='stRadio']").get_by_text("significance", exact=True).click()
     page.get_by_text(re.compile(r"^harmful: significantly below 0")).wait_for(timeout=60_000)
     wait_idle(page)
-    removed_before = sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+    removed_before = n_removed(ws, ds_id)
     lasso(page, 0.6)  # wider than the earlier tests' lassos: some of its rows are not removed yet
-    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
-    heading.wait_for(timeout=60_000)
-    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    heading, n_selected = selection_heading(page)
     wait_idle(page)
-    page.get_by_role("button", name=re.compile(rf"^Remove {n_selected:,}$")).click()
-    page.get_by_text(re.compile(rf"^Removed {n_selected:,} rows")).wait_for(timeout=60_000)
-    wait_idle(page)
-    removed = sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+    remove_selection(page, n_selected)
+    removed = n_removed(ws, ds_id)
     assert removed > removed_before
     sidebar = page.locator("[data-testid='stSidebar']")
     sidebar.get_by_text(re.compile(rf"^{removed:,} removed ·")).wait_for(timeout=60_000)
@@ -331,7 +342,7 @@ def test_a_decision_after_the_map_grew_a_caption_still_updates_the_sidebar(app, 
     sidebar.get_by_text(re.compile(rf"^undid {n_selected:,} decisions?$")).wait_for(timeout=60_000)
     sidebar.get_by_text(re.compile(rf"^{removed_before:,} removed ·")).wait_for(timeout=60_000)
     wait_idle(page)
-    assert sum(d.action == "remove" for d in ws.decisions(ds_id).values()) == removed_before
+    assert n_removed(ws, ds_id) == removed_before
 
 
 REMOVED_DRAWN_JS = ("() => { const g = document.querySelector('.js-plotly-plot');"
@@ -348,17 +359,13 @@ def test_coloured_by_decision_the_map_shows_a_remove_at_once_and_its_undo(app, p
     wait_idle(page)
     page.locator("[data-testid='stRadio']").get_by_text("decision", exact=True).click()
     wait_idle(page)
-    removed_before = sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+    removed_before = n_removed(ws, ds_id)
     page.wait_for_function(f"() => ({REMOVED_DRAWN_JS})() === {removed_before}", timeout=60_000)
     lasso(page, 0.6)
-    heading = page.get_by_text(re.compile(r"^Selection: [\d,]+ rows$"))
-    heading.wait_for(timeout=60_000)
-    n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+    heading, n_selected = selection_heading(page)
     wait_idle(page)
-    page.get_by_role("button", name=re.compile(rf"^Remove {n_selected:,}$")).click()
-    page.get_by_text(re.compile(rf"^Removed {n_selected:,} rows")).wait_for(timeout=60_000)
-    wait_idle(page)
-    removed = sum(d.action == "remove" for d in ws.decisions(ds_id).values())
+    remove_selection(page, n_selected)
+    removed = n_removed(ws, ds_id)
     assert removed > removed_before
     page.wait_for_function(f"() => ({REMOVED_DRAWN_JS})() === {removed}", timeout=60_000)
 
@@ -367,4 +374,4 @@ def test_coloured_by_decision_the_map_shows_a_remove_at_once_and_its_undo(app, p
     sidebar.get_by_text(re.compile(rf"^{removed_before:,} removed ·")).wait_for(timeout=60_000)
     page.wait_for_function(f"() => ({REMOVED_DRAWN_JS})() === {removed_before}", timeout=60_000)
     wait_idle(page)
-    assert sum(d.action == "remove" for d in ws.decisions(ds_id).values()) == removed_before
+    assert n_removed(ws, ds_id) == removed_before

@@ -8,12 +8,11 @@ chromium through Playwright against `streamlit run app.py` on a free loopback po
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
 
-from test_browser import ARTIFACTS, CHROMIUM, FLAGS, ROOT, wait_idle
+from test_browser import ARTIFACTS, CHROMIUM, FLAGS, ROOT, remove_selection, selection_heading, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")]
@@ -22,7 +21,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 from benchmarks import _server  # noqa: E402
 
 N_ROWS = 30_000
-SEL_HEAD = re.compile(r"^Selection: [\d,]+ rows$")
 FIG_JS = "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.layout && g.layout.meta; }"
 
 
@@ -91,9 +89,7 @@ def test_density_map_lasso_selects_every_row_under_it_and_remove_records_them(bi
         for q in octagon[1:]:
             page.mouse.move(*q, steps=6)
         page.mouse.up()
-        heading = page.get_by_text(SEL_HEAD)
-        heading.wait_for(timeout=60_000)
-        n_selected = int(re.sub(r"\D", "", heading.inner_text()))
+        heading, n_selected = selection_heading(page)
         wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / "3_map_density_lasso.png"), full_page=True)
 
@@ -118,9 +114,7 @@ def test_density_map_lasso_selects_every_row_under_it_and_remove_records_them(bi
         page.get_by_label("Reason (kept in the export manifest)").fill("dense blob (browser, density map)")
         page.keyboard.press("Enter")
         wait_idle(page)
-        page.get_by_role("button", name=re.compile(rf"^Remove {n_selected:,}$")).click()
-        page.get_by_text(re.compile(rf"^Removed {n_selected:,} rows")).wait_for(timeout=60_000)
-        wait_idle(page)
+        remove_selection(page, n_selected)
         browser.close()
 
     removed = {u: d for u, d in ws.decisions(ds_id).items() if d.action == "remove"}
