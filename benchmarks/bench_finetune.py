@@ -201,6 +201,69 @@ def choose_subsets(X: np.ndarray, y: np.ndarray, uids: np.ndarray, valid, score,
     return out, diag
 
 
+# ------------------------------------------------------------------------------------------------ fine-tunes
+def fine_tune(key: str, kwargs: dict) -> tuple[str, dict]:
+    """One fine-tune (in a worker process when --workers > 1): the cache entry of its result."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    kwargs = dict(kwargs)
+    res = finetune.train_and_evaluate(kwargs.pop("texts"), kwargs.pop("labels"), kwargs.pop("test_texts"),
+                                      kwargs.pop("test_labels"), **kwargs)
+    return key, {"accuracy": res.accuracy, "macro_f1": res.macro_f1, "seconds": res.train_seconds,
+                 "eps": res.examples_per_second, "steps": res.steps, "n_train": res.n_train,
+                 "best": res.best_epoch, "device": res.device, "finished": datetime.datetime.now().isoformat(
+                     timespec="seconds"), "threads": res.params.get("threads")}
+
+
+def save_cache(path: str | None, cache: dict) -> None:
+    """Write the cache whole, then move it into place (an interrupted write leaves the previous file)."""
+    if path:
+        tmp = Path(path).with_suffix(".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        os.replace(tmp, path)
+
+
+def run_tasks(tasks: list[tuple[str, dict]], cache: dict, args: argparse.Namespace, deadline: float | None) -> bool:
+    """Run the fine-tunes not in the cache, `args.workers` at a time, saving the cache after each one; True when
+    --time-limit stopped new ones from starting."""
+    def log_done(key: str, entry: dict) -> None:
+        cache[key] = entry
+        save_cache(args.cache, cache)
+        log(f"  {key.split('|')[0]} {key.split('|')[1]} seed {key.split('|')[2]}: accuracy {entry['accuracy']:.4f} "
+            f"in {entry['seconds']:.0f} s ({entry['eps']:.1f} ex/s, {entry['steps']} steps, kept check "
+            f"{entry['best']}); {len(cache)} in the cache")
+
+    stopped = False
+    if args.workers == 1:
+        for key, kw in tasks:
+            if deadline is not None and time.time() > deadline:
+                return True
+            log(f"fine-tune {key.split('|')[0]} {key.split('|')[1]} seed {key.split('|')[2]}: {len(kw['texts'])} "
+                f"rows, {kw['max_steps']} steps")
+            log_done(*fine_tune(key, kw))
+        return False
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    # spawn: a forked child of a process that already ran torch (the embeddings) can hang in its thread pools
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        queue, running = list(tasks), set()
+        while queue or running:
+            while queue and len(running) < args.workers:
+                if deadline is not None and time.time() > deadline:
+                    stopped, queue = True, []
+                    break
+                key, kw = queue.pop(0)
+                log(f"fine-tune {key.split('|')[0]} {key.split('|')[1]} seed {key.split('|')[2]}: "
+                    f"{len(kw['texts'])} rows, {kw['max_steps']} steps")
+                running.add(pool.submit(fine_tune, key, kw))
+            if running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    log_done(*f.result())
+    return stopped
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -224,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trainer-n", type=int, default=800, help="rows of the Trainer throughput comparison (0: skip)")
     p.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the throughput comparison")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: the idle cores at start, at least 1; fixed for the whole run)")
+                   help="torch threads per fine-tune (default: the idle cores at start, at least 1, divided among "
+                        "--workers; fixed for the whole run)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="fine-tunes run at once, each in its own process (default 1); on 2 idle cores, 2 workers of "
+                        "1 thread train more examples per second than 1 worker of 2 threads")
     p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda when present")
     p.add_argument("--model", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -236,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=None, help="JSON file of finished fine-tunes (resume an interrupted run)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets" / "sst2"))
     args = p.parse_args(argv)
+    args.workers = max(1, args.workers)
     if args.threads is None:
-        args.threads = finetune._default_threads()
+        args.threads = max(1, finetune._default_threads() // args.workers)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(args.threads)  # BLAS threads of the valuation too: oversubscribed threads crawl
@@ -253,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SST-2 not found in {data}; nothing to benchmark", file=sys.stderr)
         return 1
     dev_used = select_device(args.device, threads=args.threads)
-    print(f"{datetime.date.today()} | {os.cpu_count()} CPUs ({args.threads} threads) | {dev_used.label} | Python "
+    print(f"{datetime.date.today()} | {os.cpu_count()} CPUs ({args.workers} worker(s) x {args.threads} threads) | {dev_used.label} | Python "
           f"{platform.python_version()} | torch {torch.__version__} | transformers {transformers.__version__} | "
           f"scikit-learn {sklearn.__version__} | numpy {np.__version__} | load "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -318,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
                                       protocol="equal-steps", epochs=args.epochs, batch_size=args.batch_size,
                                       valid_fraction=args.valid_fraction)
     n_runs = len(wanted) * args.seeds * len(flips)
-    minutes = len(flips) * est["total"] / 60
+    minutes = len(flips) * est["total"] / 60 / args.workers  # workers run fine-tunes side by side
     print(f"\nEstimate before the run: {n_runs} fine-tunes ({len(flips)} pools × {len(wanted)} subsets × {args.seeds} "
-          f"seeds), equal steps of {args.epochs} epoch(s) over {args.n:,} rows at {eps:.1f} examples/s -> at most "
+          f"seeds), equal steps of {args.epochs} epoch(s) over {args.n:,} rows at {eps:.1f} examples/s"
+          f"{f' in each of {args.workers} workers' if args.workers > 1 else ''} -> at most "
           f"{experiment.format_duration(60 * minutes)} (early stopping may finish sooner; valuation not counted)")
     if minutes > args.max_minutes and not args.force:
         log(f"over --max-minutes {args.max_minutes:.0f}: shrink --n/--seeds/--epochs/--subsets or pass --force")
@@ -371,10 +440,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                              else ""))
     text_of = dict(zip(uids, pool["text"]))
     deadline = time.time() + 60 * args.time_limit if args.time_limit else None
-    stopped = False
     done: dict[str, dict[str, dict]] = {name: {} for name in pools}
     majority = float(test["label"].value_counts(normalize=True).iloc[0])
     flipped_share: dict[tuple[str, str], list[float]] = {}
+    tasks: list[tuple[str, dict]] = []  # (cache key, train_and_evaluate keyword arguments), in run order
+    placed: list[tuple[str, str, int, str, int]] = []  # (pool, subset, seed, cache key, rows)
     for seed in range(args.seeds):  # seeds outermost: a run cut short still has every subset
         for pool_name in pools:
             subsets, label_of, flip_of, budget = prepared[pool_name]
@@ -391,31 +461,25 @@ def main(argv: list[str] | None = None) -> int:
                 chosen = chosen_all[name]
                 key = (f"{pool_name}|{name}|{seed}|{args.n}|{budget}|{args.epochs}|{args.max_length}|"
                        f"{args.valid_fraction}|{args.lr}|equal-steps")
-                if key not in cache:
-                    if deadline is not None and time.time() > deadline:
-                        stopped = True
-                        continue
-                    log(f"fine-tune {pool_name} {name} seed {seed}: {len(chosen)} rows, {shapes[name].steps} steps")
-                    res = finetune.train_and_evaluate(
-                        [text_of[u] for u in chosen], [label_of[u] for u in chosen], test["text"].tolist(),
-                        test["label"].tolist(), classes=classes, model=args.model, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=seed,
-                        valid_fraction=args.valid_fraction, early_stopping_patience=args.patience,
-                        threads=args.threads, device=args.device, max_steps=shapes[name].steps,
-                        eval_every=max(1, -(-largest // args.batch_size)))
-                    cache[key] = {"accuracy": res.accuracy, "macro_f1": res.macro_f1, "seconds": res.train_seconds,
-                                  "eps": res.examples_per_second, "steps": res.steps, "n_train": res.n_train,
-                                  "best": res.best_epoch, "device": res.device}
-                    log(f"  accuracy {res.accuracy:.4f} in {res.train_seconds:.0f} s "
-                        f"({res.examples_per_second:.1f} ex/s, {res.steps} steps, kept check {res.best_epoch})")
-                    if args.cache:
-                        Path(args.cache).write_text(json.dumps(cache))
-                c = cache[key]
-                done[pool_name][f"{name}|{seed}"] = dict(c, seed=seed, n_rows=len(chosen),
-                                                         train_seconds=c["seconds"], majority=majority,
-                                                         n_test=len(test))
+                placed.append((pool_name, name, seed, key, len(chosen)))
                 flipped_share.setdefault((pool_name, name), []).append(
                     float(np.mean([flip_of[u] for u in chosen])))
+                if key not in cache:
+                    tasks.append((key, dict(
+                        texts=[text_of[u] for u in chosen], labels=[label_of[u] for u in chosen],
+                        test_texts=test["text"].tolist(), test_labels=test["label"].tolist(), classes=classes,
+                        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        max_length=args.max_length, seed=seed, valid_fraction=args.valid_fraction,
+                        early_stopping_patience=args.patience, threads=args.threads, device=args.device,
+                        max_steps=shapes[name].steps, eval_every=max(1, -(-largest // args.batch_size)))))
+    log(f"{len(placed) - len(tasks)} of {len(placed)} fine-tunes already in the cache; {len(tasks)} to run on "
+        f"{args.workers} worker(s) of {args.threads} thread(s)")
+    stopped = run_tasks(tasks, cache, args, deadline)
+    for pool_name, name, seed, key, n_rows in placed:
+        if key in cache:
+            c = cache[key]
+            done[pool_name][f"{name}|{seed}"] = dict(c, seed=seed, n_rows=n_rows, train_seconds=c["seconds"],
+                                                     majority=majority, n_test=len(test))
     if stopped:
         notes.append(f"stopped starting fine-tunes after --time-limit {args.time_limit:g} min: see the seeds column")
 
