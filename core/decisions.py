@@ -116,7 +116,7 @@ def current(ws: Workspace, dataset_id: int) -> DecisionState:
     Inspect key, up to INCREMENTAL_MAX events) only the rows touched since the cached version are read, after a
     bigger one (a lasso) the whole state is read again in one pass of its covering index.
     """
-    key = (str(ws.db_path.resolve()), _inode(ws), int(dataset_id))
+    key = _key(ws, dataset_id)
     with _lock:
         cached = _cache.get(key)
     version = ws.decision_version(dataset_id)
@@ -137,6 +137,44 @@ def current(ws: Workspace, dataset_id: int) -> DecisionState:
         if old is None or old.version <= state.version:
             _cache[key] = state
     return state
+
+
+def record(ws: Workspace, dataset_id: int, uids: Sequence[str], action: str, *, reason: str = "", note: str = "",
+           source: str = "manual") -> list[int]:
+    """Record one batch of decisions (a lasso's Remove, an Inspect key, a rule) and bring the cached state to it.
+
+    The app's and the CLI's writer. One event per distinct uid (a uid listed twice in one batch is one decision),
+    written in uid order, which the log's uid index takes in order (a 23,035-row lasso: about half the write time of
+    a random order). When the cached state was read at the version the batch was written on, the batch is merged
+    into it here, so the next `current` costs one version query instead of a read of every decided row.
+
+    Returns:
+        The event ids, one per distinct uid, in uid order.
+    """
+    batch = sorted({str(u) for u in uids})
+    if not batch:
+        return []
+    written = ws.write_decisions(dataset_id, batch, action, reason=reason, note=note, source=source)
+    key = _key(ws, dataset_id)
+    with _lock:
+        cached = _cache.get(key)
+    if cached is None or cached.version != written.version_before:
+        return written.event_ids  # (someone else wrote in between, or nothing cached: the next read reads)
+    touched = set(batch)
+    rows = [r for r in cached._rows if r[0] not in touched]  # still in event order
+    if action != "clear":  # the new events are the dataset's newest: appended, the order holds
+        label = str(note) if action == "relabel" else None
+        rows += [(u, action, int(i), label) for u, i in zip(batch, written.event_ids)]
+    state = _build(ws, dataset_id, max(written.event_ids), rows)
+    with _lock:
+        old = _cache.get(key)
+        if old is None or old.version <= state.version:
+            _cache[key] = state
+    return written.event_ids
+
+
+def _key(ws: Workspace, dataset_id: int) -> tuple[str, int, int]:
+    return (str(ws.db_path.resolve()), _inode(ws), int(dataset_id))
 
 
 def _inode(ws: Workspace) -> int:

@@ -15,7 +15,7 @@ import streamlit as st
 
 import ui
 import ui_density
-from core import curation
+from core import curation, decisions
 from core.errors import WinnowError
 from core.valuation import significance
 
@@ -159,7 +159,7 @@ def _decide(ds_id: int, rows: np.ndarray, action: str, source: str, reason_key: 
     uids = ui.dataset_columns(WS, ds_id)["uid"]
     reason = str(st.session_state.get(reason_key) or "")
     try:
-        ws.decide(ds_id, [uids[i] for i in rows], action, reason=reason, source=source)
+        decisions.record(ws, ds_id, [uids[i] for i in rows], action, reason=reason, source=source)
     except WinnowError as e:  # (a callback runs outside the page's guard)
         st.session_state["map.error"] = str(e)
         return

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import curation
+from core import curation, decisions
 from core.valuation import significance
 
 PAGE_SIZE = 10
@@ -24,7 +24,7 @@ def _decide(ds_id: int, uid: str, action: str) -> None:
     # a kept row is fine: it carries no "mislabelled" (or other problem) reason
     reason = str(st.session_state.get(f"inspect.reason.{uid}") or "") if action != "keep" else ""
     note = str(st.session_state.get(f"inspect.target.{uid}") or "") if action == "relabel" else ""
-    ws.decide(ds_id, [uid], action, reason=reason, note=note, source="manual")
+    decisions.record(ws, ds_id, [uid], action, reason=reason, note=note, source="manual")
     st.session_state["inspect.flash"] = f"{action}: {uid}" + (f" (relabel to {note})" if note else "")
 
 

@@ -142,3 +142,52 @@ def test_uids_of_any_shape_are_recorded_as_given_in_order(tmp_path):
     assert [e.uid for e in log] == odd and [e.id for e in log] == ids  # the repeated "7": two events, in order
     assert decisions.current(ws, ds).removed == set(odd)
     assert ws.decide(ds, [], "keep") == [] and len(ws.decision_log(ds)) == len(odd)
+
+
+def test_a_recorded_batch_is_one_event_per_row_in_uid_order_and_its_merged_state_equals_a_fresh_read(tmp_path):
+    ws = Workspace(tmp_path)
+    ds = _dataset(ws)
+    uids = [f"u{i:04d}" for i in range(2 * decisions.INCREMENTAL_MAX + 7)]
+    rng = np.random.default_rng(0)
+    decisions.record(ws, ds, list(rng.permutation(uids)[:300]), "keep")
+    decisions.current(ws, ds)  # cached at this version: the batches below are merged into it, not read
+    for batch, action, note in ((list(rng.permutation(uids)), "remove", ""),  # every row, in a random order
+                                (uids[3:40] + uids[3:10], "relabel", "b"),  # repeated uids: one event each
+                                (uids[::5], "clear", ""), (uids[:1], "keep", "")):
+        ids = decisions.record(ws, ds, batch, action, reason="r", note=note, source="lasso")
+        events = ws.decision_log(ds)[-len(ids):]
+        assert [e.uid for e in events] == sorted(set(batch)) and [e.id for e in events] == ids
+        merged = decisions.current(ws, ds)
+        decisions._cache.clear()
+        fresh = decisions.current(ws, ds)
+        assert merged is not fresh and merged.version == fresh.version
+        assert (merged.removed, merged.pinned, dict(merged.relabels), dict(merged.counts)) == \
+            (fresh.removed, fresh.pinned, dict(fresh.relabels), dict(fresh.counts))
+        assert merged.frame.equals(fresh.frame)
+    assert decisions.record(ws, ds, [], "remove") == []
+
+
+def test_a_batch_written_by_another_process_between_reads_is_not_lost_by_the_merge(tmp_path):
+    ws = Workspace(tmp_path)
+    ds = _dataset(ws)
+    decisions.record(ws, ds, ["a", "b"], "remove")
+    decisions.current(ws, ds)
+    Workspace(tmp_path).decide(ds, ["c"], "keep")  # the CLI, say: the cached state no longer is the newest
+    decisions.record(ws, ds, ["d"], "remove")
+    state = decisions.current(ws, ds)
+    assert state.removed == {"a", "b", "d"} and state.pinned == {"c"}
+
+
+def test_undoing_a_big_batch_restores_every_rows_previous_decision(tmp_path):
+    ws = Workspace(tmp_path)
+    ds = _dataset(ws)
+    uids = [f"u{i}" for i in range(3000)]
+    decisions.record(ws, ds, uids[:1000], "keep")
+    decisions.record(ws, ds, uids[500:1500], "relabel", note="b")
+    [undone] = ws.undo_many(decisions.record(ws, ds, uids[1400:1401], "clear"))  # an undone event stays undone
+    decisions.record(ws, ds, list(reversed(uids)), "remove")  # the big batch
+    assert decisions.current(ws, ds).counts["remove"] == 3000
+    decisions.undo_last(ws, ds)
+    state = decisions.current(ws, ds)
+    assert state.pinned == set(uids[:500]) and set(state.relabels) == set(uids[500:1500])
+    assert state.removed == frozenset()

@@ -180,3 +180,24 @@ def test_two_processes_deciding_at_once_lose_nothing(tmp_path):
     state = ws.decisions(1)
     assert len(state) == 2000
     assert sum(1 for d in state.values() if d.reason == "writer 0") == 1000
+
+
+def test_a_schema_8_workspace_keeps_its_decisions_in_force_and_undoes_them_after_the_keyed_state(tmp_path):
+    con = sqlite3.connect(tmp_path / "winnow.db")
+    for step in _MIGRATIONS[:8]:
+        con.executescript(step)
+    con.execute("PRAGMA user_version=8")
+    con.execute("INSERT INTO datasets(name, source, fingerprint, n_rows, classes, meta, created)"
+                " VALUES('old', 'old.csv', 'fp', 2, '[\"x\", \"y\"]', '{}', 0)")
+    for i, (uid, action, note) in enumerate([("u1", "keep", ""), ("u1", "remove", ""), ("u2", "relabel", "y")], 1):
+        con.execute("INSERT INTO decisions(id, dataset_id, uid, action, reason, note, source, time)"
+                    " VALUES(?, 1, ?, ?, 'why', ?, 'manual', ?)", (i, uid, action, note, float(i)))
+    con.execute("INSERT INTO decision_state SELECT dataset_id, uid, id, action, reason, note, source, time"
+                " FROM decisions WHERE id IN (2, 3)")
+    con.commit()
+    con.close()
+    ws = Workspace(tmp_path)
+    assert ws.schema_version() == SCHEMA_VERSION
+    assert {u: (d.action, d.note) for u, d in ws.decisions(1).items()} == {"u1": ("remove", ""), "u2": ("relabel", "y")}
+    ws.undo(2)  # u1 goes back to its pin
+    assert {u: d.action for u, d in ws.decisions(1).items()} == {"u1": "keep", "u2": "relabel"}

@@ -296,7 +296,7 @@ def cmd_decisions_import(args: argparse.Namespace, ws: Workspace) -> int:
         batches.setdefault((action, reason, note, source if source in SOURCES else "rule"), []).append(uid)
     counts = {"remove": 0, "keep": 0, "relabel": 0}
     for (action, reason, note, source), uids in batches.items():
-        ws.decide(loaded.dataset_id, uids, action, reason=reason, note=note, source=source)
+        decisions.record(ws, loaded.dataset_id, uids, action, reason=reason, note=note, source=source)
         counts[action] += len(uids)
     total = sum(counts.values())
     print(f"imported {total} decision(s) ({counts['remove']} removal(s), {counts['keep']} pin(s), "
@@ -324,7 +324,8 @@ def cmd_decisions_add(args: argparse.Namespace, ws: Workspace) -> int:
     if args.action == "relabel" and args.note not in loaded.classes:
         raise DataError(f"relabel needs the new label as --note, one of the classes "
                         f"{', '.join(map(repr, loaded.classes))} (got {args.note!r})")
-    ids = ws.decide(loaded.dataset_id, uids, args.action, reason=args.reason, note=args.note, source=args.source)
+    ids = decisions.record(ws, loaded.dataset_id, uids, args.action, reason=args.reason, note=args.note,
+                           source=args.source)
     print(f"{args.action}: {len(ids)} rows (events {ids[0]}..{ids[-1]})")
     return 0
 
