@@ -831,31 +831,33 @@ class Workspace:
         if not ids:
             return []
         now = time.time()
+        listed = json.dumps(ids)  # one parameter, not one binding per event
         with self._write() as con:
             cur = con.cursor()
-            cur.row_factory = None  # plain tuples (id, dataset_id, uid, action, source, undone): one query, any size
-            found = {r[0]: r for r in cur.execute(
-                "SELECT d.id, d.dataset_id, d.uid, d.action, d.source, EXISTS(SELECT 1 FROM decisions u"
-                " WHERE u.undoes=d.id) FROM decisions d WHERE d.id IN (SELECT value FROM json_each(?))",
-                (json.dumps(ids),))}
-            for i in ids:
-                ev = found.get(i)
-                if ev is None:
-                    raise WorkspaceError(f"no decision event {i}; `python -m core decisions log` lists them")
-                if ev[3] == "undo":
-                    raise WorkspaceError(f"decision event {i} is itself an undo; undo the decision again instead")
-                if ev[5]:
-                    raise WorkspaceError(f"decision event {i} is already undone")
-            if len(set(ids)) != len(ids):
+            cur.row_factory = None
+            n_found, n_undos, n_undone = cur.execute(
+                "SELECT COUNT(*), TOTAL(d.action='undo'), TOTAL(EXISTS(SELECT 1 FROM decisions u WHERE u.undoes=d.id))"
+                " FROM decisions d WHERE d.id IN (SELECT value FROM json_each(?))", (listed,)).fetchone()
+            if n_found != len(ids) or n_undos or n_undone:  # name the first event that cannot be undone
+                found = {r[0]: r for r in cur.execute(
+                    "SELECT d.id, d.action, EXISTS(SELECT 1 FROM decisions u WHERE u.undoes=d.id) FROM decisions d"
+                    " WHERE d.id IN (SELECT value FROM json_each(?))", (listed,))}
+                for i in ids:
+                    ev = found.get(i)
+                    if ev is None:
+                        raise WorkspaceError(f"no decision event {i}; `python -m core decisions log` lists them")
+                    if ev[1] == "undo":
+                        raise WorkspaceError(f"decision event {i} is itself an undo; undo the decision again instead")
+                    if ev[2]:
+                        raise WorkspaceError(f"decision event {i} is already undone")
                 raise WorkspaceError("the same decision event was listed twice to undo")
-            first = con.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
+            first = cur.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0]
             # in uid order: the uid index takes its new entries in order (a 23,000-row undo: about half the time)
-            con.executemany("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time, undoes)"
-                            " VALUES(?,?,?,?,?,?,?,?)",
-                            sorted(((found[i][1], found[i][2], "undo", "", "", found[i][4], now, i) for i in ids),
-                                   key=lambda r: (r[0], r[1], r[7])))
+            cur.execute("INSERT INTO decisions(dataset_id, uid, action, reason, note, source, time, undoes)"
+                        " SELECT dataset_id, uid, 'undo', '', '', source, ?, id FROM decisions"
+                        " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY dataset_id, uid, id", (now, listed))
             _restore_undone(con, first)
-            return [int(r[0]) for r in con.execute("SELECT id FROM decisions WHERE id>? ORDER BY id", (first,))]
+            return [int(r[0]) for r in cur.execute("SELECT id FROM decisions WHERE id>? ORDER BY id", (first,))]
 
     def last_batch(self, dataset_id: int) -> list[int]:
         """Event ids of the newest batch of decisions still in force (the events written together at one time)."""
@@ -866,7 +868,9 @@ class Workspace:
                 (int(dataset_id),)).fetchone()
             if row is None:
                 return []
-            return [int(r[0]) for r in con.execute(
+            cur = con.cursor()
+            cur.row_factory = None  # plain tuples: a lasso's batch is tens of thousands of events
+            return [r[0] for r in cur.execute(
                 "SELECT id FROM decisions d WHERE dataset_id=? AND time=? AND action!='undo' AND NOT EXISTS"
                 " (SELECT 1 FROM decisions u WHERE u.undoes=d.id) ORDER BY id", (int(dataset_id), row[0]))]
 
