@@ -8,7 +8,7 @@ log-likelihood of clipped linear-probability outputs).
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,26 +40,66 @@ TRUNCATION = Option("truncation", float, "truncation tolerance of a permutation 
                     low=0, none_ok=True)
 
 
+# Above this many training rows the PCA is fitted and applied block by block (one float64 copy of the training matrix
+# would be 3 GB at 1M x 384); below it, scikit-learn's PCA on one float64 copy, as always. Both are the same
+# computation (the covariance's eigenvectors, signs fixed as scikit-learn fixes them), to rounding.
+BLOCKWISE_ROWS = 250_000
+BLOCK_ROWS = 65_536
+
+
 def source_features(X_train: NDArray[np.floating], *others: NDArray[np.floating],
-                    n_components: int | None = 32) -> list[NDArray[np.float64]]:
+                    n_components: int | None = 32, blockwise_rows: int = BLOCKWISE_ROWS
+                    ) -> list[NDArray[np.float64]]:
     """PCA (fitted on the training rows) to `n_components` dimensions, then standardised with training statistics.
 
-    Returns the transformed training rows followed by each array of `others`, all float64.
+    Returns the transformed training rows followed by each array of `others`, all float64. Past `blockwise_rows`
+    training rows (and 4 per dimension) the training matrix (float32 or memory-mapped) is read in blocks of
+    BLOCK_ROWS rows and never copied whole: the memory beyond the input is the (n, n_components) result.
     """
-    from sklearn.decomposition import PCA
-
-    X_train = np.asarray(X_train, dtype=np.float64)
-    outs = [np.asarray(o, dtype=np.float64) for o in others]
     n, d = X_train.shape
-    if n_components is not None and n_components < d and n > 2:
-        k = int(min(n_components, n - 1))
-        pca = PCA(n_components=k, svd_solver="covariance_eigh" if n > 4 * d else "full")
-        X_train = pca.fit_transform(X_train)
-        outs = [pca.transform(o) for o in outs]
-    mu = X_train.mean(0)
-    sd = X_train.std(0)
+    if n_components is not None and n_components < d and n > max(blockwise_rows, 4 * d):
+        Z, project = _pca_blockwise(X_train, int(min(n_components, n - 1)))
+        outs = [project(np.asarray(o, dtype=np.float64)) for o in others]
+    else:
+        from sklearn.decomposition import PCA
+
+        Z = np.asarray(X_train, dtype=np.float64)
+        outs = [np.asarray(o, dtype=np.float64) for o in others]
+        if n_components is not None and n_components < d and n > 2:
+            k = int(min(n_components, n - 1))
+            pca = PCA(n_components=k, svd_solver="covariance_eigh" if n > 4 * d else "full")
+            Z = pca.fit_transform(Z)
+            outs = [pca.transform(o) for o in outs]
+    mu = Z.mean(0)
+    sd = Z.std(0)
     sd[sd < 1e-12] = 1.0
-    return [(X_train - mu) / sd] + [(o - mu) / sd for o in outs]
+    return [(Z - mu) / sd] + [(o - mu) / sd for o in outs]
+
+
+def _pca_blockwise(X: NDArray[np.floating], k: int) -> tuple[NDArray[np.float64], Any]:
+    """scikit-learn's covariance_eigh PCA, reading X in row blocks: (the projected rows, a projector for others)."""
+    n, d = X.shape
+    mean = np.zeros(d)
+    for i in range(0, n, BLOCK_ROWS):
+        mean += np.asarray(X[i:i + BLOCK_ROWS], dtype=np.float64).sum(0)
+    mean /= n
+    cov = np.zeros((d, d))
+    for i in range(0, n, BLOCK_ROWS):
+        B = np.asarray(X[i:i + BLOCK_ROWS], dtype=np.float64) - mean
+        cov += B.T @ B
+    cov /= n - 1
+    evals, evecs = np.linalg.eigh(cov)
+    comps = evecs[:, np.argsort(evals)[::-1][:k]].T  # (k, d), largest variance first
+    big = np.argmax(np.abs(comps), axis=1)  # svd_flip(u_based_decision=False): the largest entry of each is > 0
+    comps *= np.sign(comps[np.arange(k), big])[:, None]
+
+    def project(A: NDArray[np.float64]) -> NDArray[np.float64]:
+        return (A - mean) @ comps.T
+
+    Z = np.empty((n, k))
+    for i in range(0, n, BLOCK_ROWS):
+        Z[i:i + BLOCK_ROWS] = project(np.asarray(X[i:i + BLOCK_ROWS], dtype=np.float64))
+    return Z, project
 
 
 def augment(Z: NDArray[np.float64]) -> NDArray[np.float64]:
