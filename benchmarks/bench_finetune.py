@@ -11,13 +11,16 @@ carved the same way from each subset, checked once per full-pool epoch. Accuracy
 set); per subset the mean with its 95 % t-interval and the paired difference against full and against random.
 Papers: Schoch, Mishra, Ji, arXiv 2306.10165 (TS-DShapley); Diversify and Conquer, arXiv 2409.11378.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_finetune.py                 # the full run: hours on 2 cores
+    nice -n 19 .venv/bin/python benchmarks/bench_finetune.py --workers 2 --trainer-n 0 --force \
+        --cache benchmarks/cache/finetune_sst2.json                        # the full run: hours on 2 cores
     nice -n 10 .venv/bin/python benchmarks/bench_finetune.py --n 1000 --seeds 2 --epochs 1 --trainer-n 0 --force
 
 It can first time the training loop against a plain `transformers.Trainer` (`--trainer-n`), estimates the whole run
 from the measured speed, and stops when the estimate exceeds `--max-minutes` (unless `--force`). Prints a header line
 (date, CPUs, device, versions, load average) and markdown tables on stdout, progress on stderr. `--cache FILE` keeps
-finished fine-tunes (JSON) so that an interrupted run resumes; nothing else is written.
+finished fine-tunes (JSON) so that an interrupted run resumes; nothing else is written. The papers' experiment keeps
+its cache in the repository (benchmarks/cache/finetune_sst2.json): the run spans sessions, and its table is printed
+from every fine-tune finished so far (each entry records when it finished and on how many threads).
 """
 from __future__ import annotations
 
