@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=None,
                    help="minutes after which no new fine-tune starts (the table shows what finished)")
     p.add_argument("--throughput-only", action="store_true")
+    p.add_argument("--report-only", action="store_true",
+                   help="start no fine-tune: print the table of those in --cache (a run still in progress elsewhere)")
     p.add_argument("--cache", default=None, help="JSON file of finished fine-tunes (resume an interrupted run)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets" / "sst2"))
     args = p.parse_args(argv)
@@ -477,13 +479,16 @@ def main(argv: list[str] | None = None) -> int:
                         max_steps=shapes[name].steps, eval_every=max(1, -(-largest // args.batch_size)))))
     log(f"{len(placed) - len(tasks)} of {len(placed)} fine-tunes already in the cache; {len(tasks)} to run on "
         f"{args.workers} worker(s) of {args.threads} thread(s)")
-    stopped = run_tasks(tasks, cache, args, deadline)
+    stopped = run_tasks(tasks, cache, args, deadline) if not args.report_only else bool(tasks)
     for pool_name, name, seed, key, n_rows in placed:
         if key in cache:
             c = cache[key]
             done[pool_name][f"{name}|{seed}"] = dict(c, seed=seed, n_rows=n_rows, train_seconds=c["seconds"],
                                                      majority=majority, n_test=len(test))
-    if stopped:
+    if stopped and args.report_only:
+        notes.append(f"{len(placed) - len(tasks)} of {len(placed)} fine-tunes finished so far (--report-only): see "
+                     "the seeds column")
+    elif stopped:
         notes.append(f"stopped starting fine-tunes after --time-limit {args.time_limit:g} min: see the seeds column")
 
     if not any(done.values()):
