@@ -84,6 +84,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--decisions", type=int, default=40_000, help="decision events to record")
     ap.add_argument("--undo", type=int, default=5_000, help="events in the batch that is undone")
+    ap.add_argument("--lasso", type=int, default=23_035, help="rows of the big lasso removed and undone (23035: the "
+                    "Map benchmark's lasso of half the UMAP map)")
     ap.add_argument("--rows", type=int, default=None, help="demo rows (default: all 38,158)")
     ap.add_argument("--repeat", type=int, default=5, help="timings per figure (the median is printed)")
     ap.add_argument("--seed", type=int, default=0)
@@ -136,6 +138,32 @@ def main() -> None:
                          ("read again, nothing changed (cached by version)", warm_ms)]:
             print(f"| {what} | {decided:,} decided | {n_events:,} | {ms:.2f} | {replay_ms:.1f} | "
                   f"{replay_ms / ms:.0f}x |")
+
+        # a big lasso's Remove, then its Undo: the app's writer (one event per row in uid order, the cached state
+        # brought up to date from the batch) beside the same rows written in the order given and read again, both
+        # on this workspace, alternating; each followed by the read the next page run makes
+        big = min(args.lasso, len(uids))
+        rec, given, und = [], [], []
+        for r in range(args.repeat):
+            rows = list(rng.choice(uids, size=big, replace=False))
+            for writer in (("given", "record") if r % 2 else ("record", "given")):
+                decisions.current(ws, ds)
+                t = time.perf_counter()
+                if writer == "record":
+                    decisions.record(ws, ds, rows, "remove", reason="lasso", source="lasso")
+                else:
+                    ws.decide(ds, rows, "remove", reason="lasso", source="lasso")
+                decisions.current(ws, ds)
+                (rec if writer == "record" else given).append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                decisions.undo_last(ws, ds)
+                decisions.current(ws, ds)
+                und.append((time.perf_counter() - t) * 1000)
+        r_ms, g_ms = statistics.median(rec), statistics.median(given)
+        print(f"| Remove a {big:,}-row lasso + the next read: uid order, state merged (peer: order given, read) | "
+              f"{big:,} | {len(ws.decision_log(ds)):,} | {r_ms:.0f} | {g_ms:.0f} | {g_ms / r_ms:.1f}x |")
+        print(f"| Undo that lasso + the next read | {big:,} | {len(ws.decision_log(ds)):,} | "
+              f"{statistics.median(und):.0f} | - | - |")
 
         batch = list(uids[: args.undo])
         ws.decide(ds, batch, "remove", reason="bench batch", source="lasso")
