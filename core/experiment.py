@@ -12,6 +12,7 @@ fine-tune on a value- or diversity-selected subset and compare with the full set
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -492,6 +493,7 @@ class Throughput:
     device: str
     key: str
     measured_at: float = 0.0
+    basis_examples: int = 0  # training examples behind the rates: the calibration's, then every real fine-tune's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -545,9 +547,37 @@ def measure_throughput(ws: Workspace | None, texts: Sequence[str], labels: Seque
     out = Throughput(train_examples_per_second=float(res.examples_per_second),
                      predict_examples_per_second=float(res.n_test / max(res.eval_seconds, 1e-9)),
                      load_seconds=float(max(0.0, wall - train_s - res.eval_seconds)), device=res.device,
-                     key=throughput_key(**opts), measured_at=time.time())
+                     key=throughput_key(**opts), measured_at=time.time(), basis_examples=int(res.steps * bs))
     if ws is not None:
         ws.set_setting(f"throughput.{out.key}", out.to_dict())
+    return out
+
+
+REFINE_MEMORY_EXAMPLES = 20_000  # how many earlier training examples a refined rate still remembers
+
+
+def refine_throughput(ws: Workspace, *, train_examples: int, step_seconds: float, predict_examples: int,
+                      predict_seconds: float, overhead_seconds: float, device_label: str, **key: Any) -> Throughput:
+    """Fold one finished fine-tune's own speed into the cached measurement, so the next estimate learns from
+    the real runs (full-length passes over real rows) and not only from the short calibration.
+
+    Rates combine as examples over seconds, the earlier basis weighted by its examples (at most
+    `REFINE_MEMORY_EXAMPLES`, so the machine's recent speed wins over an old calibration); the per-fine-tune
+    overhead (model load, tokenising) is the newest run's. Returns the updated measurement.
+    """
+    k = throughput_key(**key)
+    old = cached_throughput(ws, **key)
+    w_old = 0 if old is None else min(int(old.basis_examples or 256), REFINE_MEMORY_EXAMPLES)
+    t_old = 0.0 if old is None or w_old == 0 else w_old / old.train_examples_per_second
+    p_old = 0.0 if old is None or w_old == 0 else w_old / old.predict_examples_per_second
+    train_rate = (w_old + train_examples) / max(t_old + step_seconds, 1e-9)
+    # prediction: the same weights (the old rate for as many examples as its training basis)
+    predict_rate = ((w_old + predict_examples) / max(p_old + predict_seconds, 1e-9)
+                    if predict_examples else (old.predict_examples_per_second if old else 0.0))
+    out = Throughput(train_examples_per_second=float(train_rate), predict_examples_per_second=float(predict_rate),
+                     load_seconds=float(max(0.0, overhead_seconds)), device=device_label, key=k,
+                     measured_at=time.time(), basis_examples=int(w_old + train_examples))
+    ws.set_setting(f"throughput.{k}", out.to_dict())
     return out
 
 
@@ -945,6 +975,7 @@ def compare(
 
             report(done_w / total_w, f"[{i + 1}/{n_total}] {key}: {len(texts)} rows, {shape.steps} steps"
                    + eta(done_w))
+            t_run = time.perf_counter()
             res = finetune.train_and_evaluate(
                 texts, labels, test["text"].tolist(), test["label"].tolist(), classes=classes, model=model,
                 epochs=epochs, batch_size=bs, lr=lr, max_length=max_length, seed=seed, valid_fraction=vf,
@@ -953,6 +984,9 @@ def compare(
                 eval_every=(max(1, math.ceil(max(s.n_train for s in shapes.values()) / bs))
                             if protocol == "equal-steps" else None),
                 require_test_classes=False, on_progress=step)
+            wall_run = time.perf_counter() - t_run
+            _refine_from(ws, res, wall_run, shape, model=model, max_length=max_length, batch_size=batch_size,
+                         threads=threads, device=device)
             test_classes = set(test["label"])
             missing_classes = sorted(test_classes - set(labels))
             missing_clusters: dict[str, int] = {}
@@ -988,6 +1022,26 @@ def compare(
                   "estimate_seconds": estimate, "device": ", ".join(devices), "error": ""})
     report(1.0, "done")
     return run_id
+
+
+def _refine_from(ws: Workspace, res: finetune.FinetuneResult, wall: float, shape: RunShape, **key: Any) -> None:
+    """`refine_throughput` from one finished fine-tune of a comparison: its steps' examples and seconds, its
+    prediction passes (test, and validation as often as it was scored) and what is left of its wall time."""
+    if res.examples_per_second <= 0:
+        return
+    seen = min(shape.train_examples, res.steps * int(res.params.get("batch_size") or 32))
+    step_s = seen / res.examples_per_second
+    pred_n = res.n_test + res.n_valid * max(0, len(res.valid_curve))
+    # the validation passes run inside the training wall: at the test pass's rate
+    pred_rate = res.n_test / res.eval_seconds if res.eval_seconds > 0 else 0.0
+    valid_s = res.n_valid * len(res.valid_curve) / pred_rate if pred_rate > 0 else 0.0
+    try:
+        refine_throughput(ws, train_examples=int(seen), step_seconds=step_s, predict_examples=int(pred_n),
+                          predict_seconds=res.eval_seconds + valid_s,
+                          overhead_seconds=wall - step_s - res.eval_seconds - valid_s, device_label=res.device,
+                          **key)
+    except sqlite3.Error:  # the measurement is a convenience; a busy workspace never fails the comparison
+        pass
 
 
 def target_model_train_fn(texts: Sequence[str], y: Sequence[int], classes: Sequence[str], *,

@@ -369,6 +369,41 @@ def test_estimate_before_start_measures_once_and_caches(tiny_bert, ws, monkeypat
     run_id = compare(ws, did, subsets="full,random:0.5", data=df, seeds=2, pool_max=100, model=str(tiny_bert),
                      **TINY)
     assert ws.run(run_id).result["estimate_seconds"] == pytest.approx(est["total"])
+    # every finished fine-tune folded its own speed into the measurement: the next estimate learns from them
+    key = dict(model=str(tiny_bert), max_length=128, batch_size=8, threads=1, device=None)
+    after = experiment.cached_throughput(ws, **key)
+    shapes = experiment.plan_runs(est["sizes"], protocol="equal-steps", epochs=1, batch_size=8, valid_fraction=0.0)
+    seen = 2 * sum(s.train_examples for s in shapes.values())  # 2 seeds: 2 x (100 + 98)
+    assert seen == 396 and after.basis_examples == experiment.CALIBRATION_STEPS * 8 + seen
+    assert after.train_examples_per_second != pytest.approx(est["throughput"]["train_examples_per_second"])
+
+
+def test_refined_throughput_weights_rates_by_examples_and_forgets_old_calibrations(ws):
+    key = dict(model=None, max_length=128, batch_size=32, threads=None, device=None)
+    k = experiment.throughput_key(**key)
+    calib = experiment.Throughput(train_examples_per_second=20.0, predict_examples_per_second=100.0,
+                                  load_seconds=5.0, device="cpu", key=k, basis_examples=256)
+    ws.set_setting(f"throughput.{k}", calib.to_dict())
+    # a real fine-tune: 2,000 examples in 66.7 s of steps (30 /s), 1,000 test rows in 10 s, 3 s of the rest
+    got = experiment.refine_throughput(ws, train_examples=2000, step_seconds=2000 / 30, predict_examples=1000,
+                                       predict_seconds=10.0, overhead_seconds=3.0, device_label="cpu", **key)
+    assert got.train_examples_per_second == pytest.approx(2256 / (256 / 20 + 2000 / 30))
+    assert got.predict_examples_per_second == pytest.approx(1256 / (256 / 100 + 10.0))
+    assert got.load_seconds == 3.0 and got.basis_examples == 2256
+    assert experiment.cached_throughput(ws, **key) == got
+    # a long history is remembered only up to REFINE_MEMORY_EXAMPLES: a machine that got slower shows within runs
+    slow = got
+    for _ in range(10):
+        slow = experiment.refine_throughput(ws, train_examples=2000, step_seconds=200.0, predict_examples=1000,
+                                            predict_seconds=10.0, overhead_seconds=3.0, device_label="cpu", **key)
+    assert slow.train_examples_per_second < 12.0  # 10 /s now; the 30 /s of the past has faded
+    # an old cached measurement (before the basis was recorded) counts as one calibration
+    old = dict(calib.to_dict())
+    del old["basis_examples"]
+    ws.set_setting(f"throughput.{k}", old)
+    again = experiment.refine_throughput(ws, train_examples=2000, step_seconds=2000 / 30, predict_examples=1000,
+                                         predict_seconds=10.0, overhead_seconds=3.0, device_label="cpu", **key)
+    assert again.train_examples_per_second == pytest.approx(got.train_examples_per_second)
 
 
 def test_verdict_with_only_full_and_random_compares_them():
