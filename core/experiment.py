@@ -480,12 +480,20 @@ def compare_warnings(table: Sequence[Mapping[str, Any]], checkpoints: Mapping[st
 
 # --------------------------------------------------------------------------------------------------- estimate
 
-CALIBRATION_STEPS = 8
+CALIBRATION_STEPS = 12
+CALIBRATION_ROWS = 1_600  # one mega-batch of `finetune.length_grouped_batches` at batch 32: a real run's batches
+LENGTH_SAMPLE = 2_000  # rows whose token lengths stand for a dataset's in the estimate
 
 
 @dataclass(frozen=True)
 class Throughput:
-    """Measured speed of fine-tuning on this machine, for one model, max length, batch size and device."""
+    """Measured speed of fine-tuning on this machine, for one model, max length, batch size and device.
+
+    A training step's time is proportional to the token positions it processes (padding included), so the
+    training speed is kept per token as well: the estimate multiplies it by the padded tokens per example that
+    each subset's own batching gives (`finetune.padded_tokens_per_example` over the dataset's token lengths).
+    `train_examples_per_second` stays for the line shown and for measurements made before tokens were counted.
+    """
 
     train_examples_per_second: float
     predict_examples_per_second: float
@@ -494,6 +502,7 @@ class Throughput:
     key: str
     measured_at: float = 0.0
     basis_examples: int = 0  # training examples behind the rates: the calibration's, then every real fine-tune's
+    train_tokens_per_second: float = 0.0  # 0: not measured (an older measurement); the estimate uses examples/s
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -510,14 +519,18 @@ def throughput_key(*, model: str | None, max_length: int, batch_size: int | None
 def cached_throughput(ws: Workspace, **key: Any) -> Throughput | None:
     """The last measured throughput for these options on this machine, or None."""
     got = ws.get_setting(f"throughput.{throughput_key(**key)}")
-    return Throughput(**got) if isinstance(got, dict) else None
+    if not isinstance(got, dict):
+        return None
+    known = set(Throughput.__dataclass_fields__)
+    return Throughput(**{k: v for k, v in got.items() if k in known})
 
 
 def measure_throughput(ws: Workspace | None, texts: Sequence[str], labels: Sequence[str], *, model: str | None = None,
                        max_length: int = 128, batch_size: int | None = 32, threads: int | None = None,
                        device: str | None = None, steps: int = CALIBRATION_STEPS, refresh: bool = False) -> Throughput:
-    """Time a short fine-tune (`steps` optimizer steps on rows of the data, then a prediction pass) and cache it
-    in the workspace (setting ``throughput.<machine|model|max length|batch|threads|device>``).
+    """Time a short fine-tune (`steps` optimizer steps on up to `CALIBRATION_ROWS` rows of the data, batched as a
+    real run batches them, then a prediction pass) and cache it in the workspace (setting
+    ``throughput.<machine|model|max length|batch|threads|device>``).
 
     Args:
         texts, labels: Rows of the data to calibrate on (their lengths matter); at least two classes.
@@ -532,7 +545,7 @@ def measure_throughput(ws: Workspace | None, texts: Sequence[str], labels: Seque
         raise DataError("calibration needs at least 16 rows of 2 or more classes")
     bs = 32 if batch_size is None else int(batch_size)
     rng = np.random.default_rng(0)
-    n_train = min(len(texts), steps * bs)
+    n_train = min(len(texts), max(steps * bs, CALIBRATION_ROWS))
     idx = rng.choice(len(texts), size=n_train, replace=False)
     n_pred = min(len(texts), 4 * bs)
     pidx = rng.choice(len(texts), size=n_pred, replace=False)
@@ -543,11 +556,13 @@ def measure_throughput(ws: Workspace | None, texts: Sequence[str], labels: Seque
                                       valid_fraction=0.0, threads=threads, device=device,
                                       max_steps=max(1, steps), require_test_classes=False)
     wall = time.perf_counter() - t0
-    train_s = res.steps * bs / max(res.examples_per_second, 1e-9)
+    seen = min(res.steps * bs, n_train * max(1, res.epochs_run))
+    train_s = seen / max(res.examples_per_second, 1e-9)
     out = Throughput(train_examples_per_second=float(res.examples_per_second),
                      predict_examples_per_second=float(res.n_test / max(res.eval_seconds, 1e-9)),
                      load_seconds=float(max(0.0, wall - train_s - res.eval_seconds)), device=res.device,
-                     key=throughput_key(**opts), measured_at=time.time(), basis_examples=int(res.steps * bs))
+                     key=throughput_key(**opts), measured_at=time.time(), basis_examples=int(seen),
+                     train_tokens_per_second=float(res.train_tokens / max(train_s, 1e-9)))
     if ws is not None:
         ws.set_setting(f"throughput.{out.key}", out.to_dict())
     return out
@@ -557,11 +572,12 @@ REFINE_MEMORY_EXAMPLES = 20_000  # how many earlier training examples a refined 
 
 
 def refine_throughput(ws: Workspace, *, train_examples: int, step_seconds: float, predict_examples: int,
-                      predict_seconds: float, overhead_seconds: float, device_label: str, **key: Any) -> Throughput:
+                      predict_seconds: float, overhead_seconds: float, device_label: str, train_tokens: int = 0,
+                      **key: Any) -> Throughput:
     """Fold one finished fine-tune's own speed into the cached measurement, so the next estimate learns from
     the real runs (full-length passes over real rows) and not only from the short calibration.
 
-    Rates combine as examples over seconds, the earlier basis weighted by its examples (at most
+    Rates combine as amounts over seconds, the earlier basis weighted by its examples (at most
     `REFINE_MEMORY_EXAMPLES`, so the machine's recent speed wins over an old calibration); the per-fine-tune
     overhead (model load, tokenising) is the newest run's. Returns the updated measurement.
     """
@@ -574,11 +590,32 @@ def refine_throughput(ws: Workspace, *, train_examples: int, step_seconds: float
     # prediction: the same weights (the old rate for as many examples as its training basis)
     predict_rate = ((w_old + predict_examples) / max(p_old + predict_seconds, 1e-9)
                     if predict_examples else (old.predict_examples_per_second if old else 0.0))
+    tok_rate = 0.0
+    if train_tokens > 0:
+        # the old per-token rate stands for the seconds its examples took (t_old)
+        tok_old = old.train_tokens_per_second * t_old if old is not None and old.train_tokens_per_second > 0 else 0.0
+        tok_rate = (tok_old + train_tokens) / max((t_old if tok_old else 0.0) + step_seconds, 1e-9)
     out = Throughput(train_examples_per_second=float(train_rate), predict_examples_per_second=float(predict_rate),
                      load_seconds=float(max(0.0, overhead_seconds)), device=device_label, key=k,
-                     measured_at=time.time(), basis_examples=int(w_old + train_examples))
+                     measured_at=time.time(), basis_examples=int(w_old + train_examples),
+                     train_tokens_per_second=float(tok_rate or (old.train_tokens_per_second if old else 0.0)))
     ws.set_setting(f"throughput.{k}", out.to_dict())
     return out
+
+
+def length_sample(ws: Workspace, dataset_id: int, *, data: Any = None, model: str | None = None,
+                  max_length: int = 128) -> np.ndarray:
+    """Token lengths of up to `LENGTH_SAMPLE` rows of the dataset (a seeded draw), cached in the workspace per
+    dataset, model and max length: what the estimate's padded-token counts are simulated from."""
+    key = f"finetune.lengths.{dataset_id}|{model or 'default'}|{max_length}"
+    got = ws.get_setting(key)
+    if isinstance(got, list) and got:
+        return np.asarray(got, dtype=np.int64)
+    df = _frame(data) if data is not None else _load_data(ws, dataset_id)
+    sample = df.sample(n=min(len(df), LENGTH_SAMPLE), random_state=0) if len(df) else df
+    lens = finetune.token_lengths(sample["text"].tolist(), model=model, max_length=max_length)
+    ws.set_setting(key, [int(v) for v in lens])
+    return lens
 
 
 @dataclass(frozen=True)
@@ -637,11 +674,15 @@ def plan_runs(sizes: Mapping[str, int], *, protocol: str, epochs: int, batch_siz
 
 
 def estimate_seconds(sizes: Mapping[str, int], *, seeds: int, n_test: int, throughput: Throughput, protocol: str,
-                     epochs: int, batch_size: int, valid_fraction: float, setup_seconds: float = 0.0
-                     ) -> dict[str, Any]:
+                     epochs: int, batch_size: int, valid_fraction: float, setup_seconds: float = 0.0,
+                     lengths: Sequence[int] | np.ndarray | None = None) -> dict[str, Any]:
     """The estimated duration of a comparison: `setup_seconds` (reading the data, drawing the subsets) plus, per
-    fine-tune, model set-up + training examples / training speed + (validation rows x passes + test rows) /
-    prediction speed, summed over subsets x seeds.
+    fine-tune, model set-up + training time + (validation rows x passes + test rows) / prediction speed, summed
+    over subsets x seeds.
+
+    Training time is training examples x padded tokens per example (simulated from `lengths`, the dataset's
+    token lengths, for the subset's own row count) / tokens per second, when both are known; else training
+    examples / examples per second.
 
     Returns:
         {"total": seconds, "per_subset": {spec: seconds of one fine-tune}, "train_examples": total, "upper_bound":
@@ -649,12 +690,18 @@ def estimate_seconds(sizes: Mapping[str, int], *, seeds: int, n_test: int, throu
     """
     shapes = plan_runs(sizes, protocol=protocol, epochs=epochs, batch_size=batch_size, valid_fraction=valid_fraction)
     per = {}
+    by_tokens = lengths is not None and len(lengths) > 0 and throughput.train_tokens_per_second > 0
     for s, sh in shapes.items():
-        per[s] = (throughput.load_seconds + sh.train_examples / throughput.train_examples_per_second
+        if by_tokens:
+            tpe = finetune.padded_tokens_per_example(lengths, sh.n_train, batch_size)  # type: ignore[arg-type]
+            train = sh.train_examples * tpe / throughput.train_tokens_per_second
+        else:
+            train = sh.train_examples / throughput.train_examples_per_second
+        per[s] = (throughput.load_seconds + train
                   + (sh.n_valid * sh.checks + n_test) / throughput.predict_examples_per_second)
     return {"total": float(setup_seconds + seeds * sum(per.values())), "per_subset": per,
             "train_examples": int(seeds * sum(sh.train_examples for sh in shapes.values())),
-            "upper_bound": protocol == "convergence"}
+            "upper_bound": protocol == "convergence", "by_tokens": by_tokens}
 
 
 SETUP_SECONDS_PER_ROW = 0.001  # reading the data and drawing the subsets, until a comparison has measured it
@@ -713,7 +760,8 @@ def calibrate(ws: Workspace, dataset_id: int, *, data: Any = None, model: str | 
         if got is not None:
             return got
     df = _frame(data) if data is not None else _load_data(ws, dataset_id)
-    sample = df.sample(n=min(len(df), 512), random_state=0)
+    length_sample(ws, dataset_id, data=df, model=model, max_length=max_length)
+    sample = df.sample(n=min(len(df), CALIBRATION_ROWS), random_state=0)
     return measure_throughput(ws, sample["text"].tolist(), sample["label"].tolist(), refresh=True, **opts)
 
 
@@ -757,8 +805,11 @@ def estimate_compare(ws: Workspace, dataset_id: int, subsets: Sequence[str] | st
         out["line"] = (f"{len(specs)} subset(s) × {seeds} seed(s) = {runs} fine-tunes on a {pool:,}-row pool; "
                        "measure this machine's speed for an estimate")
         return out
+    lens = (length_sample(ws, dataset_id, data=data, model=model, max_length=max_length)
+            if tp.train_tokens_per_second > 0 else None)
     est = estimate_seconds(sizes, seeds=seeds, n_test=n_test, throughput=tp, protocol=protocol, epochs=epochs,
-                           batch_size=bs, valid_fraction=vf, setup_seconds=setup_estimate(ws, dataset_id, n_rows))
+                           batch_size=bs, valid_fraction=vf, setup_seconds=setup_estimate(ws, dataset_id, n_rows),
+                           lengths=lens)
     out.update(total=est["total"], per_subset=est["per_subset"])
     bound = "at most " if est["upper_bound"] else "about "
     out["line"] = (f"estimated {bound}{format_duration(est['total'])}: {runs} fine-tunes ({len(specs)} subsets × "
@@ -940,7 +991,9 @@ def compare(
                        round((time.perf_counter() - t_setup) / max(len(df), 1), 7))
         estimate = None if tp is None else estimate_seconds(
             sizes0, seeds=len(seed_list), n_test=n_test, throughput=tp, protocol=protocol, epochs=epochs,
-            batch_size=bs, valid_fraction=vf, setup_seconds=setup_guess)["total"]
+            batch_size=bs, valid_fraction=vf, setup_seconds=setup_guess,
+            lengths=(length_sample(ws, dataset_id, data=df, model=model, max_length=max_length)
+                     if tp.train_tokens_per_second > 0 else None))["total"]
         # work weights for the progress fraction and ETA: training examples plus the prediction passes
         todo = [(s, seed) for seed in seed_list for s in specs]
         weight = {(s, seed): plans[seed][3][s].train_examples + (plans[seed][3][s].n_valid
@@ -1037,6 +1090,7 @@ def _refine_from(ws: Workspace, res: finetune.FinetuneResult, wall: float, shape
     valid_s = res.n_valid * len(res.valid_curve) / pred_rate if pred_rate > 0 else 0.0
     try:
         refine_throughput(ws, train_examples=int(seen), step_seconds=step_s, predict_examples=int(pred_n),
+                          train_tokens=int(res.train_tokens),
                           predict_seconds=res.eval_seconds + valid_s,
                           overhead_seconds=wall - step_s - res.eval_seconds - valid_s, device_label=res.device,
                           **key)

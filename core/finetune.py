@@ -61,6 +61,8 @@ class FinetuneResult:
         n_valid: Rows of the validation split (0 if none).
         n_test: Rows of the test set.
         steps: Optimizer steps taken.
+        train_tokens: Token positions the training steps processed, padding included (what their time is
+            proportional to; `core.experiment` estimates durations from it).
         device: Where it trained, e.g. "cpu (2 threads)" or "cuda (NVIDIA H200, bf16)".
         params: The options used (JSON-safe), the model path included.
     """
@@ -82,6 +84,7 @@ class FinetuneResult:
     predictions: list[str] = field(default_factory=list, repr=False)
     steps: int = 0
     device: str = "cpu"
+    train_tokens: int = 0
 
     def to_dict(self, *, with_predictions: bool = False) -> dict[str, Any]:
         """JSON-safe dict (tuples become lists); predictions only when asked."""
@@ -106,6 +109,7 @@ class FinetuneResult:
             "examples_per_second": self.examples_per_second,
             "steps": self.steps,
             "device": self.device,
+            "train_tokens": self.train_tokens,
             "per_class": {k: asdict(v) for k, v in self.per_class.items()},
         }
 
@@ -194,6 +198,37 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)  # type: ignore[arg-type]
     return batches
+
+
+def padded_tokens_per_example(lengths: Sequence[int] | np.ndarray, n_rows: int, batch_size: int,
+                              seed: int = 0) -> float:
+    """Token positions a training step processes per example, padding included, when `n_rows` rows whose token
+    lengths are distributed like `lengths` are cut into `length_grouped_batches`: the batching of
+    `train_and_evaluate`, simulated (rows drawn from `lengths`, with replacement past its size).
+
+    Fewer rows sort into fewer, wider length bands, so a small subset pads more per example than a large one.
+    """
+    lens = np.asarray(lengths, dtype=np.int64)
+    if len(lens) == 0 or n_rows < 1:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    drawn = lens[rng.choice(len(lens), size=int(n_rows), replace=int(n_rows) > len(lens))]
+    batches = length_grouped_batches(drawn, int(batch_size), rng)
+    return float(sum(int(drawn[b].max()) * len(b) for b in batches) / len(drawn))
+
+
+def token_lengths(texts: Sequence[str], *, model: str | os.PathLike[str] | None = None,
+                  max_length: int = 128) -> np.ndarray:
+    """Tokens per text (after truncation at `max_length`) under the model's tokenizer: (n,) int64."""
+    from transformers import AutoTokenizer
+
+    path = str(model) if model is not None else default_model_path()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot load the tokenizer of {path}: {e}") from e
+    ids = _encode(tokenizer, [str(t) for t in texts], max_length)
+    return np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
 
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> tuple[float, float,
@@ -414,7 +449,7 @@ def train_and_evaluate(
             valid_curve: list[tuple[int, float, float]] = []
             log_every = max(1, total_steps // 200)
             step, run_loss, run_n = 0, 0.0, 0
-            step_seconds, seen = 0.0, 0
+            step_seconds, seen, tokens = 0.0, 0, 0
             best: tuple[float, float] | None = None
             best_state: dict[str, Any] | None = None
             best_epoch, bad_epochs, epochs_run = 0, 0, 0
@@ -456,6 +491,7 @@ def train_and_evaluate(
                         torch.cuda.synchronize(dev.name)
                     step_seconds += time.perf_counter() - t0
                     seen += len(rows)
+                    tokens += int(inp.numel())
                     step += 1
                     run_loss += float(loss.detach())
                     run_n += 1
@@ -493,7 +529,7 @@ def train_and_evaluate(
                 examples_per_second=seen / step_seconds if step_seconds > 0 else 0.0, n_train=len(ids_train),
                 params=params, best_epoch=best_epoch, n_valid=len(ids_valid), n_test=len(ids_test),
                 eval_seconds=eval_seconds, predictions=[classes[i] for i in pred], steps=step,
-                device=dev.label)
+                device=dev.label, train_tokens=tokens)
             if save_dir is not None:
                 out_dir = Path(save_dir)
                 out_dir.mkdir(parents=True, exist_ok=True)

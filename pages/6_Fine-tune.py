@@ -187,7 +187,7 @@ if est is not None:
     if est["total"] is not None:
         st.info(ui.plain(est["line"]), icon=":material/schedule:")
     else:
-        st.caption(ui.plain(est["line"]) + " (a short fine-tune of 8 steps, run once and cached).")
+        st.caption(ui.plain(est["line"]) + f" (a short fine-tune of {experiment.CALIBRATION_STEPS} steps, run once and cached).")
         if st.button("Measure this machine's speed", key="finetune.calibrate", icon=":material/speed:",
                      disabled=(calib is not None and calib.active) or (job is not None and job.active)):
             with ui.guard():

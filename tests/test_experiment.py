@@ -354,6 +354,27 @@ def test_estimate_arithmetic_equal_steps_and_equal_epochs():
     assert experiment.format_duration(600) == "10.0 min" and experiment.format_duration(9000) == "2.5 h"
 
 
+def test_estimate_by_tokens_charges_each_subset_its_own_padding():
+    tp = experiment.Throughput(train_examples_per_second=100.0, predict_examples_per_second=300.0,
+                               load_seconds=2.0, device="cpu", key="k", train_tokens_per_second=1200.0)
+    kw = dict(seeds=1, n_test=300, throughput=tp, protocol="equal-steps", epochs=1, batch_size=32,
+              valid_fraction=0.0)
+    flat = experiment.estimate_seconds({"full": 1000, "random:500": 500}, lengths=[12] * 100, **kw)
+    # every row 12 tokens: 12 tokens per example at 1,200 tokens/s is the 100 examples/s of the line
+    assert flat["by_tokens"] and flat["per_subset"]["full"] == pytest.approx(2 + 1000 * 12 / 1200 + 1)
+    mixed = experiment.estimate_seconds({"full": 1600, "random:64": 64}, lengths=[10] * 90 + [60] * 10, **kw)
+    shapes = experiment.plan_runs({"full": 1600, "random:64": 64}, protocol="equal-steps", epochs=1,
+                                  batch_size=32, valid_fraction=0.0)
+    for spec, sh in shapes.items():
+        tpe = finetune.padded_tokens_per_example([10] * 90 + [60] * 10, sh.n_train, 32)
+        assert mixed["per_subset"][spec] == pytest.approx(2 + sh.train_examples * tpe / 1200 + 1)
+    # the same steps, but the small subset's few wide batches pad more: it costs more per example
+    assert mixed["per_subset"]["random:64"] > mixed["per_subset"]["full"]
+    # without lengths (or a measurement from before tokens were counted) the examples rate is used
+    plain = experiment.estimate_seconds({"full": 1000}, **kw)
+    assert not plain["by_tokens"] and plain["per_subset"]["full"] == pytest.approx(2 + 10 + 1)
+
+
 def test_estimate_before_start_measures_once_and_caches(tiny_bert, ws, monkeypatch):
     df = frame(200)
     did = _register(ws, df)
@@ -363,6 +384,9 @@ def test_estimate_before_start_measures_once_and_caches(tiny_bert, ws, monkeypat
     assert len(calls) == 1 and calls[0]["max_steps"] == experiment.CALIBRATION_STEPS
     assert est["sizes"] == {"full": 100, "random:0.5": 50} and est["pool"] == 100 and est["n_test"] == 40
     assert est["total"] > 0 and est["line"].startswith("estimated about ")
+    assert est["throughput"]["train_tokens_per_second"] > 0  # the calibration counted its steps' tokens
+    lens = ws.get_setting(f"finetune.lengths.{did}|{tiny_bert}|128")  # and kept the data's token lengths
+    assert len(lens) == 200 and min(lens) > 0
     again = experiment.estimate_compare(ws, did, "full,random:0.5", data=df, seeds=2, pool_max=100,
                                         model=str(tiny_bert), batch_size=8, threads=1)
     assert len(calls) == 1 and again["total"] == pytest.approx(est["total"])  # cached measurement

@@ -171,6 +171,22 @@ def test_max_steps_trains_exactly_that_many_steps_over_repeated_passes(tiny_bert
     again = train_and_evaluate(Xt, yt, Xe, ye, classes=["neg", "pos"], model=tiny_bert, valid_fraction=0.0, **FAST)
     assert again.steps == 5 and again.epochs_run == 1
     assert res.device.startswith("cpu") and res.params["device"] == res.device and res.summary()["device"]
+    # the token positions its steps processed: every batch padded to its longest row, the 7 batches it took
+    lens = finetune.token_lengths(Xt, model=tiny_bert, max_length=res.params["max_length"])
+    rng = np.random.default_rng(res.params["seed"])
+    batches = length_grouped_batches(lens, 8, rng) + length_grouped_batches(lens, 8, rng)
+    assert res.train_tokens == sum(len(b) * int(lens[b].max()) for b in batches[:7])
+    assert res.summary()["train_tokens"] == res.train_tokens
+
+
+def test_padded_tokens_per_example_follows_the_batching():
+    assert finetune.padded_tokens_per_example([12] * 50, 1000, 32) == 12.0  # equal lengths: no padding
+    # 90 % short rows, 10 % long: one batch of 32 pads most rows to a long one; 1,600 rows sort into bands
+    lengths = [10] * 90 + [60] * 10
+    small = finetune.padded_tokens_per_example(lengths, 32, 32)
+    large = finetune.padded_tokens_per_example(lengths, 1600, 32)
+    assert small == 60.0 and 15.0 <= large <= 16.0  # the mean, plus at most one band of 32 rows padded to 60
+    assert finetune.padded_tokens_per_example([], 100, 32) == 0.0
 
 
 def test_device_selection_cpu_and_mocked_cuda(monkeypatch):
