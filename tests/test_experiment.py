@@ -381,7 +381,8 @@ def test_estimate_before_start_measures_once_and_caches(tiny_bert, ws, monkeypat
     calls = _spy(monkeypatch)
     est = experiment.estimate_compare(ws, did, "full,random:0.5", data=df, seeds=2, pool_max=100,
                                       model=str(tiny_bert), batch_size=8, threads=1)
-    assert len(calls) == 1 and calls[0]["max_steps"] == experiment.CALIBRATION_STEPS
+    # an untimed 2-step warm-up, then the timed steps
+    assert [c["max_steps"] for c in calls] == [2, experiment.CALIBRATION_STEPS]
     assert est["sizes"] == {"full": 100, "random:0.5": 50} and est["pool"] == 100 and est["n_test"] == 40
     assert est["total"] > 0 and est["line"].startswith("estimated about ")
     assert est["throughput"]["train_tokens_per_second"] > 0  # the calibration counted its steps' tokens
@@ -389,7 +390,7 @@ def test_estimate_before_start_measures_once_and_caches(tiny_bert, ws, monkeypat
     assert len(lens) == 200 and min(lens) > 0
     again = experiment.estimate_compare(ws, did, "full,random:0.5", data=df, seeds=2, pool_max=100,
                                         model=str(tiny_bert), batch_size=8, threads=1)
-    assert len(calls) == 1 and again["total"] == pytest.approx(est["total"])  # cached measurement
+    assert len(calls) == 2 and again["total"] == pytest.approx(est["total"])  # cached measurement
     run_id = compare(ws, did, subsets="full,random:0.5", data=df, seeds=2, pool_max=100, model=str(tiny_bert),
                      **TINY)
     assert ws.run(run_id).result["estimate_seconds"] == pytest.approx(est["total"])
