@@ -693,11 +693,12 @@ def estimate_seconds(sizes: Mapping[str, int], *, seeds: int, n_test: int, throu
     examples / examples per second.
 
     Returns:
-        {"total": seconds, "per_subset": {spec: seconds of one fine-tune}, "train_examples": total, "upper_bound":
-        True for the convergence protocol (early stopping may finish sooner)}.
+        {"total": seconds, "per_subset": {spec: seconds of one fine-tune}, "train_examples": total,
+        "train_seconds": their training time, "upper_bound": True for the convergence protocol (early stopping may
+        finish sooner), "by_tokens": whether the token rate was used}.
     """
     shapes = plan_runs(sizes, protocol=protocol, epochs=epochs, batch_size=batch_size, valid_fraction=valid_fraction)
-    per = {}
+    per, train_s = {}, {}
     by_tokens = lengths is not None and len(lengths) > 0 and throughput.train_tokens_per_second > 0
     for s, sh in shapes.items():
         if by_tokens:
@@ -705,10 +706,12 @@ def estimate_seconds(sizes: Mapping[str, int], *, seeds: int, n_test: int, throu
             train = sh.train_examples * tpe / throughput.train_tokens_per_second
         else:
             train = sh.train_examples / throughput.train_examples_per_second
+        train_s[s] = train
         per[s] = (throughput.load_seconds + train
                   + (sh.n_valid * sh.checks + n_test) / throughput.predict_examples_per_second)
     return {"total": float(setup_seconds + seeds * sum(per.values())), "per_subset": per,
             "train_examples": int(seeds * sum(sh.train_examples for sh in shapes.values())),
+            "train_seconds": float(seeds * sum(train_s.values())),
             "upper_bound": protocol == "convergence", "by_tokens": by_tokens}
 
 
@@ -824,7 +827,8 @@ def estimate_compare(ws: Workspace, dataset_id: int, subsets: Sequence[str] | st
     bound = "at most " if est["upper_bound"] else "about "
     out["line"] = (f"estimated {bound}{format_duration(est['total'])}: {runs} fine-tunes ({len(specs)} subsets × "
                    f"{seeds} seeds), {est['train_examples']:,} training examples at "
-                   f"{tp.train_examples_per_second:.0f} examples/s on {tp.device} (measured), {n_test:,} test rows")
+                   f"{est['train_examples'] / max(est['train_seconds'], 1e-9):.0f} examples/s on {tp.device} "
+                   f"(measured), {n_test:,} test rows")
     return out
 
 

@@ -362,6 +362,7 @@ def test_estimate_by_tokens_charges_each_subset_its_own_padding():
     flat = experiment.estimate_seconds({"full": 1000, "random:500": 500}, lengths=[12] * 100, **kw)
     # every row 12 tokens: 12 tokens per example at 1,200 tokens/s is the 100 examples/s of the line
     assert flat["by_tokens"] and flat["per_subset"]["full"] == pytest.approx(2 + 1000 * 12 / 1200 + 1)
+    assert flat["train_seconds"] == pytest.approx(2 * 1000 * 12 / 1200)  # the line's examples/s: 2,000 / 20 s
     mixed = experiment.estimate_seconds({"full": 1600, "random:64": 64}, lengths=[10] * 90 + [60] * 10, **kw)
     shapes = experiment.plan_runs({"full": 1600, "random:64": 64}, protocol="equal-steps", epochs=1,
                                   batch_size=32, valid_fraction=0.0)
