@@ -31,3 +31,37 @@ def test_an_unreachable_scheduler_is_one_error_naming_its_address():
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(ModelError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
             chunked.map_chunks(_row_sums, 0.0, X, chunked.row_chunks(4, 2), scheduler="tcp://127.0.0.1:9")
+
+
+def test_task_heap_raises_the_trim_threshold_for_a_task_and_restores_the_operators(monkeypatch):
+    """In a Dask worker (MALLOC_TRIM_THRESHOLD_ set by its nanny) a task's temporaries reuse the heap; afterwards
+    the operator's trim threshold and glibc's mmap threshold are back and the heap is trimmed."""
+    calls: list[tuple] = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append(("mallopt", param, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(chunked, "_libc", lambda: Libc())
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with chunked.task_heap():
+        pass
+    assert calls == []  # a plain process: glibc's own dynamic thresholds stay in force
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    with pytest.raises(RuntimeError):
+        with chunked.task_heap():
+            assert calls == [("mallopt", -1, chunked.TASK_HEAP_THRESHOLD), ("mallopt", -3, chunked.TASK_HEAP_THRESHOLD)]
+            raise RuntimeError("the task failed")
+    assert calls[2:] == [("mallopt", -3, 128 * 1024), ("mallopt", -1, 65536), ("trim", 0)]  # restored even so
+
+
+def test_task_heap_on_this_machines_libc(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    with chunked.task_heap():
+        total = sum(float((np.ones((100, 33)) @ np.ones((33, 1000))).sum()) for _ in range(20))
+    assert total == 20 * 100 * 1000 * 33

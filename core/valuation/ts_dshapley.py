@@ -59,8 +59,10 @@ def _run_task(task: _Task, Z, y, Zv, yv, opts: dict[str, Any], entropy: int
     """Values every row of a task's subsets: (pass index, rows, per-row estimate = mean over permutations)."""
     from threadpoolctl import threadpool_limits
 
+    from core.chunked import task_heap
+
     P = opts["n_permutations"]
-    with threadpool_limits(1):
+    with threadpool_limits(1), task_heap():
         L = max(len(s) for s in task.subsets)
         orders = np.full((len(task.subsets) * P, L), -1, dtype=np.int64)
         v_full = np.empty(len(task.subsets) * P)
@@ -98,13 +100,20 @@ def _iter_results(tasks: Sequence[_Task], args: tuple, *, n_jobs: int, scheduler
     if not tasks:
         return
     if scheduler:
-        import joblib
-        from dask.distributed import Client
+        from dask.distributed import as_completed
 
-        with Client(scheduler):  # joblib's dask backend uses the current client
-            with joblib.parallel_config(backend="dask"):
-                yield from joblib.Parallel(return_as="generator_unordered")(
-                    joblib.delayed(_run_task)(t, *args) for t in tasks)
+        from core.chunked import dask_client
+
+        # the arrays go to every worker once (scattered), each task carries only its subsets' rows: through
+        # joblib's dask backend the same 320 tasks of 40,000 rows ran no faster on 2 workers than on 1
+        with dask_client(scheduler, "valuing") as client:
+            arrays = client.scatter(list(args[:4]), broadcast=True)
+            futures = [client.submit(_run_task, t, *arrays, *args[4:], pure=False) for t in tasks]
+            try:
+                for _, result in as_completed(futures, loop=client.loop, with_results=True):
+                    yield result
+            finally:
+                client.cancel(futures)
         return
     if n_jobs == 1 or len(tasks) == 1:
         for t in tasks:
