@@ -530,8 +530,7 @@ def measure_throughput(ws: Workspace | None, texts: Sequence[str], labels: Seque
                        device: str | None = None, steps: int = CALIBRATION_STEPS, refresh: bool = False) -> Throughput:
     """Time a short fine-tune (`steps` optimizer steps on up to `CALIBRATION_ROWS` rows of the data, batched as a
     real run batches them, then a prediction pass over 8 batches' rows; after an untimed 2-step warm-up) and cache
-    it in the workspace (setting
-    ``throughput.<machine|model|max length|batch|threads|device>``).
+    it in the workspace (setting ``throughput.<machine|model|max length|batch|threads|device>``).
 
     Args:
         texts, labels: Rows of the data to calibrate on (their lengths matter); at least two classes.
