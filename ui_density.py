@@ -8,9 +8,13 @@ returns the selected row positions exactly like `core.curation.selection_rows` d
 
 Streamlit gives the server the selection (points, lasso polygons, boxes) but not zoom or pan (relayout events), so a
 zoom inside the chart only enlarges the image; the "View window" sliders re-render a window at full resolution
-(the image, and a fresh sample of the points inside it). A figure that changes (a new selection overlay, a new
-window) is a new chart to Streamlit, so the selection is kept here, in the session, and drawn as an outline plus an
-overlay of the selected rows; "Clear the selection" forgets it.
+(the image, and a fresh sample of the points inside it). A figure that changes is a new chart to Streamlit: the
+browser draws it again (about 1.5 s for the image and 20,000 WebGL points in software) and forgets the lasso drawn on
+it. So a lasso leaves the figure exactly as it was: the chart itself shows the lasso and highlights the drawn points
+under it, and only the count and the table below change. The selection is also kept here, in the session; once the
+figure changes for another reason (a new window, colour or filter) the chart no longer shows it, and from then on it is
+drawn as a dotted outline plus an overlay of the selected rows. "Clear the selection" forgets it (and changes the
+figure, so the chart drops its lasso too).
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ from core import curation, density, lasso
 SAMPLE = 20_000  # points drawn over the image (seeded sample of the rows inside the window)
 SELECTED_DRAWN = 10_000  # selected rows drawn as the overlay (a seeded sample beyond; a lasso sends drawn points back)
 WIDTH, HEIGHT = 1000, 600  # image pixels (about the plot's size on screen)
-SEL = "map.big.selection"  # {"event": the selection event consumed last, "shapes": the selection kept, "gen": n}
+SEL = "map.big.selection"  # {"event": the selection event consumed last, "shapes": the selection kept, "gen": n,
+#   "native": the figure (base signature) whose chart shows the selection itself, "overlay": whether the last
+#   figure sent drew it, "reset": clears so far}
 SLIDERS = ("map.big.xr", "map.big.yr")
 
 
@@ -118,8 +124,9 @@ def _outline(kept: dict) -> list[dict]:
 
 
 def _clear() -> None:
-    st.session_state[SEL] = {**st.session_state.get(SEL, {}), "shapes": None,
-                             "gen": st.session_state.get(SEL, {}).get("gen", 0) + 1}
+    state = st.session_state.get(SEL, {})
+    st.session_state[SEL] = {**state, "shapes": None, "gen": state.get("gen", 0) + 1, "native": None,
+                             "reset": state.get("reset", 0) + 1}  # a changed figure: the chart drops its lasso
 
 
 def _zoom_to(x0: float, x1: float, y0: float, y1: float) -> None:
@@ -139,8 +146,9 @@ def draw(fig: Any, shown: np.ndarray, n_rows: int, *, key: str = "map.plot") -> 
     x, y = np.asarray(tr.x, dtype=np.float64), np.asarray(tr.y, dtype=np.float64)
     state = st.session_state.setdefault(SEL, {"event": None, "shapes": None, "gen": 0})
     got = _event_key(st.session_state.get(key))
-    if got is not None and got[0] != state.get("event"):  # a new lasso, box or click (not the one consumed)
-        state = {"event": got[0], "shapes": got[1], "gen": state.get("gen", 0) + 1}
+    fresh = got is not None and got[0] != state.get("event")  # a new lasso, box or click (not the one consumed)
+    if fresh:
+        state = {**state, "event": got[0], "shapes": got[1], "gen": state.get("gen", 0) + 1, "native": None}
         st.session_state[SEL] = state
     kept = state.get("shapes")
     rows = _rows(kept, x, y, shown, n_rows) if kept else np.zeros(0, dtype=np.int64)
@@ -172,10 +180,20 @@ def draw(fig: Any, shown: np.ndarray, n_rows: int, *, key: str = "map.plot") -> 
     digest = hashlib.blake2b(np.ascontiguousarray(shown).tobytes(), digest_size=16)
     digest.update(np.ascontiguousarray(colours).tobytes())
     token = hash((id(fig), str(fig.layout.meta), digest.hexdigest()))  # what the image shows, ~10 ms at 1M rows
-    base = _base(fig, token, (float(xr[0]), float(xr[1]), float(yr[0]), float(yr[1])))  # (ids of freed figures recur)
+    window = (float(xr[0]), float(xr[1]), float(yr[0]), float(yr[1]))
+    base = _base(fig, token, window)  # (ids of freed figures recur)
 
+    # Does the chart in the browser show the selection itself? Yes for a lasso (box, click) drawn on the figure sent
+    # last, when that figure drew no overlay: it is sent again unchanged. Once the figure changes, never again.
+    sig = [token, window, state.get("reset", 0)]
+    if fresh and not state.get("overlay"):
+        state["native"] = sig
+    native = bool(kept) and state.get("native") == sig and got is not None and got[0] == state.get("event")
+    if not native:
+        state["native"] = None
+    state["overlay"] = bool(kept) and not native
     data = list(base["data"])
-    if len(rows):
+    if state["overlay"] and len(rows):
         where = at
         if len(where) > SELECTED_DRAWN:
             where = np.sort(np.random.default_rng(1).choice(where, SELECTED_DRAWN, replace=False))
@@ -183,8 +201,10 @@ def draw(fig: Any, shown: np.ndarray, n_rows: int, *, key: str = "map.plot") -> 
                          mode="markers", customdata=shown[where].astype(np.int32), name="selection",
                          marker=dict(color="#111111", size=3, opacity=0.8), showlegend=False,
                          hovertemplate="row %{customdata} (selected)<extra></extra>"))
-    layout = {**base["layout"], "shapes": _outline(kept) if kept else [],
-              "meta": {**base["layout"]["meta"], "selection": state.get("gen", 0), "selected": int(len(rows))}}
+    meta = {**base["layout"]["meta"], "reset": state.get("reset", 0)}
+    if state["overlay"]:
+        meta.update(selection=state.get("gen", 0), selected=int(len(rows)))
+    layout = {**base["layout"], "shapes": _outline(kept) if state["overlay"] else [], "meta": meta}
     meta = layout["meta"]
     st.caption(f"Density image of {meta['in_window']:,} points in the window (each pixel: "
                f"{'mean value' if meta.get('colour') == 'value' else 'majority'}), {meta['sample']:,} drawn as "

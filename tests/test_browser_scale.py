@@ -80,6 +80,7 @@ def test_density_map_lasso_selects_every_row_under_it_and_remove_records_them(bi
         drawn_y = np.asarray(page.evaluate("() => Array.from(document.querySelector('.js-plotly-plot')"
                                            "._fullData[0].y)"), dtype=np.float64)
 
+        page.evaluate("() => { document.querySelector('.js-plotly-plot').dataset.probe = 'before the lasso'; }")
         area = page.locator(".nsewdrag").first.bounding_box()
         cx, cy = area["x"] + area["width"] * 0.45, area["y"] + area["height"] / 2
         rx, ry = area["width"] * 0.2, area["height"] * 0.22
@@ -93,8 +94,11 @@ def test_density_map_lasso_selects_every_row_under_it_and_remove_records_them(bi
         wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / "3_map_density_lasso.png"), full_page=True)
 
-        # the polygon the server resolved (its outline on the new figure) is the one drawn ...
-        path = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.shapes[0].path")
+        # the chart was not drawn again (the same element, one trace: no overlay) and shows the lasso itself ...
+        assert page.evaluate("() => document.querySelector('.js-plotly-plot').dataset.probe") == "before the lasso"
+        assert page.evaluate("() => document.querySelector('.js-plotly-plot')._fullData.length") == 1
+        # ... whose polygon, the one the server resolved, is the one drawn ...
+        path = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.selections[0].path")
         px, py = _path_xy(path)
         xa = page.evaluate("() => { const a = document.querySelector('.js-plotly-plot')._fullLayout.xaxis;"
                            " return [a.range[0], a.range[1]]; }")

@@ -82,19 +82,27 @@ def test_a_lasso_selects_every_row_under_it_and_remove_records_them(app, demo_ws
     monkeypatch.setattr("ui_density.SAMPLE", 20)  # most rows under the lasso are not drawn
     ws, ds_id, uids = demo_ws["ws"], demo_ws["dataset_id"], demo_ws["uids"]
     app.switch_page("pages/3_Map.py").run()
+    before = _figure(app)
     xy = _coords(demo_ws)
     poly = _polygon(xy)
     expected = _brute_pnpoly(xy, poly["x"], poly["y"])
     assert 20 < len(expected) < 301
     _send(app, {"lasso": [poly]})
     assert any(s.value == f"Selection: {len(expected):,} rows" for s in app.subheader)
+    # the figure is sent unchanged (a changed one is a new chart the browser draws again, and it would drop the
+    # lasso): the chart itself shows the lasso
+    assert _figure(app) == before
+
+    app.run()  # a rerun without a new event keeps the selection, and the figure
+    assert any(s.value == f"Selection: {len(expected):,} rows" for s in app.subheader)
+    assert _figure(app) == before
+    # a new colour is a new chart, which no longer shows the lasso: the selection is drawn on it
+    app.radio(key="map.colour").set_value("label").run()
+    assert any(s.value == f"Selection: {len(expected):,} rows" for s in app.subheader)
     fig = _figure(app)
     assert fig["layout"]["meta"]["selected"] == len(expected)
-    assert fig["layout"]["shapes"][0]["type"] == "path"  # the lasso's outline stays on the new figure
+    assert fig["layout"]["shapes"][0]["type"] == "path"  # the lasso's outline
     assert len(fig["data"]) == 2  # the sample and the selection overlay
-
-    app.run()  # a rerun without a new event (the new figure is a new chart) keeps the selection
-    assert any(s.value == f"Selection: {len(expected):,} rows" for s in app.subheader)
     app.text_input(key="map.reason").input("dense blob (density map)").run()
     app.button(key="map.remove").click().run()
     assert not app.exception, app.exception
@@ -105,6 +113,13 @@ def test_a_lasso_selects_every_row_under_it_and_remove_records_them(app, demo_ws
 
     app.button(key="map.big.clear").click().run()
     assert not any(s.value.startswith("Selection:") for s in app.subheader)
+    fig = _figure(app)
+    assert len(fig["data"]) == 1 and not fig["layout"].get("shapes")
+
+    # after a clear, the next lasso is shown by the chart again: the figure stays as the clear left it
+    _send(app, {"lasso": [_polygon(xy, 0.5)]})
+    assert any(s.value.startswith("Selection:") for s in app.subheader)
+    assert _figure(app) == fig
 
 
 def test_a_box_and_a_click_are_resolved_too(app, demo_ws, monkeypatch):
