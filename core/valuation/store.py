@@ -97,17 +97,19 @@ def drop_partial(ws: Workspace, run_id: int) -> None:
 
 
 class Checkpointer:
-    """Saves partial Values of an iterative method at most every `every` seconds (and the first and last time)."""
+    """Saves partial Values of an iterative method at most every `every` seconds, or 20 times as long as the last
+    save took (a checkpoint of a million rows takes seconds), and the first and last time."""
 
     def __init__(self, ws: Workspace, run_id: int, every: float = 2.0) -> None:
-        self.ws, self.run_id, self.every, self.last = ws, run_id, every, 0.0
+        self.ws, self.run_id, self.every, self.last, self.cost = ws, run_id, every, 0.0, 0.0
 
     def __call__(self, partial: Values, fraction: float) -> None:
         now = time.monotonic()
-        if now - self.last < self.every and fraction < 1.0:
+        if now - self.last < max(self.every, 20 * self.cost) and fraction < 1.0:
             return
-        self.last = now
         save_partial(self.ws, self.run_id, partial, fraction)
+        self.last = time.monotonic()
+        self.cost = self.last - now
 
 
 def summary(values: Values) -> dict[str, Any]:

@@ -76,3 +76,25 @@ def test_a_recorded_run_is_marked_failed_or_cancelled(tmp_path, error, status):
             raise error
     rec = ws.run(run.id)
     assert rec.status == status and rec.finished is not None and "error" in rec.result
+
+
+def test_checkpoints_are_spaced_by_twenty_times_what_a_save_costs(tmp_path, monkeypatch):
+    """A checkpoint of a million rows takes seconds to write: the Checkpointer waits 20 times a save's cost (or
+    `every`, whichever is longer) before the next, and always saves the last."""
+    clock = [100.0]
+    saved = []
+
+    def slow_save(ws, run_id, values, fraction):  # a save that takes 1 s on the fake clock
+        saved.append(fraction)
+        clock[0] += 1.0
+
+    monkeypatch.setattr(store.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(store, "save_partial", slow_save)
+    ck = store.Checkpointer(None, 1, every=2.0)  # type: ignore[arg-type]
+    for i in range(60):  # a partial every 0.5 s
+        ck(_values(), i / 60)
+        clock[0] += 0.5
+    ck(_values(), 1.0)
+    assert saved[0] == 0.0 and saved[-1] == 1.0
+    starts = np.diff([i for i in range(60) if i / 60 in saved])
+    assert (starts * 0.5 >= 20.0).all()  # 20 x 1 s between saves, not every 2 s

@@ -188,3 +188,24 @@ def test_bad_inputs_give_clear_errors(blobs):
     keep = np.concatenate([np.flatnonzero(train.y < 2), rare])
     with pytest.raises(DataError, match=r"has 3 training row\(s\), fewer than the \d+ subsets .*--subset-size"):
         ts_dshapley(train.take(keep), valid=valid, n_passes=1, subset_size=20, n_jobs=1)
+
+
+def test_past_the_small_size_partials_are_spaced_out_and_the_last_always_comes(blobs, monkeypatch):
+    """A partial costs rows x passes to build (seconds at 1M rows): past the small size, on_progress hears of every
+    task but gets a partial only every so often, and always after the last task. Values are the same."""
+    import importlib
+
+    ts = importlib.import_module("core.valuation.ts_dshapley")
+    train, valid, _ = blobs
+    opts = dict(n_passes=6, n_permutations=3, subset_size=40, n_jobs=1, seed=5)  # 6 tasks
+    every_task = []
+    full = ts_dshapley(train, valid=valid, on_progress=lambda f, m, p: every_task.append(p), **opts)
+    assert len(every_task) == 7 and all(p is not None for p in every_task[1:])  # small data: one per task
+    monkeypatch.setattr(ts, "_PARTIAL_ALWAYS", 0)
+    monkeypatch.setattr(ts, "_PARTIAL_EVERY", 1e9)
+    calls = []
+    spaced = ts_dshapley(train, valid=valid, on_progress=lambda f, m, p: calls.append((f, p)), **opts)
+    assert [f for f, _ in calls] == [i / 6 for i in range(7)]  # the start, then every task is still reported
+    assert [p is not None for _, p in calls] == [False] * 6 + [True]  # the last task's partial only
+    np.testing.assert_array_equal(calls[-1][1].values, full.values)
+    np.testing.assert_array_equal(spaced.values, full.values)
