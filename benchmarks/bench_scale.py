@@ -7,7 +7,8 @@ seeded `--flip` share of the labels is flipped. Validation: `--valid-n` further 
 (size, step) runs in its own process so its VmHWM (/proc/self/status) is that step's peak RSS
 (including the data it was handed: the train matrix is memory-mapped from a temp .npy, as the app hands it out).
 The time exponent is the least-squares slope of log(seconds) over log(rows) per step (needs two sizes or more).
-Steps: knn-shapley, label-quality, ts-dshapley (valuation, ROC-AUC of the flipped rows), kmeans (`fit_clusters`,
+Steps: knn-shapley, label-quality, ts-dshapley (valuation, ROC-AUC of the flipped rows; each reports its progress
+and checkpoints its partial values into a workspace as the app's job does), kmeans (`fit_clusters`,
 automatic k; past 200,000 rows a sample fit and every row labelled in chunks) and umap (`project`: every row up to
 --max-fit, past it a sample fit and the rest transformed in chunks).
 
@@ -102,6 +103,24 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
 
 
+def _app_progress(path: Path):
+    """on_progress as the app's valuation job hands it: partial values checkpointed into a workspace (at most every
+    2 s, `core.valuation.store.Checkpointer`), so the seconds include what resumability costs."""
+    from core import runs
+    from core.valuation.store import Checkpointer
+    from core.workspace import Workspace
+
+    ws = Workspace(path)
+    with runs.recorded(ws, "values", dataset_id=None, method="bench", params={}) as run:
+        run.done({}, seconds=0.0)
+    ck = Checkpointer(ws, run.id)
+
+    def fn(fraction: float, message: str = "", partial=None) -> None:
+        if partial is not None:
+            ck(partial, fraction)
+    return fn
+
+
 def run_one(args: argparse.Namespace) -> None:
     """Child process: one step on the prepared files; prints one JSON line."""
     from core.valuation.base import Split
@@ -113,6 +132,7 @@ def run_one(args: argparse.Namespace) -> None:
     flipped = np.load(d / "flipped.npy")
     train = Split(np.array([f"r{i}" for i in range(len(y))]), X, y)
     valid = Split(np.array([f"v{i}" for i in range(len(yv))]), Xv, yv)
+    progress = _app_progress(d / f"ws-{args.one}") if args.one in VALUATION else None
     t0 = time.perf_counter()
     if args.one not in VALUATION:
         extra = ""
@@ -133,13 +153,13 @@ def run_one(args: argparse.Namespace) -> None:
         return
     if args.one == "knn-shapley":
         from core.valuation.knn_shapley import knn_shapley
-        vals = knn_shapley(train, valid=valid)
+        vals = knn_shapley(train, valid=valid, on_progress=progress)
     elif args.one == "label-quality":
         from core.valuation.label_quality import label_quality
-        vals = label_quality(train, seed=0)
+        vals = label_quality(train, seed=0, on_progress=progress)
     else:
         from core.valuation.ts_dshapley import ts_dshapley
-        vals = ts_dshapley(train, valid=valid, seed=0, n_jobs=1)
+        vals = ts_dshapley(train, valid=valid, seed=0, n_jobs=1, on_progress=progress)
     seconds = time.perf_counter() - t0
     from sklearn.metrics import roc_auc_score
 
