@@ -38,6 +38,22 @@ def dask_client(scheduler: str, what: str = "running") -> Any:
                          "(`dask scheduler`) or fix --scheduler / WINNOW_DASK_SCHEDULER") from e
 
 
+def release_pages(X: Any) -> None:
+    """Drop the pages of a read-only memory-mapped array (`np.load(..., mmap_mode="r")`) from this process's resident
+    memory. They stay in the operating system's page cache, so reading them again is a soft fault, not a disk read;
+    without this, a step that reads all of a 1M x 384 float32 map holds 1.5 GB more resident than it needs. Other
+    arrays (and copy-on-write maps, whose pages may hold changes) are left alone."""
+    mm = getattr(X, "_mmap", None)
+    if mm is None or getattr(X, "mode", None) != "r" or not hasattr(mm, "madvise"):
+        return
+    import mmap
+
+    try:
+        mm.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError, AttributeError):  # a closed map, or a platform without MADV_DONTNEED
+        pass
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _GLIBC_MMAP_THRESHOLD = 128 * 1024  # glibc's initial mmap threshold, in force while a trim threshold is set
 TASK_HEAP_THRESHOLD = 64 << 20

@@ -65,3 +65,39 @@ def test_task_heap_on_this_machines_libc(monkeypatch):
     with chunked.task_heap():
         total = sum(float((np.ones((100, 33)) @ np.ones((33, 1000))).sum()) for _ in range(20))
     assert total == 20 * 100 * 1000 * 33
+
+
+def _rss_file_mib() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssFile:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def test_a_read_only_map_leaves_the_resident_set_and_reads_the_same_after(tmp_path):
+    """A step that reads all of a memory-mapped embedding matrix does not keep it resident (1.5 GB at 1M x 384);
+    the data read afterwards is unchanged, and a copy-on-write map (which may hold changes) is left alone."""
+    if _rss_file_mib() is None:
+        pytest.skip("needs Linux's /proc/self/status")
+    path = tmp_path / "X.npy"
+    X = np.random.default_rng(0).random((20_000, 400), dtype=np.float32)  # 32 MB
+    np.save(path, X)
+    M = np.load(path, mmap_mode="r")
+    base = _rss_file_mib()
+    total = float(np.asarray(M, dtype=np.float64).sum())  # every page touched
+    touched = _rss_file_mib()
+    assert touched - base > 25
+    chunked.release_pages(M[5:])  # a view of the map releases the whole map
+    assert _rss_file_mib() - base < 5
+    assert float(np.asarray(M, dtype=np.float64).sum()) == total
+    np.testing.assert_array_equal(M[123], X[123])
+
+    C = np.load(path, mmap_mode="c")
+    C[0, 0] = -1.0
+    chunked.release_pages(C)
+    assert C[0, 0] == -1.0
+    chunked.release_pages(X)  # an ordinary array: nothing to do

@@ -79,14 +79,18 @@ def source_features(X_train: NDArray[np.floating], *others: NDArray[np.floating]
 def _pca_blockwise(X: NDArray[np.floating], k: int) -> tuple[NDArray[np.float64], Any]:
     """scikit-learn's covariance_eigh PCA, reading X in row blocks: (the projected rows, a projector for others)."""
     n, d = X.shape
+    from core.chunked import release_pages
+
     mean = np.zeros(d)
     for i in range(0, n, BLOCK_ROWS):
         mean += np.asarray(X[i:i + BLOCK_ROWS], dtype=np.float64).sum(0)
+        release_pages(X)
     mean /= n
     cov = np.zeros((d, d))
     for i in range(0, n, BLOCK_ROWS):
         B = np.asarray(X[i:i + BLOCK_ROWS], dtype=np.float64) - mean
         cov += B.T @ B
+        release_pages(X)
     cov /= n - 1
     evals, evecs = np.linalg.eigh(cov)
     comps = evecs[:, np.argsort(evals)[::-1][:k]].T  # (k, d), largest variance first
@@ -99,6 +103,7 @@ def _pca_blockwise(X: NDArray[np.floating], k: int) -> tuple[NDArray[np.float64]
     Z = np.empty((n, k))
     for i in range(0, n, BLOCK_ROWS):
         Z[i:i + BLOCK_ROWS] = project(np.asarray(X[i:i + BLOCK_ROWS], dtype=np.float64))
+        release_pages(X)
     return Z, project
 
 
@@ -204,10 +209,15 @@ def seeded_rng(entropy: int, *key: int) -> np.random.Generator:
 
 
 def _rows64(X: NDArray[np.floating], rows: NDArray[np.int64], block: int = 65_536) -> NDArray[np.float64]:
-    """X[rows] as a new float64 array, read block by block (so a float32 X is never converted whole)."""
+    """X[rows] as a new float64 array, read block by block (so a float32 X is never converted whole); a memory-mapped
+    X's pages leave the resident set after each block (`chunked.release_pages`): a fold's scattered rows touch the
+    whole file, which would otherwise sit resident beside the float64 copy."""
+    from core.chunked import release_pages
+
     out = np.empty((len(rows), X.shape[1]), dtype=np.float64)
     for s in range(0, len(rows), block):
         out[s:s + block] = X[rows[s:s + block]]
+        release_pages(X)
     return out
 
 
