@@ -848,9 +848,14 @@ def _worker_encoder(spec: ModelSpec) -> tuple[Encoder, threading.Lock]:
 
 def _embed_shard(spec: ModelSpec, texts: list[str], batch_size: int) -> tuple[NDArray[np.float32],
                                                                                NDArray[np.int64]]:
-    """Run on a Dask worker: (vectors, token counts) of one shard of texts, with the worker's cached Encoder."""
+    """Run on a Dask worker: (vectors, token counts) of one shard of texts, with the worker's cached Encoder.
+
+    Inside `chunked.task_heap`: the 64 KiB trim threshold Dask's nanny gives its workers slows the forward passes
+    (benchmarks/bench_task_heap.py measures both ways)."""
+    from core.chunked import task_heap
+
     encoder, lock = _worker_encoder(spec)
-    with lock:
+    with lock, task_heap():
         X = encoder.encode(texts, batch_size=batch_size, warn=False)
         return X, encoder.last_lengths.copy()
 
