@@ -15,7 +15,9 @@ automatic k; past 200,000 rows a sample fit and every row labelled in chunks) an
 `--cluster` adds the Dask comparison on this machine: embedding `--cluster-texts` real demo texts (MiniLM, a fresh
 cache each time) and TS-DShapley on `--cluster-rows` synthetic rows, each (a) here on one thread, (b) on a
 `LocalCluster` of 1 single-threaded worker process and (c) of 2; speed-up = (b) / (c), the scheduler's overhead =
-(b) - (a). Values and vectors are checked equal across the three.
+(b) - (a). Values and vectors are checked equal across the three. `--ceiling` also times two plain runs side by side
+in two processes: 2 x (a) / their wall time is what two cores give two copies of the work on this machine, the most
+any scheduler could reach.
 
     nice -n 10 python benchmarks/bench_scale.py --sizes 10000            # what a busy machine can afford
     nice -n 10 python benchmarks/bench_scale.py                          # 10k and 100k
@@ -183,6 +185,9 @@ def main() -> None:
     ap.add_argument("--cluster-texts", type=int, default=4096,
                     help="real demo texts embedded per run (default 4096: 4 shards of 1,024)")
     ap.add_argument("--cluster-rows", type=int, default=5000, help="synthetic rows valued by TS-DShapley (5000)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="with --cluster: also time two plain TS-DShapley runs at once (this machine's own 2-core "
+                         "speed-up, the most a LocalCluster could reach)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--one-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -299,14 +304,39 @@ def cluster_comparison(args: argparse.Namespace, anchors: np.ndarray, labels: np
             print(f"  LocalCluster of {workers} started in {start:.1f} s", file=sys.stderr)
             results["embedding"][str(workers)] = embed(c.scheduler_address, f"w{workers}")
             results["ts-dshapley"][str(workers)] = value(c.scheduler_address)
+    pair = _two_at_once(train, valid) if args.ceiling else None
     for step, r in results.items():
         same = all(np.array_equal(r["here"][1], r[k][1]) for k in ("1", "2"))
         here, one, two = r["here"][0], r["1"][0], r["2"][0]
         n = args.cluster_texts if step == "embedding" else args.cluster_rows
-        out.append({"step": step, "n": n, "here": here, "one": one, "two": two, "same": same})
+        ceiling = 2 * here / pair if pair and step == "ts-dshapley" else None
+        out.append({"step": step, "n": n, "here": here, "one": one, "two": two, "same": same, "ceiling": ceiling})
         print(f"  {step}: here {here:.1f} s, 1 worker {one:.1f} s, 2 workers {two:.1f} s, same={same}",
               file=sys.stderr)
     return out
+
+
+def _plain_ts(train, valid) -> float:
+    from core.valuation.ts_dshapley import ts_dshapley
+
+    t0 = time.perf_counter()
+    ts_dshapley(train, valid=valid, seed=0, n_jobs=1)
+    return time.perf_counter() - t0
+
+
+def _two_at_once(train, valid) -> float:
+    """Wall seconds of two plain one-thread TS-DShapley runs side by side in two processes (no Dask): what this
+    machine's two cores give two independent copies of the work. 2 x (one run alone) / this is the best speed-up
+    any scheduler could reach here."""
+    import joblib
+
+    with joblib.Parallel(n_jobs=2, backend="loky") as par:
+        par(joblib.delayed(_plain_ts)(train, valid) for _ in range(2))  # workers started, imports done, warm
+        t0 = time.perf_counter()
+        each = par(joblib.delayed(_plain_ts)(train, valid) for _ in range(2))
+        wall = time.perf_counter() - t0
+    print(f"  two plain runs at once: {wall:.1f} s wall (each {each[0]:.1f} s, {each[1]:.1f} s)", file=sys.stderr)
+    return wall
 
 
 def print_cluster(args: argparse.Namespace, rows: list[dict]) -> None:
@@ -315,11 +345,13 @@ def print_cluster(args: argparse.Namespace, rows: list[dict]) -> None:
           f"cache; TS-DShapley: SYNTHETIC rows as above) - load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
           f"{os.cpu_count()} CPUs\n")
     print("| step | rows | here, 1 thread (s) | LocalCluster 1 worker (s) | 2 workers (s) | speed-up 2 vs 1 | "
-          "scheduler overhead (1 worker - here, s) | same output |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+          "scheduler overhead (1 worker - here, s) | same output | this machine's ceiling (2 plain runs at once) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
+        ceiling = f"{r['ceiling']:.2f}x" if r.get("ceiling") else "n/a"
         print(f"| {r['step']} | {r['n']:,} | {r['here']:.1f} | {r['one']:.1f} | {r['two']:.1f} | "
-              f"{r['one'] / r['two']:.2f}x | {r['one'] - r['here']:+.1f} | {'yes' if r['same'] else 'NO'} |")
+              f"{r['one'] / r['two']:.2f}x | {r['one'] - r['here']:+.1f} | {'yes' if r['same'] else 'NO'} | "
+              f"{ceiling} |")
 
 
 if __name__ == "__main__":
