@@ -79,8 +79,8 @@ def task_heap() -> Iterator[None]:
     With that variable set, glibc trims the heap after nearly every free of a few hundred KB and maps every larger
     block afresh, so code that makes many small matrices (TS-DShapley's permutation chains) ran 2-4x slower in a
     worker than in a plain process. For the task's duration the trim and mmap thresholds are raised; afterwards the
-    operator's trim threshold and glibc's mmap threshold are restored and the heap trimmed. Elsewhere (no such
-    variable, not glibc) it does nothing.
+    operator's trim threshold and glibc's mmap threshold are restored (glibc then trims the heap's top at the next
+    free). Elsewhere (no such variable, not glibc) it does nothing.
     """
     trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
     lib = _libc() if trim is not None else None
@@ -97,7 +97,9 @@ def task_heap() -> Iterator[None]:
             lib.mallopt(_M_TRIM_THRESHOLD, int(trim))
         except ValueError:
             pass
-        lib.malloc_trim(0)
+        # no malloc_trim(0) here: with the operator's threshold back, glibc trims the top of the heap at the next
+        # free; trimming everything after each task made the next one fault its memory in again
+        # (benchmarks/RESULTS.md, "task heap")
 
 
 def resolve_scheduler(scheduler: str | None) -> str | None:
