@@ -61,38 +61,45 @@ def _make_tasks(y: NDArray[np.int64], n_subsets: int, n_passes: int, n_permutati
 
 def _run_task(task: _Task, Z, y, Zv, yv, opts: dict[str, Any], entropy: int
               ) -> tuple[int, NDArray[np.int64], NDArray[np.float64]]:
-    """Values every row of a task's subsets: (pass index, rows, per-row estimate = mean over permutations)."""
+    """Values every row of a task's subsets: (pass index, rows, per-row estimate = mean over permutations).
+
+    The chains run on the task's own rows only (its subsets are disjoint), so a task costs what its rows cost, not
+    the whole matrix: handing all of Z to the chains copied it, augmented, in every task (264 MB at 1M rows)."""
     from threadpoolctl import threadpool_limits
 
     from core.chunked import task_heap
 
     P = opts["n_permutations"]
     with threadpool_limits(1), task_heap():
+        rows_all = np.concatenate(task.subsets)
+        Zt, yt = np.ascontiguousarray(Z[rows_all]), y[rows_all]
+        starts = np.concatenate([[0], np.cumsum([len(r) for r in task.subsets])])
         L = max(len(s) for s in task.subsets)
-        orders = np.full((len(task.subsets) * P, L), -1, dtype=np.int64)
+        orders = np.full((len(task.subsets) * P, L), -1, dtype=np.int64)  # positions in Zt
         v_full = np.empty(len(task.subsets) * P)
         for j, rows in enumerate(task.subsets):
-            vf = full_utility(Z[rows], y[rows], Zv, yv, n_classes=opts["n_classes"], classifier=opts["classifier"],
-                              utility=opts["utility"], alpha=opts["ridge_alpha"], C=opts["C"])
+            local = slice(starts[j], starts[j + 1])
+            vf = full_utility(Zt[local], yt[local], Zv, yv, n_classes=opts["n_classes"],
+                              classifier=opts["classifier"], utility=opts["utility"], alpha=opts["ridge_alpha"],
+                              C=opts["C"])
             for p in range(P):
                 perm = seeded_rng(entropy, task.pass_idx, task.first_subset + j, p).permutation(len(rows))
-                orders[j * P + p, : len(rows)] = rows[perm]
+                orders[j * P + p, : len(rows)] = starts[j] + perm
                 v_full[j * P + p] = vf
-        marg = run_chains(Z, y, Zv, yv, orders, v_full, n_classes=opts["n_classes"],
+        marg = run_chains(Zt, yt, Zv, yv, orders, v_full, n_classes=opts["n_classes"],
                           classifier=opts["classifier"], utility=opts["utility"], alpha=opts["ridge_alpha"],
                           C=opts["C"], tolerance=opts["tolerance"],
                           min_steps=int(np.ceil(0.1 * opts["subset_size"])))
-        rows_out, est_out = [], []
-        for j, rows in enumerate(task.subsets):
-            sums = np.zeros(len(Z) + 1)
-            block = orders[j * P:(j + 1) * P]
-            np.add.at(sums, np.where(block < 0, len(Z), block).ravel(), marg[j * P:(j + 1) * P].ravel())
-            est = sums[rows] / P
+        # every row's marginals summed over its subset's permutations (the subsets are disjoint: one pass)
+        sums = np.zeros(len(rows_all) + 1)
+        np.add.at(sums, np.where(orders < 0, len(rows_all), orders).ravel(), marg.ravel())
+        est_out = []
+        for j in range(len(task.subsets)):
+            est = sums[starts[j]:starts[j + 1]] / P
             if opts["center"]:
                 est = est - est.mean()
-            rows_out.append(rows)
             est_out.append(est)
-    return task.pass_idx, np.concatenate(rows_out), np.concatenate(est_out)
+    return task.pass_idx, rows_all, np.concatenate(est_out)
 
 
 def _task_done(task: _Task, est: NDArray[np.float64]) -> bool:

@@ -209,3 +209,24 @@ def test_past_the_small_size_partials_are_spaced_out_and_the_last_always_comes(b
     assert [p is not None for _, p in calls] == [False] * 6 + [True]  # the last task's partial only
     np.testing.assert_array_equal(calls[-1][1].values, full.values)
     np.testing.assert_array_equal(spaced.values, full.values)
+
+
+def test_a_task_reads_only_its_own_rows(blobs):
+    """A task's chains run on its subsets' rows alone: rows outside the task (here NaN) change nothing, so a task
+    costs what its rows cost at any data size."""
+    import importlib
+
+    ts = importlib.import_module("core.valuation.ts_dshapley")
+    train, valid, _ = blobs
+    Z, Zv = source_features(train.X, valid.X, n_components=4)
+    opts = dict(n_classes=3, classifier="ridge", utility="accuracy", ridge_alpha=10.0, C=1.0, tolerance=0.02,
+                subset_size=40, center=False, n_permutations=64)
+    task = ts._make_tasks(train.y, 5, 1, 64, entropy=7)[0]  # 4 subsets a task (256 chains): 160 of the 200 rows
+    k, rows, est = ts._run_task(task, Z, train.y, Zv, valid.y, opts, 7)
+    outside = np.setdiff1d(np.arange(len(Z)), rows)
+    assert len(outside) > 0
+    Z_nan = Z.copy()
+    Z_nan[outside] = np.nan
+    k2, rows2, est2 = ts._run_task(task, Z_nan, train.y, Zv, valid.y, opts, 7)
+    assert k2 == k and np.array_equal(rows2, rows) and np.isfinite(est).all()
+    np.testing.assert_array_equal(est2, est)
