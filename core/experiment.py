@@ -563,8 +563,7 @@ def measure_throughput(ws: Workspace | None, texts: Sequence[str], labels: Seque
                                       valid_fraction=0.0, threads=threads, device=device,
                                       max_steps=max(1, steps), require_test_classes=False)
     wall = time.perf_counter() - t0
-    seen = min(res.steps * bs, n_train * max(1, res.epochs_run))
-    train_s = seen / max(res.examples_per_second, 1e-9)
+    seen, train_s = _steps_seen(res, min(res.steps * bs, n_train * max(1, res.epochs_run)))
     out = Throughput(train_examples_per_second=float(res.examples_per_second),
                      predict_examples_per_second=float(res.n_test / max(res.eval_seconds, 1e-9)),
                      load_seconds=float(max(0.0, wall - train_s - res.eval_seconds)), device=res.device,
@@ -1090,13 +1089,20 @@ def compare(
     return run_id
 
 
+def _steps_seen(res: finetune.FinetuneResult, derived: int) -> tuple[int, float]:
+    """(examples the training steps processed, their seconds): as the fine-tune recorded them, else (a result from
+    before they were recorded) `derived` from steps x batch size and the examples-per-second rate."""
+    if res.train_examples > 0 and res.step_seconds > 0:
+        return int(res.train_examples), float(res.step_seconds)
+    return int(derived), derived / max(res.examples_per_second, 1e-9)
+
+
 def _refine_from(ws: Workspace, res: finetune.FinetuneResult, wall: float, shape: RunShape, **key: Any) -> None:
     """`refine_throughput` from one finished fine-tune of a comparison: its steps' examples and seconds, its
     prediction passes (test, and validation as often as it was scored) and what is left of its wall time."""
     if res.examples_per_second <= 0:
         return
-    seen = min(shape.train_examples, res.steps * int(res.params.get("batch_size") or 32))
-    step_s = seen / res.examples_per_second
+    seen, step_s = _steps_seen(res, min(shape.train_examples, res.steps * int(res.params.get("batch_size") or 32)))
     pred_n = res.n_test + res.n_valid * max(0, len(res.valid_curve))
     # the validation passes run inside the training wall: at the test pass's rate
     pred_rate = res.n_test / res.eval_seconds if res.eval_seconds > 0 else 0.0

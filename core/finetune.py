@@ -63,6 +63,8 @@ class FinetuneResult:
         steps: Optimizer steps taken.
         train_tokens: Token positions the training steps processed, padding included (what their time is
             proportional to; `core.experiment` estimates durations from it).
+        train_examples: Examples the training steps processed (a short last batch counts its own rows).
+        step_seconds: Seconds of pure training steps (`train_examples / examples_per_second`).
         device: Where it trained, e.g. "cpu (2 threads)" or "cuda (NVIDIA H200, bf16)".
         params: The options used (JSON-safe), the model path included.
     """
@@ -85,6 +87,8 @@ class FinetuneResult:
     steps: int = 0
     device: str = "cpu"
     train_tokens: int = 0
+    train_examples: int = 0
+    step_seconds: float = 0.0
 
     def to_dict(self, *, with_predictions: bool = False) -> dict[str, Any]:
         """JSON-safe dict (tuples become lists); predictions only when asked."""
@@ -110,6 +114,8 @@ class FinetuneResult:
             "steps": self.steps,
             "device": self.device,
             "train_tokens": self.train_tokens,
+            "train_examples": self.train_examples,
+            "step_seconds": self.step_seconds,
             "per_class": {k: asdict(v) for k, v in self.per_class.items()},
         }
 
@@ -529,7 +535,7 @@ def train_and_evaluate(
                 examples_per_second=seen / step_seconds if step_seconds > 0 else 0.0, n_train=len(ids_train),
                 params=params, best_epoch=best_epoch, n_valid=len(ids_valid), n_test=len(ids_test),
                 eval_seconds=eval_seconds, predictions=[classes[i] for i in pred], steps=step,
-                device=dev.label, train_tokens=tokens)
+                device=dev.label, train_tokens=tokens, train_examples=seen, step_seconds=step_seconds)
             if save_dir is not None:
                 out_dir = Path(save_dir)
                 out_dir.mkdir(parents=True, exist_ok=True)

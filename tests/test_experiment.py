@@ -473,3 +473,14 @@ def test_clean_kmq_and_iterative_specs_give_b_rows_from_the_pool(ws):
     assert len(it.uids) == 30 and set(it.uids) <= set(pool["uid"]) and "iterative refinement" in it.note
     with pytest.raises(DataError, match="malformed"):
         experiment.parse_subsets("iterative")
+
+
+def test_the_examples_behind_a_speed_are_the_ones_counted_else_derived():
+    """A fine-tune records the examples its steps processed (a short last batch counts its own rows); a result from
+    before that was recorded falls back to steps x batch size at its examples-per-second rate."""
+    base = dict(accuracy=1.0, macro_f1=1.0, per_class={}, loss_curve=[], valid_curve=[], epochs_run=1,
+                train_seconds=2.0, examples_per_second=50.0, n_train=100, params={"batch_size": 32}, steps=4)
+    counted = finetune.FinetuneResult(**base, train_examples=100, step_seconds=2.0)
+    assert experiment._steps_seen(counted, 128) == (100, 2.0)
+    older = finetune.FinetuneResult(**base)
+    assert experiment._steps_seen(older, 128) == (128, pytest.approx(128 / 50.0))

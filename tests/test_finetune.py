@@ -177,6 +177,9 @@ def test_max_steps_trains_exactly_that_many_steps_over_repeated_passes(tiny_bert
     batches = length_grouped_batches(lens, 8, rng) + length_grouped_batches(lens, 8, rng)
     assert res.train_tokens == sum(len(b) * int(lens[b].max()) for b in batches[:7])
     assert res.summary()["train_tokens"] == res.train_tokens
+    # and the examples they processed, counted, not derived from steps x batch size (the estimate learns from it)
+    assert res.train_examples == sum(len(b) for b in batches[:7]) and res.step_seconds > 0
+    assert res.examples_per_second == pytest.approx(res.train_examples / res.step_seconds)
 
 
 def test_padded_tokens_per_example_follows_the_batching():
