@@ -6,7 +6,7 @@ every free and maps every larger block afresh. `task_heap` lifts the trim and mm
 repeat times the same work both ways, each in a fresh LocalCluster of one single-threaded worker (warmed by 64 texts
 the same way), alternating which way goes first: `--texts` real demo texts embedded by MiniLM (a fresh cache each time,
 shards of 1,024 as `core.embed` cuts them) and `--rows` SYNTHETIC rows labelled by a fitted MiniBatchKMeans in chunks
-of 50,000 (`core.chunked.map_chunks`). Both ways give identical output (checked).
+of 50,000 (`core.chunked.map_chunks`). "Plain" swaps Winnow's task functions for the same code without the heap. Both ways give identical output (checked).
 
     python benchmarks/bench_task_heap.py --real /tmp/demo-ws --repeats 2
 
@@ -46,11 +46,9 @@ def plain_predict(model, X):
     return model.predict(X)
 
 
-def heap_predict(model, X):
-    from core.chunked import task_heap
-
-    with task_heap():
-        return model.predict(X)
+def plain_call(func, model, X):
+    """`core.chunked._heap_call` without the task heap (what a worker ran before)."""
+    return func(model, X)
 
 
 def main() -> None:
@@ -72,7 +70,7 @@ def main() -> None:
     X, _, _ = bs.synthetic(anchors, labels, args.rows, noise_sd=0.02, flip=0.1, seed=0)
     km = MiniBatchKMeans(128, random_state=0, n_init=1).fit(X[:20_000])
     chunks = chunked.row_chunks(len(X), 50_000)
-    real_shard = embed._embed_shard
+    real_shard, real_call = embed._embed_shard, chunked._heap_call
     times: dict[tuple[str, str], list[float]] = {}
     outputs: dict[tuple[str, str], list] = {}
     for r in range(args.repeats):
@@ -92,10 +90,13 @@ def main() -> None:
                 finally:
                     embed._embed_shard = real_shard
                 outputs.setdefault(("embedding", way), []).append(V)
-                t0 = time.perf_counter()
-                got = chunked.map_chunks(plain_predict if way == "plain" else heap_predict, km, X, chunks,
-                                         scheduler=c.scheduler_address)
-                times.setdefault(("k-means labels", way), []).append(time.perf_counter() - t0)
+                chunked._heap_call = plain_call if way == "plain" else real_call
+                try:
+                    t0 = time.perf_counter()
+                    got = chunked.map_chunks(plain_predict, km, X, chunks, scheduler=c.scheduler_address)
+                    times.setdefault(("k-means labels", way), []).append(time.perf_counter() - t0)
+                finally:
+                    chunked._heap_call = real_call
                 outputs.setdefault(("k-means labels", way), []).append(np.concatenate(got))
             print(f"  repeat {r + 1}, {way}: embedding {times[('embedding', way)][-1]:.1f} s, k-means labels "
                   f"{times[('k-means labels', way)][-1]:.1f} s, load {os.getloadavg()[0]:.2f}", file=sys.stderr)

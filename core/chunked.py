@@ -113,13 +113,19 @@ def row_chunks(rows: NDArray[np.int64] | int, size: int) -> list[NDArray[np.int6
     return [idx[s:s + size] for s in range(0, len(idx), max(1, int(size)))]
 
 
+def _heap_call(func: Callable[..., Any], model: Any, X: NDArray[np.floating]) -> Any:
+    """One chunk on a Dask worker, inside `task_heap` (benchmarks/bench_task_heap.py measures both ways)."""
+    with task_heap():
+        return func(model, X)
+
+
 def map_chunks(func: Callable[..., Any], model: Any, X: NDArray[np.floating], chunks: Sequence[NDArray[np.int64]], *,
                n_jobs: int = 1, scheduler: str | None = None,
                on_chunk: Callable[[int, int], None] | None = None) -> list[Any]:
     """[func(model, X[chunk]) for chunk in chunks], computed here, in joblib workers or on Dask workers.
 
     Only one chunk of X is materialised at a time here (X may be a memory-mapped (n, d) array); on a cluster the
-    model is scattered once and each task receives its own chunk.
+    model is scattered once and each task receives its own chunk, and runs inside `task_heap`.
 
     Args:
         func: A module-level function (picklable) of (model, rows of X).
@@ -151,7 +157,7 @@ def map_chunks(func: Callable[..., Any], model: Any, X: NDArray[np.floating], ch
                 nxt = next(pending, None)
                 if nxt is not None:
                     i, rows = nxt
-                    fut = client.submit(func, remote, np.ascontiguousarray(X[rows]), pure=False)
+                    fut = client.submit(_heap_call, func, remote, np.ascontiguousarray(X[rows]), pure=False)
                     futures[fut] = i
                     queue.add(fut)
 
