@@ -553,10 +553,18 @@ _QUOTED_FIELD = re.compile(r'^"(?:[^"]|"")*"$', re.S)
 def _raw_quotes(text: str, sep: str) -> bool:
     """True when a TSV's quotes are plain text (SST-2 style), False when they follow CSV quoting rules.
 
-    Plain when every line has the header's number of separators (no quoted separators or newlines) and some
-    field holds a quote without being a well-formed quoted field ("..." with inner quotes doubled).
+    CSV quoting when the whole text parses under strict CSV rules into records of one width (a quoted field may
+    hold separators and newlines: pandas writes a text with a tab or a newline that way). Otherwise plain when every
+    line has the header's number of separators (no quoted separators or newlines) and some field holds a quote
+    without being a well-formed quoted field ("..." with inner quotes doubled).
     """
     if '"' not in text:
+        return False
+    try:
+        records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True) if r]
+    except csv.Error:
+        records = []
+    if records and all(len(r) == len(records[0]) for r in records) and len(records[0]) > 1:
         return False
     lines = [ln for ln in re.split(r"\r\n|\r|\n", text) if ln.strip()]
     n_sep = lines[0].count(sep) if lines else 0

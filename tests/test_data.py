@@ -558,6 +558,14 @@ def test_nasty_texts_round_trip_exactly(tmp_path, texts, fmt):
     assert res.ds["text"][:] == texts
 
 
+@pytest.mark.parametrize("texts", [["0", "\t0\n"], ["0", "0\t\n"], ['say "hi"\tthere', "b\nc"]])
+def test_a_tsv_whose_quoted_texts_hold_tabs_and_newlines_is_read_as_csv_quoting(tmp_path, texts):
+    """pandas (and csv) quote a TSV text that holds a tab or a newline; such a file is CSV-quoted even when each of
+    its physical lines has the header's number of tabs (found by the property test below)."""
+    df = pd.DataFrame({"text": texts, "label": ["a", "b"]})
+    assert load(write(df, tmp_path / "q.tsv")).ds["text"][:] == texts
+
+
 def test_mixed_type_metadata_is_kept_as_text(tmp_path):
     p = tmp_path / "mixed.jsonl"
     p.write_text('{"text": "a", "label": "x", "extra": 1}\n{"text": "b", "label": "y", "extra": "two"}\n'
