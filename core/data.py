@@ -560,19 +560,18 @@ def _raw_quotes(text: str, sep: str) -> bool:
     """
     if '"' not in text:
         return False
-    try:
-        records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True) if r]
-    except csv.Error:
-        records = []
-    if records and all(len(r) == len(records[0]) for r in records) and len(records[0]) > 1:
-        return False
     lines = [ln for ln in re.split(r"\r\n|\r|\n", text) if ln.strip()]
     n_sep = lines[0].count(sep) if lines else 0
     if any(ln.count(sep) != n_sep for ln in lines):
         return False
-    return any(
-        '"' in f and not _QUOTED_FIELD.match(f) for ln in lines if '"' in ln for f in ln.split(sep)
-    )
+    if not any('"' in f and not _QUOTED_FIELD.match(f) for ln in lines if '"' in ln for f in ln.split(sep)):
+        return False
+    # the lines look plain; the whole text may still be CSV-quoted (checked only here: a second parse of the file)
+    try:
+        records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True) if r]
+    except csv.Error:
+        return True
+    return not (records and len(records[0]) > 1 and all(len(r) == len(records[0]) for r in records))
 
 
 def _parser_msg(e: Exception) -> str:
