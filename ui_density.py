@@ -205,7 +205,6 @@ def draw(fig: Any, shown: np.ndarray, n_rows: int, *, key: str = "map.plot") -> 
     if state["overlay"]:
         meta.update(selection=state.get("gen", 0), selected=int(len(rows)))
     layout = {**base["layout"], "shapes": _outline(kept) if state["overlay"] else [], "meta": meta}
-    meta = layout["meta"]
     st.caption(f"Density image of {meta['in_window']:,} points in the window (each pixel: "
                f"{'mean value' if meta.get('colour') == 'value' else 'majority'}), {meta['sample']:,} drawn as "
                "points · a lasso or box selects every row under it, drawn or not")
